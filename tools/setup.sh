@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Install everything the project needs on a fresh Debian 12 machine, idempotently:
+#   1. Debian packages (Nix, debootstrap/mmdebstrap for the lab, rsync, ssh),
+#   2. a Python venv from requirements.txt, cached per requirements digest,
+#   3. the collections this one depends on, without Galaxy (unpacked from the
+#      `ansible` wheel on PyPI), plus a link that makes this checkout
+#      importable as `aiolabs.nixos`.
+# Caches live under $AIOLABS_CACHE (default ~/.cache/aiolabs-nixos); nothing
+# depends on them being there.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cache=${AIOLABS_CACHE:-$HOME/.cache/aiolabs-nixos}
+python=${PYTHON:-python3}
+# The `ansible` release whose bundled collections we unpack: 12.x is the line
+# built on ansible-core 2.19, like requirements.txt.
+ansible_bundle=${ANSIBLE_BUNDLE_VERSION:-12.3.0}
+
+say() { printf '==> %s\n' "$*"; }
+# This machine's pip config may name local indexes that do not exist; pip then
+# warns once per package. Keep real errors, drop that noise.
+quiet_pip() { "$@" 2> >(grep -v "^WARNING: Location 'file://" >&2); }
+
+apt_packages=(nix-bin debootstrap mmdebstrap rsync openssh-client openssh-server
+              iproute2 procps libdbi-perl curl git make)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "setup: missing Debian packages: ${missing[*]} (run as root or install them)" >&2
+    exit 1
+  fi
+  say "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+mkdir -p "$cache"
+req_digest=$(cat "$repo/requirements.txt" | sha256sum | cut -c1-16)
+venv="$cache/venv-$req_digest"
+if [[ ! -x "$venv/bin/python" || ! -f "$venv/.complete" ]]; then
+  say "creating venv $venv from requirements.txt"
+  rm -rf "$venv"
+  "$python" -m venv "$venv"
+  quiet_pip "$venv/bin/pip" install -q --disable-pip-version-check -r "$repo/requirements.txt"
+  touch "$venv/.complete"
+fi
+ln -sfn "$venv" "$repo/.venv"
+
+wheel_dir="$cache/wheels"
+wheel="$wheel_dir/ansible-$ansible_bundle-py3-none-any.whl"
+if [[ ! -f "$wheel" ]]; then
+  say "downloading the ansible $ansible_bundle bundle (for ansible.posix, community.general)"
+  mkdir -p "$wheel_dir"
+  quiet_pip "$venv/bin/pip" download -q --disable-pip-version-check --no-deps \
+    "ansible==$ansible_bundle" -d "$wheel_dir"
+fi
+colls="$cache/collections-$ansible_bundle"
+if [[ ! -f "$colls/.complete" ]]; then
+  say "unpacking ansible.posix and community.general"
+  rm -rf "$colls"
+  "$venv/bin/python" - "$wheel" "$colls" <<'PY'
+import sys, zipfile
+wheel, dest = sys.argv[1:]
+wanted = ("ansible_collections/ansible/posix/", "ansible_collections/community/general/")
+with zipfile.ZipFile(wheel) as zf:
+    zf.extractall(dest, [n for n in zf.namelist() if n.startswith(wanted)])
+PY
+  touch "$colls/.complete"
+fi
+ac="$repo/.collections/ansible_collections"
+mkdir -p "$ac/aiolabs" "$ac/ansible" "$ac/community"
+ln -sfn "$repo" "$ac/aiolabs/nixos"
+ln -sfn "$colls/ansible_collections/ansible/posix" "$ac/ansible/posix"
+ln -sfn "$colls/ansible_collections/community/general" "$ac/community/general"
+say "ready: $(readlink "$repo/.venv")/bin/ansible $("$venv/bin/ansible" --version | head -1 | sed 's/.*\[core /core /;s/\]//')"

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Runs the stages of the test suite. `tools/test.sh all` is `make test`.
+# Every stage prints a banner; the first failing stage fails the run.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+export PATH="$repo/.venv/bin:$PATH"
+export ANSIBLE_CONFIG="$repo/ansible.cfg"
+export NIX_CONFIG=${NIX_CONFIG:-$'substituters =\nexperimental-features = nix-command flakes'}
+export PYTHONDONTWRITEBYTECODE=1
+cache=${AIOLABS_CACHE:-$HOME/.cache/aiolabs-nixos}
+
+banner() { printf '\n\033[1m===== %s =====\033[0m\n' "$*"; }
+
+stage_lint() {
+  banner "lint: ruff"
+  ruff check .
+  ruff format --check .
+  banner "lint: mypy (strict on plugins/module_utils)"
+  mypy --config-file pyproject.toml plugins lab tests bench
+  banner "lint: yamllint"
+  yamllint --strict .
+  banner "lint: ansible-lint (production profile)"
+  ansible-lint
+}
+
+stage_sanity() {
+  banner "ansible-test sanity"
+  tools/sanity.sh
+}
+
+# pytest exits 5 when it collects nothing; that must fail the run, and it does:
+# set -e sees any non-zero status.
+run_pytest() { python -m pytest -p no:cacheprovider "$@"; }
+
+stage_unit() {
+  banner "unit tests"
+  run_pytest tests/unit
+}
+
+stage_packaging() {
+  banner "packaging: build, install, ansible-doc"
+  run_pytest -m packaging tests/system
+}
+
+stage_nix() {
+  banner "Nix integration tests (Debian nix-bin and a modern Nix)"
+  tools/modern-nix.sh ensure
+  run_pytest -m "nix and not lab" tests/system
+}
+
+lab_up() {
+  banner "lab: up"
+  lab/labctl up
+  trap 'banner "lab: down"; lab/labctl down' EXIT
+}
+
+stage_lab() {
+  banner "lab tests"
+  run_pytest -m lab tests/system
+}
+
+stage_molecule() {
+  banner "molecule"
+  local s
+  for s in molecule/*/molecule.yml; do
+    [[ -e $s ]] || continue
+    (cd "$repo" && molecule test -s "$(basename "$(dirname "$s")")")
+  done
+}
+
+stage_bench() {
+  banner "benchmarks"
+  python bench/run.py
+}
+
+case "${1:-all}" in
+  lint) stage_lint ;;
+  sanity) stage_sanity ;;
+  unit) stage_unit ;;
+  packaging) stage_packaging ;;
+  nix) stage_nix ;;
+  system) stage_nix; lab_up; stage_lab ;;
+  molecule) lab_up; stage_molecule ;;
+  bench) lab_up; stage_bench ;;
+  all)
+    start=$SECONDS
+    stage_lint
+    stage_sanity
+    stage_unit
+    stage_packaging
+    stage_nix
+    lab_up
+    stage_lab
+    stage_molecule
+    banner "all stages passed in $((SECONDS - start)) s"
+    ;;
+  *) echo "usage: tools/test.sh {all|lint|sanity|unit|packaging|nix|system|molecule|bench}" >&2; exit 2 ;;
+esac
