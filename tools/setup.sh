@@ -22,7 +22,7 @@ say() { printf '==> %s\n' "$*"; }
 quiet_pip() { "$@" 2> >(grep -v "^WARNING: Location 'file://" >&2); }
 
 apt_packages=(nix-bin debootstrap mmdebstrap rsync openssh-client openssh-server
-              iproute2 procps libdbi-perl curl git make)
+              iproute2 procps libdbi-perl curl git make shellcheck)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -39,7 +39,7 @@ if ((${#missing[@]})); then
 fi
 
 mkdir -p "$cache"
-req_digest=$(cat "$repo/requirements.txt" | sha256sum | cut -c1-16)
+req_digest=$(sha256sum <"$repo/requirements.txt" | cut -c1-16)
 venv="$cache/venv-$req_digest"
 if [[ ! -x "$venv/bin/python" || ! -f "$venv/.complete" ]]; then
   say "creating venv $venv from requirements.txt"

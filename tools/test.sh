@@ -9,7 +9,6 @@ export PATH="$repo/.venv/bin:$PATH"
 export ANSIBLE_CONFIG="$repo/ansible.cfg"
 export NIX_CONFIG=${NIX_CONFIG:-$'substituters =\nexperimental-features = nix-command flakes'}
 export PYTHONDONTWRITEBYTECODE=1
-cache=${AIOLABS_CACHE:-$HOME/.cache/aiolabs-nixos}
 
 banner() { printf '\n\033[1m===== %s =====\033[0m\n' "$*"; }
 
@@ -18,7 +17,11 @@ stage_lint() {
   ruff check .
   ruff format --check .
   banner "lint: mypy (strict on plugins/module_utils)"
-  mypy --config-file pyproject.toml plugins lab tests bench
+  # The plugins are checked under their import name, as Ansible loads them.
+  (cd .collections && mypy --config-file ../pyproject.toml -p ansible_collections.aiolabs.nixos.plugins)
+  local extra=()
+  for d in tests lab bench; do [[ -d $d ]] && extra+=("$d"); done
+  mypy --config-file pyproject.toml "${extra[@]}"
   banner "lint: yamllint"
   yamllint --strict .
   banner "lint: ansible-lint (production profile)"

@@ -13,8 +13,8 @@ author: aiolabs
 description:
   - Turns Ansible data (strings, numbers, booleans, null, lists and dictionaries) into the text of a Nix expression.
   - Strings become double-quoted Nix strings with C(\\), C(") and C(${) escaped, so host data can never inject Nix code.
-  - Dictionary keys that are not plain Nix identifiers (or are Nix keywords) are quoted. Keys are sorted, so the same data
-    always renders the same text.
+  - Dictionary keys that are not plain Nix identifiers (or are Nix keywords) are quoted.
+  - Keys are sorted, so the same data always renders the same text.
   - Values marked with P(aiolabs.nixos.nix_path#filter) become Nix path literals.
   - This is the only way the collection's roles put host data into C(.nix) files.
 options:
@@ -57,6 +57,7 @@ _value:
 """
 
 from ansible.errors import AnsibleFilterError
+
 from ansible_collections.aiolabs.nixos.plugins.module_utils._nixexpr import NixExprError, nix_path, to_nix
 
 

@@ -86,28 +86,8 @@ def to_nix(value: object, indent: int = 2, _where: str = "", _level: int = 0) ->
     same text (and the same store path once Nix copies it).
     """
     where = _where or "value"
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        # A bare negative number inside a list would parse as subtraction.
-        return f"({value})" if value < 0 else str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise NixExprError(f"{where}: {value!r} has no Nix form (Nix floats are finite)")
-        text = repr(value)
-        return f"({text})" if value < 0 else text
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise NixExprError(f"{where}: Nix strings cannot contain NUL characters")
-        return quote_string(value)
-    if isinstance(value, PurePath):
-        text = value.as_posix()
-        # PurePath drops a leading "./"; Nix needs it to read a relative path.
-        if not text.startswith(("/", "~", "../")):
-            text = "./" + text
-        return _path_literal(text, where)
+    if value is None or isinstance(value, (bool, int, float, str, PurePath)):
+        return _scalar(value, where)
     if isinstance(value, Mapping):
         if set(value) == {PATH_MARKER}:
             marked = value[PATH_MARKER]
@@ -120,6 +100,29 @@ def to_nix(value: object, indent: int = 2, _where: str = "", _level: int = 0) ->
     raise NixExprError(f"{where}: values of type {type(value).__name__} cannot be rendered as Nix")
 
 
+def _scalar(value: bool | int | float | str | PurePath | None, where: str) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        # A bare negative number inside a list would parse as subtraction.
+        return f"({value})" if value < 0 else str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise NixExprError(f"{where}: {value!r} has no Nix form (Nix floats are finite)")
+        return f"({value!r})" if value < 0 else repr(value)
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise NixExprError(f"{where}: Nix strings cannot contain NUL characters")
+        return quote_string(value)
+    text = value.as_posix()
+    # PurePath drops a leading "./"; Nix needs it to read a relative path.
+    if not text.startswith(("/", "~", "../")):
+        text = "./" + text
+    return _path_literal(text, where)
+
+
 def _attrset(value: Mapping[object, object], indent: int, where: str, level: int) -> str:
     for key in value:
         if not isinstance(key, str):
@@ -130,9 +133,7 @@ def _attrset(value: Mapping[object, object], indent: int, where: str, level: int
     if not value:
         return "{ }"
     keys = sorted(value, key=str)
-    items = [
-        f"{attr_name(str(k))} = {to_nix(value[k], indent, _location(where, str(k)), level + 1)};" for k in keys
-    ]
+    items = [f"{attr_name(str(k))} = {to_nix(value[k], indent, _location(where, str(k)), level + 1)};" for k in keys]
     return _wrap("{", "}", items, indent, level)
 
 

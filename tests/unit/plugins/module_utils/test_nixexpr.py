@@ -6,6 +6,7 @@ import math
 from pathlib import PurePosixPath
 
 import pytest
+
 from ansible_collections.aiolabs.nixos.plugins.module_utils._nixexpr import (
     NixExprError,
     attr_name,

@@ -1,0 +1,145 @@
+"""The collection builds, installs offline from its tarball, and documents itself.
+
+This is what a user of `ansible-galaxy collection install` and AWX gets, so the
+tests run against the installed copy only: the checkout is not on the
+collections path while ansible-doc and ansible-playbook run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = [pytest.mark.packaging, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = REPO / ".venv" / "bin"
+DEPENDENCIES = ("ansible/posix", "community/general")
+
+# What must never ship: outputs, caches, environments, test infrastructure.
+FORBIDDEN_PARTS = {
+    ".venv",
+    ".collections",
+    "__pycache__",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".hypothesis",
+    ".git",
+    "build",
+    "dist",
+    "result",
+    "output",
+    "lab",
+    "bench",
+    ".cache",
+}
+
+
+def run(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=300)
+    assert proc.returncode == 0, f"{argv} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def plugin_names(kind: str) -> list[str]:
+    """Names of the collection's plugins of one kind, read from the checkout."""
+    folder = REPO / "plugins" / kind
+    names = {p.stem for p in folder.glob("*.py") if not p.name.startswith("_")}
+    if kind == "filter":
+        # One filter file may hold several filters; each has its own doc (.py or .yml).
+        names = {p.stem for p in folder.iterdir() if p.suffix in {".py", ".yml"} and not p.name.startswith("_")}
+    return sorted(names)
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path, dict[str, str]]]:
+    work = tmp_path_factory.mktemp("packaging")
+    deps = work / "deps" / "ansible_collections"
+    for dep in DEPENDENCIES:
+        src = REPO / ".collections" / "ansible_collections" / dep
+        assert src.exists(), f"{src} missing: run make setup"
+        (deps / dep).parent.mkdir(parents=True, exist_ok=True)
+        (deps / dep).symlink_to(src.resolve())
+    # An empty configuration: nothing from the checkout's ansible.cfg leaks in.
+    (work / "ansible.cfg").write_text("[defaults]\n")
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(work / "ansible.cfg"),
+        "ANSIBLE_COLLECTIONS_PATH": str(work / "deps"),
+        "ANSIBLE_LOCAL_TEMP": str(work / "tmp"),
+    }
+    run([str(BIN / "ansible-galaxy"), "collection", "build", str(REPO), "--output-path", str(work)], env, work)
+    (tarball,) = work.glob("aiolabs-nixos-*.tar.gz")
+    target = work / "installed"
+    target.mkdir()
+    run(
+        [str(BIN / "ansible-galaxy"), "collection", "install", "--offline", str(tarball), "-p", str(target)],
+        env,
+        work,
+    )
+    env["ANSIBLE_COLLECTIONS_PATH"] = f"{target}:{work / 'deps'}"
+    yield tarball, target / "ansible_collections" / "aiolabs" / "nixos", env
+
+
+def test_tarball_holds_collection_content_only(installed: tuple[Path, Path, dict[str, str]]) -> None:
+    tarball, _, _ = installed
+    with tarfile.open(tarball) as tar:
+        names = tar.getnames()
+    assert "MANIFEST.json" in names
+    assert "galaxy.yml" not in names  # galaxy.yml becomes MANIFEST.json
+    for expected in ("meta/runtime.yml", "plugins/filter/to_nix.py", "playbooks/site.yml", "README.md"):
+        assert expected in names
+    shipped_junk = sorted(n for n in names if FORBIDDEN_PARTS & set(Path(n).parts) or n.endswith((".pyc", ".tar.gz")))
+    assert shipped_junk == []
+
+
+def test_manifest_metadata(installed: tuple[Path, Path, dict[str, str]]) -> None:
+    _, path, _ = installed
+    info = json.loads((path / "MANIFEST.json").read_text())["collection_info"]
+    galaxy = yaml.safe_load((REPO / "galaxy.yml").read_text())
+    assert (info["namespace"], info["name"], info["version"]) == ("aiolabs", "nixos", galaxy["version"])
+    assert info["license"] == ["GPL-3.0-or-later"]
+    assert set(info["dependencies"]) == {"ansible.posix", "community.general"}
+
+
+@pytest.mark.parametrize("kind", ["module", "filter"])
+def test_ansible_doc_for_every_plugin(kind: str, installed: tuple[Path, Path, dict[str, str]]) -> None:
+    _, path, env = installed
+    names = plugin_names("modules" if kind == "module" else kind)
+    if kind == "filter":
+        assert names, "the collection ships filters"
+    listed = json.loads(run([str(BIN / "ansible-doc"), "-t", kind, "-l", "aiolabs.nixos", "--json"], env, path).stdout)
+    assert sorted(name.removeprefix("aiolabs.nixos.") for name in listed) == names
+    for name in names:
+        doc = json.loads(
+            run([str(BIN / "ansible-doc"), "-t", kind, f"aiolabs.nixos.{name}", "--json"], env, path).stdout
+        )
+        entry = doc[f"aiolabs.nixos.{name}"]
+        assert entry["doc"]["short_description"], name
+        assert entry["examples"].strip(), f"{name} has no EXAMPLES"
+        assert entry["return"], f"{name} documents no return values"
+        # Each installed plugin file comes from the install, not from the checkout.
+        assert str(path) in entry["doc"]["filename"], entry["doc"]["filename"]
+
+
+def test_playbooks_are_reachable_by_fqcn(installed: tuple[Path, Path, dict[str, str]], tmp_path: Path) -> None:
+    _, _, env = installed
+    playbooks = sorted(p.stem for p in (REPO / "playbooks").glob("*.yml"))
+    assert "site" in playbooks
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("all:\n  children:\n    nixos:\n      hosts:\n        machine1:\n")
+    for name in playbooks:
+        proc = run(
+            [str(BIN / "ansible-playbook"), "-i", str(inventory), f"aiolabs.nixos.{name}", "--syntax-check"],
+            env,
+            tmp_path,
+        )
+        assert f"aiolabs.nixos.{name}" in proc.stdout or "playbook:" in proc.stdout
