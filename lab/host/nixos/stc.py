@@ -1,0 +1,261 @@
+"""LAB STAND-IN: ``$system/bin/switch-to-configuration {switch|boot|test|dry-activate}``.
+
+The algorithm of nixpkgs' switch-to-configuration in miniature: take the lock, (switch/boot) install
+the boot loader, (boot) stop there, compare the running units with the new ones, stop, activate,
+reload, restart, start, report new and failed units, on stderr with the real lines in the real
+order, and exit 0 / 1 (lock, usage) / 2 (activation failed) / 3 (daemon-reload failed) /
+4 (a unit failed) / 100 (reboot required). Units are driven through the systemctl stand-in
+(TEST-ONLY override: ``LAB_SYSTEMCTL``). Fault knob: ``reboot-required`` (one-shot).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO
+
+from . import proc
+from .state import HostPaths, Knobs
+from .units import UnitPlan, parse_unit, plan_units, report_line, unit_bool, units_wanted_by_default_target
+
+ACTIONS = ("switch", "boot", "test", "dry-activate")
+USAGE = """\
+Usage: {prog} [switch|boot|test|dry-activate]
+
+switch:       make the configuration the boot default and activate now
+boot:         make the configuration the boot default
+test:         activate the configuration, but don't make it the boot default
+dry-activate: show what would be done if this configuration were activated
+"""
+REBOOT_WARNING = """\
+Warning: the new NixOS configuration has an \u2018init\u2019 that is
+incompatible with the current configuration.  The new configuration
+won't take effect until you reboot the system.
+"""
+SYSTEMCTL_TIMEOUT = 120.0
+
+
+def eprint(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def report(prefix: str, units: Iterable[str]) -> None:
+    line = report_line(prefix, units)
+    if line is not None:
+        eprint(line)
+
+
+class Systemctl:
+    """The systemctl stand-in of the lab host (LAB-A's), called like NixOS calls systemctl."""
+
+    def __init__(self) -> None:
+        self.cmd = os.environ.get("LAB_SYSTEMCTL") or "systemctl"
+
+    def call(self, *args: str) -> int:
+        try:
+            return proc.run([self.cmd, *args], timeout=SYSTEMCTL_TIMEOUT).returncode
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            eprint(f"{self.cmd} {' '.join(args)}: {exc}")
+            return 1
+
+    def units(self, verb: str, names: Iterable[str]) -> int:
+        names = sorted(names)
+        return self.call(verb, "--", *names) if names else 0
+
+    def active_units(self) -> dict[str, str]:
+        """Unit → ACTIVE state of every loaded unit that is not inactive."""
+        result = proc.run([self.cmd, "list-units", "--plain", "--no-legend"], capture=True, timeout=SYSTEMCTL_TIMEOUT)
+        units: dict[str, str] = {}
+        for line in result.stdout.splitlines():
+            fields = line.split()
+            if len(fields) >= 4 and fields[2] != "inactive":
+                units[fields[0]] = fields[2]
+        return units
+
+    def is_active(self, unit: str) -> bool:
+        try:
+            result = proc.run([self.cmd, "is-active", unit], capture=True, timeout=SYSTEMCTL_TIMEOUT)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        return result.returncode == 0
+
+
+class ListFile:
+    """The /run/nixos/{start,restart,reload}-list files that make an interrupted switch resumable."""
+
+    def __init__(self, path: Path, enabled: bool) -> None:
+        self.path, self.enabled = path, enabled
+
+    def read(self) -> set[str]:
+        try:
+            return {line for line in self.path.read_text(encoding="utf-8").splitlines() if line}
+        except OSError:
+            return set()
+
+    def write(self, units: Iterable[str]) -> None:
+        if self.enabled:
+            self.path.write_text("".join(f"{u}\n" for u in sorted(units)), encoding="utf-8")
+
+    def remove(self) -> None:
+        if self.enabled:
+            self.path.unlink(missing_ok=True)
+
+
+class Switch:
+    def __init__(self, toplevel: Path, action: str, paths: HostPaths) -> None:
+        self.toplevel, self.action, self.paths = toplevel, action, paths
+        self.systemctl = Systemctl()
+        self.knobs = Knobs(paths)
+        real = action != "dry-activate"
+        self.start_list = ListFile(paths.run_nixos / "start-list", real)
+        self.restart_list = ListFile(paths.run_nixos / "restart-list", real)
+        self.reload_list = ListFile(paths.run_nixos / "reload-list", real)
+
+    # --- steps -----------------------------------------------------------------------------------
+    def install_bootloader(self) -> int:
+        # The lab's "boot loader" is the system profile itself, which lab-init boots from.
+        return 0
+
+    def reboot_required(self) -> bool:
+        if self.action == "dry-activate":
+            return self.knobs.is_set("reboot-required")
+        return self.knobs.consume("reboot-required")
+
+    def plan(self, active: dict[str, str]) -> UnitPlan:
+        plan = UnitPlan(start=self.start_list.read(), restart=self.restart_list.read(), reload=self.reload_list.read())
+        plan = plan_units(active, self.paths.unit_dir, self.toplevel / "etc" / "systemd" / "system", plan)
+        self.start_list.write(plan.start)
+        self.restart_list.write(plan.restart)
+        self.reload_list.write(plan.reload)
+        return plan
+
+    def dry_activate(self, plan: UnitPlan) -> int:
+        report("would stop the following units:", plan.shown(plan.stop))
+        report("would NOT stop the following changed units:", plan.skip)
+        eprint("would activate the configuration...")
+        proc.run([str(self.toplevel / "dry-activate"), str(self.toplevel)])
+        report("would reload the following units:", plan.reload)
+        report("would restart the following units:", plan.restart)
+        report("would start the following units:", plan.shown(plan.start))
+        return 0
+
+    def activate(self) -> int:
+        eprint("activating the configuration...")
+        env = dict(os.environ, NIXOS_ACTION=self.action)
+        try:
+            return proc.run([str(self.toplevel / "activate"), str(self.toplevel)], env=env, timeout=None).returncode
+        except OSError as exc:
+            eprint(f"{self.toplevel}/activate: {exc}")
+            return 1
+
+    def reload_units(self, plan: UnitPlan) -> int:
+        res = 0
+        for unit in sorted(plan.reload):
+            if self.systemctl.is_active(unit):
+                continue
+            info = parse_unit(self.toplevel / "etc" / "systemd" / "system" / unit)
+            if not (
+                unit_bool(info, "Unit", "RefuseManualStart", False)
+                or unit_bool(info, "Unit", "X-OnlyManualStart", False)
+            ):
+                plan.start.add(unit)
+            plan.reload.discard(unit)
+        if plan.reload:
+            report("reloading the following units:", plan.reload)
+            if self.systemctl.units("reload", plan.reload):
+                res = 4
+        self.reload_list.remove()
+        return res
+
+    def start_default_target(self, plan: UnitPlan) -> None:
+        """Emulate `systemctl start multi-user.target` (filtered from the report, as real)."""
+        active = self.systemctl.active_units()
+        for unit in units_wanted_by_default_target(self.paths.unit_dir):
+            if active.get(unit) not in ("active", "activating") and unit not in plan.start | plan.restart:
+                plan.start.add(unit)
+                plan.hidden.add(unit)
+
+    def report_outcome(self, before: dict[str, str]) -> int:
+        after = self.systemctl.active_units()
+        failed = sorted(u for u, state in after.items() if state == "failed")
+        new = sorted(u for u, state in after.items() if state != "failed" and u not in before)
+        report("the following new units were started:", new)
+        if not failed:
+            return 0
+        eprint(f"warning: the following units failed: {', '.join(failed)}\n")
+        self.systemctl.call("status", "--no-pager", "--full", *failed)
+        return 4
+
+    def run(self) -> int:
+        if self.action in ("switch", "boot") and self.install_bootloader():
+            eprint("Failed to install bootloader")
+            return 1
+        if self.action == "boot":
+            return 0
+        if self.reboot_required():
+            sys.stderr.write(REBOOT_WARNING)
+            return 100
+        before = self.systemctl.active_units()
+        plan = self.plan(before)
+        if self.action == "dry-activate":
+            return self.dry_activate(plan)
+        return self.switch(plan, before)
+
+    def switch(self, plan: UnitPlan, before: dict[str, str]) -> int:
+        if plan.stop:
+            report("stopping the following units:", plan.shown(plan.stop))
+            self.systemctl.units("stop", plan.stop)
+        report("NOT restarting the following changed units:", plan.skip)
+        res = 2 if self.activate() else 0
+        self.systemctl.call("reset-failed")
+        if self.systemctl.call("daemon-reload"):
+            res = 3
+        eprint("reloading user units for root...")
+        eprint("restarting sysinit-reactivation.target")
+        res = self.reload_units(plan) or res
+        if plan.restart:
+            report("restarting the following units:", plan.restart)
+            if self.systemctl.units("restart", plan.restart):
+                res = 4
+        self.restart_list.remove()
+        self.start_default_target(plan)
+        report("starting the following units:", plan.shown(plan.start))
+        if self.systemctl.units("start", plan.start):
+            res = 4
+        self.start_list.remove()
+        return self.report_outcome(before) or res
+
+
+def acquire_lock(paths: HostPaths) -> IO[str] | None:
+    paths.run_nixos.mkdir(parents=True, exist_ok=True, mode=0o755)
+    handle = open(paths.lock_file, "a", encoding="utf-8")  # noqa: SIM115 - held until exit
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
+def main(argv: list[str]) -> int:
+    toplevel = Path(argv[1])
+    action = argv[2] if len(argv) > 2 else ""
+    os.environ["NIXOS_ACTION"] = action
+    if action not in ACTIONS:
+        sys.stderr.write(USAGE.format(prog=toplevel / "bin" / "switch-to-configuration"))
+        return 1
+    paths = HostPaths.from_env()
+    lock = acquire_lock(paths)
+    if lock is None:
+        eprint("Could not acquire lock")
+        return 1
+    with lock:
+        return Switch(toplevel, action, paths).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
