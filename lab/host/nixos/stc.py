@@ -67,14 +67,27 @@ class Systemctl:
         return self.call(verb, "--", *names) if names else 0
 
     def active_units(self) -> dict[str, str]:
-        """Unit → ACTIVE state of every loaded unit that is not inactive."""
+        """Unit → ACTIVE state of every loaded unit that is not inactive.
+
+        A unit in SUB state ``auto-restart`` whose main process exited non-zero counts as
+        ``failed`` (as switch-to-configuration decides).
+        """
         result = proc.run([self.cmd, "list-units", "--plain", "--no-legend"], capture=True, timeout=SYSTEMCTL_TIMEOUT)
         units: dict[str, str] = {}
         for line in result.stdout.splitlines():
             fields = line.split()
-            if len(fields) >= 4 and fields[2] != "inactive":
-                units[fields[0]] = fields[2]
+            if len(fields) < 4 or fields[2] == "inactive":
+                continue
+            units[fields[0]] = (
+                "failed" if fields[3] == "auto-restart" and self.main_status(fields[0]) != "0" else fields[2]
+            )
         return units
+
+    def main_status(self, unit: str) -> str:
+        result = proc.run(
+            [self.cmd, "show", "--value", "--property=ExecMainStatus", unit], capture=True, timeout=SYSTEMCTL_TIMEOUT
+        )
+        return result.stdout.strip()
 
     def is_active(self, unit: str) -> bool:
         try:
