@@ -41,6 +41,7 @@ TRANSIENT_DIR = Path("/run/systemd/transient")
 HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 STOP_TIMEOUT = 10.0
 BOOT_STEP_TIMEOUT = 300.0
+PYTHON = "/usr/bin/python3"
 START_LIMIT_BURST = 5
 START_LIMIT_INTERVAL = 10.0
 
@@ -1036,7 +1037,7 @@ def power_off(m: Manager, server: Server, action: str) -> None:
     for path in ("/tmp", "/run"):
         sh(["umount", "-l", path], check=False)
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} lab-init: rebooting in place", flush=True)
-    os.execve(sys.executable, [sys.executable, "/opt/lab/bin/lab-init"], dict(os.environ))
+    os.execve(PYTHON, ["lab-init", "/opt/lab/bin/lab-init"], dict(os.environ))
 
 
 def main() -> int:

@@ -8,6 +8,7 @@ become the unit's. With --wait the exit status is the unit's, as systemd-run ret
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -159,6 +160,14 @@ def build_request(a: RunArgs) -> dict[str, Any]:
     }
 
 
+def signal_name(num: int) -> str:
+    """systemd prints signals without the SIG prefix: TERM, KILL."""
+    try:
+        return signal.Signals(num).name.removeprefix("SIG")
+    except ValueError:
+        return str(num)
+
+
 def exit_code(result: str, status: int) -> int:
     if result == "success":
         return 0
@@ -216,7 +225,7 @@ def finish(a: RunArgs, reply: dict[str, Any]) -> int:
     result, code, status = str(reply["result"]), str(reply.get("code", "exited")), int(reply.get("status", 0))
     if a.wait and not a.quiet:
         info(a, f"Finished with result: {result}")
-        shown = str(status) if code == "exited" else f"SIG{status}"
+        shown = str(status) if code == "exited" else signal_name(status)
         info(a, f"Main processes terminated with: code={code}/status={shown}")
         info(a, f"Service runtime: {fmt_span(float(reply.get('runtime', 0)))}")
     return exit_code(result, status)

@@ -457,8 +457,8 @@ def parse_shutdown(argv: list[str]) -> tuple[str, float, bool]:
 def parse_when(when: str) -> float:
     if when == "now":
         return 0.0
-    if when.startswith("+") and when[1:].isdigit():
-        return float(int(when[1:]) * 60)
+    if when.removeprefix("+").isdigit():  # "+5" and "5" both mean minutes
+        return float(int(when.removeprefix("+")) * 60)
     if ":" in when:
         hh, mm = when.split(":", 1)
         t = time.localtime()
