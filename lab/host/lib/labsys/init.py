@@ -679,7 +679,7 @@ def quote(arg: str) -> str:
 
 
 def quote_desc(argv: list[str]) -> str:
-    return "[lab-run] " + " ".join(argv)
+    return "[systemd-run] " + " ".join(argv)
 
 
 # --------------------------------------------------------------------------- control socket
