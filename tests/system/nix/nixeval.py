@@ -72,17 +72,22 @@ class Harness:
     def expression(self, modules: str, select: str) -> str:
         return f"let h = import {HARNESS} {self.args};\n  r = h.eval [ {modules} ];\n  c = r.config;\nin {select}"
 
-    def eval(self, modules: str, select: str) -> Any:
-        """Evaluate ``select`` (a Nix expression over ``c`` = config, ``h`` = harness) to JSON."""
+    def eval(self, modules: str, select: str, search_path: tuple[str, ...] = ()) -> Any:
+        """Evaluate ``select`` (a Nix expression over ``c`` = config, ``h`` = harness) to JSON.
+
+        ``search_path`` entries (``name=path``) become ``-I`` options, as NIX_PATH=/var/src on a machine.
+        """
         expr = self.expression(modules, select)
-        proc = run_nix([nix_instantiate(), "--eval", "--strict", "--json", "-E", expr])
+        include = [arg for entry in search_path for arg in ("-I", entry)]
+        proc = run_nix([nix_instantiate(), "--eval", "--strict", "--json", *include, "-E", expr])
         assert proc.returncode == 0, f"[{self.name}] evaluation failed:\n{expr}\n{proc.stderr[-3000:]}"
         return json.loads(proc.stdout)
 
-    def eval_error(self, modules: str, select: str) -> str:
+    def eval_error(self, modules: str, select: str, search_path: tuple[str, ...] = ()) -> str:
         """Evaluate and expect failure; return Nix's error output."""
         expr = self.expression(modules, select)
-        proc = run_nix([nix_instantiate(), "--eval", "--strict", "--json", "-E", expr])
+        include = [arg for entry in search_path for arg in ("-I", entry)]
+        proc = run_nix([nix_instantiate(), "--eval", "--strict", "--json", *include, "-E", expr])
         assert proc.returncode != 0, f"[{self.name}] evaluation succeeded but should fail:\n{expr}\n{proc.stdout}"
         return proc.stderr
 

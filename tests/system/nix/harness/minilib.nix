@@ -547,6 +547,12 @@ let
           value = f n;
         }) names
       );
+    findFirst =
+      pred: default: xs:
+      let
+        found = filter pred xs;
+      in
+      if found == [ ] then default else head found;
     filterAttrs = pred: set: listToAttrs (concatMap (n: if pred n set.${n} then [ { name = n; value = set.${n}; } ] else [ ]) (attrNames set));
     mapAttrsToList = f: set: map (n: f n set.${n}) (attrNames set);
     getExe = p: "${p}/bin/${p.meta.mainProgram or p.pname or p.name}";
