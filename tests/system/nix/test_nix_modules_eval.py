@@ -32,6 +32,8 @@ import pytest
 # pytest puts this directory on sys.path (rootdir-relative, no __init__.py); mypy cannot see that.
 from nixeval import NIX_MODULES, Harness, make_harness  # type: ignore[import-not-found]
 
+from ansible_collections.aiolabs.nixos.plugins.module_utils._nix_source import find_hash_site
+
 pytestmark = pytest.mark.nix
 
 STORE = r"/nix/store/[^/ ]+"
@@ -417,14 +419,14 @@ def test_atbb_package_uses_fetch_pnpm_deps_v3(lib_harness: Harness, atbb_tree: P
 
 
 def test_atbb_package_hash_is_findable_by_pnpm_deps_hash() -> None:
-    """pnpm_deps_hash looks for `pnpmDeps = fetchPnpmDeps { … hash = "…"; … }` (or pnpm*.fetchDeps)."""
+    """The pnpm_deps_hash module's own locator finds exactly this fetcher call and its hash."""
     source = (NIX_MODULES / "atbb" / "nix" / "package.nix").read_text()
-    calls = re.findall(
-        r"pnpmDeps\s*=\s*(fetchPnpmDeps|pnpm_9\.fetchDeps|pnpm\.fetchDeps)\s*\{(.*?)\n\s*\};", source, re.S
-    )
-    assert len(calls) == 1
-    hashes = re.findall(r'^\s*hash\s*=\s*"([^"]*)";', calls[0][1], re.M)
-    assert len(hashes) == 1
+    site = find_hash_site(source)
+    assert site.callee == "fetchPnpmDeps"
+    assert site.known_fetcher
+    assert site.literal is not None
+    assert re.fullmatch(r"sha256-[A-Za-z0-9+/]{43}=", site.literal)
+    assert "fetcherVersion = 3;" in site.call_text_without_hash(source)
     assert "pnpm_9.fetchDeps" in source  # the comment mapping the seed's API to the current one
 
 
