@@ -15,6 +15,7 @@ default an unknown Host gets 404. The longest matching path prefix of a vhost wi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import mimetypes
@@ -88,7 +89,9 @@ def routes_from_config(data: dict[str, object]) -> list[Route]:
             kind = kinds[0]
             if kind == "proxy":
                 parse_upstream(str(e[kind]))
-            out.append(Route(str(host).lower(), str(e.get("prefix", "/")), kind, str(e[kind]), int(e.get("status", 200))))
+            out.append(
+                Route(str(host).lower(), str(e.get("prefix", "/")), kind, str(e[kind]), int(e.get("status", 200)))
+            )
     return out
 
 
@@ -121,7 +124,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "lab-httpd"
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - BaseHTTPRequestHandler's name
+    def log_message(self, format: str, *args: object) -> None:
         sys.stderr.write(f"{self.address_string()} {self.headers.get('Host', '-')} {format % args}\n")
 
     def handle_any(self) -> None:
@@ -135,9 +138,9 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self.proxy(route)
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = handle_any  # noqa: N815
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = handle_any
 
-    def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
+    def do_HEAD(self) -> None:
         self.handle_any()
 
     def reply(self, status: int, body: str | bytes, ctype: str = "text/plain; charset=utf-8") -> None:
@@ -224,8 +227,6 @@ def main(argv: list[str]) -> int:
         print(f"lab-httpd: {exc}", file=sys.stderr)
         return 1
     print(f"lab-httpd: listening on {addr[0]}:{addr[1]} with {len(routes)} route(s)", file=sys.stderr, flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0

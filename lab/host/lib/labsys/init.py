@@ -22,12 +22,21 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import journal
-from .unitfile import SEARCH_PATH, ExecCommand, UnitFile, UnitFileError, load_unit, parse_environment_file, parse_unit_text
+from .unitfile import (
+    SEARCH_PATH,
+    ExecCommand,
+    UnitFile,
+    UnitFileError,
+    load_unit,
+    parse_environment_file,
+    parse_unit_text,
+)
 
 RUN_LAB = Path("/run/lab")
 SOCKET = RUN_LAB / "init.sock"
@@ -163,6 +172,13 @@ class Finished:
     ended: float
 
 
+def loaded(u: Unit) -> UnitFile:
+    """The unit's configuration; callers only reach here for loaded units."""
+    if u.cfg is None:
+        raise UnitFileError(f"Unit {u.name} is not loaded.")
+    return u.cfg
+
+
 class Manager:
     """Unit state; every method is called with self.cv held."""
 
@@ -260,11 +276,11 @@ class Manager:
         return u.invocation, ""
 
     def plan(self, u: Unit) -> list[tuple[str, ExecCommand]]:
-        assert u.cfg is not None
-        pre = u.cfg.exec_commands("ExecStartPre")
-        main = u.cfg.exec_commands("ExecStart")
-        post = u.cfg.exec_commands("ExecStartPost")
-        stype = u.cfg.service_type
+        cfg = loaded(u)
+        pre = cfg.exec_commands("ExecStartPre")
+        main = cfg.exec_commands("ExecStart")
+        post = cfg.exec_commands("ExecStartPost")
+        stype = cfg.service_type
         if not main and stype != "oneshot":
             raise UnitFileError(f"Unit {u.name} has no ExecStart= setting (bad-setting).")
         if len(main) > 1 and stype != "oneshot":
@@ -275,22 +291,22 @@ class Manager:
         return [("pre", c) for c in pre] + [("main", c) for c in main] + [("post", c) for c in post]
 
     def environment(self, u: Unit) -> dict[str, str]:
-        assert u.cfg is not None
+        cfg = loaded(u)
         env = {"PATH": HOST_PATH, "LANG": "C.UTF-8", "HOME": "/root", "INVOCATION_ID": u.invocation}
-        for path, optional in u.cfg.environment_files():
+        for path, optional in cfg.environment_files():
             try:
                 env.update(parse_environment_file(Path(path).read_text()))
             except OSError:
                 if not optional:
                     raise
-        env.update(u.cfg.environment())
+        env.update(cfg.environment())
         env.update(u.extra_env)
         return env
 
     def spawn(self, u: Unit, role: str, cmd: ExecCommand) -> Proc:
-        assert u.cfg is not None
+        cfg = loaded(u)
         env = self.environment(u)
-        cwd = u.cfg.get("Service", "WorkingDirectory") or "/"
+        cwd = cfg.get("Service", "WorkingDirectory") or "/"
         cwd = cwd.lstrip("-").replace("~", "/root", 1) if cwd.lstrip("-").startswith("~") else cwd.lstrip("-")
         if u.pipe_fds:
             stdin, stdout, stderr = u.pipe_fds
@@ -311,7 +327,7 @@ class Manager:
         return proc
 
     def next_step(self, u: Unit) -> None:
-        assert u.cfg is not None
+        cfg = loaded(u)
         while u.steps:
             role, cmd = u.steps.popleft()
             try:
@@ -323,18 +339,18 @@ class Manager:
                 return
             if role == "main":
                 u.main_pid = proc.pid
-                if u.cfg.service_type != "oneshot":
+                if cfg.service_type != "oneshot":
                     self.set_state(u, "active", "running")
                     self.jobs[u.invocation] = "done"
                     journal.record(u.name, f"Started {u.description}.")
                     continue  # ExecStartPost runs beside the main process
             return  # wait for this control / oneshot process
-        if u.cfg.service_type == "oneshot" and u.active == "activating":
+        if cfg.service_type == "oneshot" and u.active == "activating":
             self.oneshot_done(u)
 
     def oneshot_done(self, u: Unit) -> None:
-        assert u.cfg is not None
-        remain = u.remain if u.remain is not None else u.cfg.boolean("Service", "RemainAfterExit")
+        cfg = loaded(u)
+        remain = u.remain if u.remain is not None else cfg.boolean("Service", "RemainAfterExit")
         u.main_pid = None
         self.jobs[u.invocation] = "done"
         if remain:
@@ -496,9 +512,9 @@ class Manager:
 
     # ---- timers
     def start_timer(self, u: Unit) -> tuple[str, str]:
-        assert u.cfg is not None
+        cfg = loaded(u)
         if u.on_active is None:
-            spec = u.cfg.get("Timer", "OnActiveSec")
+            spec = cfg.get("Timer", "OnActiveSec")
             if spec is None:
                 return "", f"Unit {u.name} has no OnActiveSec= (the lab supports only that trigger)."
             u.on_active = parse_span(spec)
@@ -560,7 +576,9 @@ class Manager:
         self.units[name] = u
         if on_active is not None:
             t = Unit(timer, transient=True)
-            ttext = f"[Unit]\nDescription=/usr/local/bin/systemd-run timer\n[Timer]\nOnActiveSec={on_active}\nUnit={name}\n"
+            ttext = (
+                f"[Unit]\nDescription=/usr/local/bin/systemd-run timer\n[Timer]\nOnActiveSec={on_active}\nUnit={name}\n"
+            )
             (TRANSIENT_DIR / timer).write_text(ttext)
             t.cfg = parse_unit_text(timer, ttext, str(TRANSIENT_DIR / timer))
             t.on_active = float(on_active)
@@ -574,7 +592,11 @@ class Manager:
     def snapshot(self, name: str) -> dict[str, Any]:
         u = self.units.get(name)
         cfg = u.cfg if u is not None and u.cfg is not None else self.load_config(name)
-        load = self.load_state(name) if u is None else ("loaded" if cfg is not None or name.endswith(".target") else "not-found")
+        load = (
+            self.load_state(name)
+            if u is None
+            else ("loaded" if cfg is not None or name.endswith(".target") else "not-found")
+        )
         snap: dict[str, Any] = {
             "Id": name,
             "LoadState": load,
@@ -759,16 +781,16 @@ class Server(socketserver.ThreadingUnixStreamServer):
             inv = ""
             u = m.units.get(name)
             active = u is not None and u.active in ("active", "activating", "reloading")
-            if op in ("stop", "restart", "reload-or-restart") or (op == "try-restart" and active):
-                if op != "reload-or-restart" or not has_reload(u):
-                    err = m.stop(name)
+            stops = op in ("stop", "restart") or (op == "try-restart" and active)
+            if stops or (op == "reload-or-restart" and not has_reload(u)):
+                err = m.stop(name)
             if op == "reload" or (op == "reload-or-restart" and has_reload(u)):
                 err = reload_unit(m, name)
             elif op in ("start", "restart", "reload-or-restart") or (op == "try-restart" and active):
                 inv, err = m.start(name)
             result = "failed" if err else "done"
             if inv and not err and not req.get("no_block"):
-                m.cv.wait_for(lambda inv=inv: m.jobs.get(inv) != "running", None)
+                m.cv.wait_for(job_settled(m, inv), None)
                 result = m.jobs.get(inv, "done")
             results.append({"unit": name, "result": result, "error": err})
         return results
@@ -796,6 +818,10 @@ class Server(socketserver.ThreadingUnixStreamServer):
         f = m.finished[inv]
         send({"done": True, "ok": True, "unit": name, "result": f.result, "code": f.code, "status": f.status,
               "runtime": f.ended - f.started})  # fmt: skip
+
+
+def job_settled(m: Manager, inv: str) -> Callable[[], bool]:
+    return lambda: m.jobs.get(inv) != "running"
 
 
 def has_reload(u: Unit | None) -> bool:
@@ -870,7 +896,7 @@ def install_entry_points() -> None:
     for link, candidates in ENTRY_POINTS.items():
         target = next((c for c in candidates if Path(c).exists()), candidates[0])
         p = Path(link)
-        if p.is_symlink() and os.readlink(p) == target:
+        if p.is_symlink() and str(p.readlink()) == target:
             continue
         p.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
@@ -882,7 +908,9 @@ def setup_identity(host: str, address: str) -> None:
     Path("/etc/hostname").write_text(host + "\n")
     with contextlib.suppress(OSError):
         socket.sethostname(host)
-    Path("/etc/hosts").write_text(f"127.0.0.1\tlocalhost\n{address}\t{host}\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+    Path("/etc/hosts").write_text(
+        f"127.0.0.1\tlocalhost\n{address}\t{host}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+    )
     mid = Path("/etc/machine-id")
     if not mid.exists() or not mid.read_text().strip():
         mid.write_text(uuid.uuid4().hex + "\n")
@@ -921,9 +949,8 @@ def activate_system() -> None:
         return
     system = os.path.realpath(PROFILE)
     for link in ("/run/booted-system", "/run/current-system"):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(link)
-        os.symlink(system, link)
+        Path(link).unlink(missing_ok=True)
+        Path(link).symlink_to(system)
     activate = Path(system) / "activate"
     if not os.access(activate, os.X_OK):
         log(f"{activate} is missing: skipping activation")
@@ -1037,7 +1064,7 @@ def power_off(m: Manager, server: Server, action: str) -> None:
     for path in ("/tmp", "/run"):
         sh(["umount", "-l", path], check=False)
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} lab-init: rebooting in place", flush=True)
-    os.execve(PYTHON, ["lab-init", "/opt/lab/bin/lab-init"], dict(os.environ))
+    os.execve(PYTHON, ["lab-init", "/opt/lab/bin/lab-init"], dict(os.environ))  # noqa: S606 - re-exec PID 1
 
 
 def main() -> int:
@@ -1070,4 +1097,3 @@ def main() -> int:
             if ready:
                 with contextlib.suppress(BlockingIOError):
                     os.read(r, 4096)
-

@@ -83,10 +83,7 @@ def collect(a: JArgs, hostname: str) -> list[str]:
             continue
         entries.extend(journal.parse(text, unit))
     entries.sort(key=lambda e: e.ts)
-    if a.output == "cat":
-        lines = [e.msg for e in entries]
-    else:
-        lines = [journal.render(e, hostname) for e in entries]
+    lines = [e.msg if a.output == "cat" else journal.render(e, hostname) for e in entries]
     if a.lines is not None and a.lines >= 0:
         lines = lines[-a.lines :] if a.lines else []
     return lines

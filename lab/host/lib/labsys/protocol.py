@@ -19,7 +19,9 @@ class InitUnavailable(ConnectionError):
     """lab-init is not answering (as `Failed to connect to bus` with real systemd)."""
 
 
-def request(req: dict[str, Any], fds: list[int] | None = None, timeout: float | None = 60.0) -> Iterator[dict[str, Any]]:
+def request(
+    req: dict[str, Any], fds: list[int] | None = None, timeout: float | None = 60.0
+) -> Iterator[dict[str, Any]]:
     """Send `req`, yield every reply object until the final one (which is yielded too)."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(timeout)
@@ -50,7 +52,5 @@ def request(req: dict[str, Any], fds: list[int] | None = None, timeout: float | 
 
 def call(req: dict[str, Any], timeout: float | None = 60.0) -> dict[str, Any]:
     """One request, the final reply."""
-    last: dict[str, Any] = {}
-    for last in request(req, timeout=timeout):
-        pass
-    return last
+    replies = list(request(req, timeout=timeout))
+    return replies[-1] if replies else {}

@@ -11,10 +11,11 @@ import os
 import signal
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from . import protocol
-from .systemctl import fmt_span, job_failure_message, show
+from .systemctl import first, fmt_span, job_failure_message, show
 from .unitfile import UnitFileError, normalise_unit_name, parse_timespan
 
 EXIT_EXCEPTION = 2  # systemd-run's code when the unit died of a signal
@@ -79,8 +80,8 @@ def parse_args(argv: list[str], environ: dict[str, str] | None = None) -> RunArg
             pass
         elif arg == "--user":
             raise UsageError("--user is not supported by the lab stand-in (system manager only)")
-        elif arg == "--same-dir" or arg == "-d":
-            a.cwd = os.getcwd()
+        elif arg in {"--same-dir", "-d"}:
+            a.cwd = str(Path.cwd())
         else:
             key, val, consumed = _split_valued(argv, i)
             _apply(a, key, val, environ)
@@ -194,14 +195,13 @@ def main(argv: list[str]) -> int:
     try:
         for reply in protocol.request(req, fds=fds, timeout=None):
             if not reply.get("ok"):
-                unit = reply.get("unit") or "transient unit"
                 kind = "timer" if a.on_active is not None else "service"
                 print(f"Failed to start transient {kind} unit: {reply.get('error')}", file=sys.stderr)
                 return 1
             if "result" not in reply:
                 if reply.get("job") == "failed":
                     if not a.quiet:
-                        print(job_failure_message(reply["unit"], (show([reply["unit"]]) or [None])[0]), file=sys.stderr)
+                        print(job_failure_message(reply["unit"], first(show([reply["unit"]]))), file=sys.stderr)
                     return 1
                 announce(a, reply)
                 continue

@@ -87,7 +87,11 @@ def parse_args(argv: list[str]) -> Args:
             if val is None:
                 raise UsageError(f"option requires an argument -- '{arg}'")
             _set_valued(a, arg, val)
-        elif arg.startswith("-") and "=" in arg and arg.split("=", 1)[0] in ("--property", "--type", "--state", "--lines"):
+        elif (
+            arg.startswith("-")
+            and "=" in arg
+            and arg.split("=", 1)[0] in ("--property", "--type", "--state", "--lines")
+        ):
             key, val = arg.split("=", 1)
             _set_valued(a, key, val)
         elif arg.startswith("-p") and len(arg) > 2:
@@ -164,7 +168,7 @@ def format_show(snaps: list[dict[str, Any]], props: list[str], value_only: bool)
 
 def bullet(snap: dict[str, Any]) -> str:
     if snap["ActiveState"] == "failed":
-        return "×"
+        return "\N{MULTIPLICATION SIGN}"
     if snap["ActiveState"] in ("active", "reloading", "activating", "deactivating"):
         return "●"
     return "○"
@@ -183,7 +187,7 @@ def format_status(snap: dict[str, Any], log_lines: list[str], now: float) -> str
     if snap["ActiveState"] == "failed":
         active = f"failed (Result: {snap['Result']})"
     since = snap["StateChangeTimestamp"]
-    if since and snap["ActiveState"] != "inactive" or (since and snap["ActiveState"] == "inactive"):
+    if (since and snap["ActiveState"] != "inactive") or (since and snap["ActiveState"] == "inactive"):
         active += f" since {fmt_timestamp(since)}; {fmt_span(max(now - since, 0))} ago"
     out.append(f"     Active: {active}")
     if snap["MainPID"]:
@@ -224,10 +228,14 @@ def format_list_units(snaps: list[dict[str, Any]], plain: bool, no_legend: bool,
     lead = "" if plain else "  "
     lines = []
     if not no_legend:
-        lines.append(lead + " ".join(h.ljust(w) for h, w in zip(("UNIT", "LOAD", "ACTIVE", "SUB"), widths)) + " DESCRIPTION")
+        lines.append(
+            lead
+            + " ".join(h.ljust(w) for h, w in zip(("UNIT", "LOAD", "ACTIVE", "SUB"), widths, strict=True))
+            + " DESCRIPTION"
+        )
     for r in rows:
-        prefix = "" if plain else (("● " if r[5] == "×" else "● ") if r[2] == "failed" else "  ")
-        lines.append(prefix + " ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + " " + r[4])
+        prefix = "" if plain else ("\N{BLACK CIRCLE} " if r[2] == "failed" else "  ")
+        lines.append(prefix + " ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + " " + r[4])
     if not no_legend:
         lines += [
             "",
@@ -261,8 +269,8 @@ def format_list_timers(snaps: list[dict[str, Any]], now: float, no_legend: bool)
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
     lines = []
     if not no_legend:
-        lines.append(" ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
-    lines += [" ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        lines.append(" ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
+    lines += [" ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     if not no_legend:
         lines += ["", f"{len(rows)} timers listed.", "Pass --all to see loaded but inactive timers, too."]
     return "\n".join(lines)
@@ -281,6 +289,10 @@ def job_failure_message(unit: str, snap: dict[str, Any] | None) -> str:
 
 
 # --------------------------------------------------------------------------- verbs
+
+
+def first(snaps: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return snaps[0] if snaps else None
 
 
 def show(units: list[str], all_: bool = False) -> list[dict[str, Any]]:
@@ -303,7 +315,7 @@ def verb_jobs(a: Args) -> int:
             print(f"Failed to {verb} {unit}: {err}", file=sys.stderr)
             rc = max(rc, EXIT_NOT_INSTALLED if "not found" in err or "not loaded" in err else EXIT_FAILURE)
         elif r.get("result") == "failed":
-            print(job_failure_message(unit, (show([unit]) or [None])[0]), file=sys.stderr)
+            print(job_failure_message(unit, first(show([unit]))), file=sys.stderr)
             rc = max(rc, EXIT_FAILURE)
     return rc
 

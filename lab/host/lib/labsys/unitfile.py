@@ -193,11 +193,8 @@ class UnitFile:
 
     def environment_files(self) -> list[tuple[str, bool]]:
         """(path, optional) pairs; a leading "-" makes a missing file fine."""
-        out = []
-        for v in self.get_all("Service", "EnvironmentFile"):
-            for word in shlex.split(v):
-                out.append((word[1:], True) if word.startswith("-") else (word, False))
-        return out
+        words = [w for v in self.get_all("Service", "EnvironmentFile") for w in shlex.split(v)]
+        return [(w[1:], True) if w.startswith("-") else (w, False) for w in words]
 
     @property
     def wanted_by(self) -> list[str]:
