@@ -215,7 +215,7 @@ def systemd_run_argv(
     systemd_run: str,
     *,
     unit: str,
-    shell: str,
+    interpreter: str,
     system: str,
     action: Action,
     run_dir: str,
@@ -239,7 +239,7 @@ def systemd_run_argv(
         "--service-type=exec",
         f"--unit={unit}",
         "--",
-        shell,
+        interpreter,
         "-c",
         ACTIVATION_SCRIPT,
         "aiolabs-nixos-activate",
@@ -776,7 +776,7 @@ class Rebuild:
             argv = systemd_run_argv(
                 self._bin("systemd-run"),
                 unit=unit,
-                shell=self.paths.shell,
+                interpreter=self.paths.shell,
                 system=system,
                 action=action,
                 run_dir=run_dir,
@@ -800,7 +800,12 @@ class Rebuild:
         }
         with open(f"{run_dir}/meta.json", "w", encoding="utf-8") as handle:
             json.dump(meta, handle)
-        self._run(argv, new_session=new_session)
+        # The unit gets NIXOS_INSTALL_BOOTLOADER through -E; the setsid process inherits it.
+        try:
+            self._run(argv, env={"NIXOS_INSTALL_BOOTLOADER": "0"} if new_session else None, new_session=new_session)
+        except NixosRebuildError:
+            self.mark_reported(run_dir)  # it never started: nothing for a later run to wait for
+            raise
         return Activation(
             run_dir=run_dir,
             system=system,
@@ -848,14 +853,23 @@ class Rebuild:
         )
 
     @staticmethod
-    def runner_alive(run_dir: str) -> bool:
-        """Is the process that runs this activation still there? (pid file + its command line)."""
+    def runner_alive(run_dir: str) -> bool | None:
+        """Is the process that runs this activation still there? None while its pid file is not written yet.
+
+        The pid file holds the activation shell's pid and a newline; the process counts as ours
+        only if its command line names this run directory (so a reused pid is not mistaken).
+        """
         try:
             with open(f"{run_dir}/pid", encoding="utf-8") as handle:
-                pid = int(handle.read().strip())
-            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                text = handle.read()
+        except OSError:
+            return None
+        if not text.endswith("\n") or not text.strip().isdigit():
+            return None
+        try:
+            with open(f"/proc/{int(text)}/cmdline", "rb") as handle:
                 cmdline = handle.read()
-        except (OSError, ValueError):
+        except OSError:
             return False
         return run_dir.encode() in cmdline
 
@@ -867,22 +881,30 @@ class Rebuild:
             current = self.read_activation(activation.run_dir) or activation
             if current.finished:
                 return current
-            has_pid = Path(activation.run_dir, "pid").exists()
-            if (has_pid or self.clock() > grace) and not self.runner_alive(activation.run_dir):
+            alive = self.runner_alive(activation.run_dir)
+            if alive is False or (alive is None and self.clock() > grace):
                 again = self.read_activation(activation.run_dir) or activation
                 if again.finished:
                     return again
                 raise NixosRebuildError(
                     "activation was interrupted: its process is gone without an exit status "
                     f"(method {activation.method}, unit {activation.unit}); log {activation.run_dir}/log",
-                    details={"log_tail": tail(again.log).splitlines(), "log_path": f"{activation.run_dir}/log"},
+                    details={
+                        "log_tail": tail(again.log).splitlines(),
+                        "log_path": f"{activation.run_dir}/log",
+                        "activation_state": "interrupted",
+                    },
                 )
             if self.clock() >= deadline:
                 where = f"unit {activation.unit}" if activation.unit else f"run dir {activation.run_dir}"
                 raise NixosRebuildError(
                     f"activation still running after {timeout:g}s ({where}); it was left running, "
                     "rerun the task to wait for its outcome",
-                    details={"log_tail": tail(current.log).splitlines(), "log_path": f"{activation.run_dir}/log"},
+                    details={
+                        "log_tail": tail(current.log).splitlines(),
+                        "log_path": f"{activation.run_dir}/log",
+                        "activation_state": "running",
+                    },
                 )
             self.sleep(POLL_INTERVAL)
 
@@ -908,8 +930,13 @@ class Rebuild:
             activation = self.read_activation(run_dir)
             if activation is None:
                 continue
-            if not activation.finished and self.runner_alive(run_dir):
-                activation = self.wait_for(activation, timeout)
+            if not activation.finished and self.runner_alive(run_dir) is not False:
+                try:
+                    activation = self.wait_for(activation, timeout)
+                except NixosRebuildError as exc:
+                    if exc.details.get("activation_state") != "interrupted":
+                        raise  # still running: do not start another one beside it
+
             found.append(activation)
         return found
 
