@@ -79,6 +79,7 @@ in_root() {
   for v in NIX_CONFIG NIX_PATH LC_ALL LANG TMPDIR TERM; do
     [[ -n ${!v+x} ]] && env+=("$v=${!v}")
   done
+  # shellcheck disable=SC2016 # the inner scripts expand their own arguments
   unshare --mount --propagation private -- /bin/bash -c '
     set -e
     root=$1 cwd=$2; shift 2

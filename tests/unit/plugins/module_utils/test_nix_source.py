@@ -89,7 +89,7 @@ def test_mask_keeps_length_and_lines() -> None:
     [
         ("{ x = 1; }", "no `pnpmDeps"),
         ("{ pnpmDeps = f { src = ./.; }; }", "has no `hash"),
-        ("{ a = { pnpmDeps = f { hash = \"\"; }; }; pnpmDeps = g { hash = \"\"; }; }", "more than one"),
+        ('{ a = { pnpmDeps = f { hash = ""; }; }; pnpmDeps = g { hash = ""; }; }', "more than one"),
         ('{ pnpmDeps = f { hash = "${x}"; }; }', "interpolation"),
         ("{ pnpmDeps = f { hash = if a then b else c; }; }", "simple expression"),
         ('{ pnpmDeps = f { hash = "x"; ', "unbalanced"),
