@@ -21,7 +21,7 @@ description:
     anything.
   - A failed build reports the derivation whose builder failed and the tail of its log.
 author:
-  - aiolabs
+  - aiolabs (@aiolabs)
 extends_documentation_fragment:
   - aiolabs.nixos.attributes
   - aiolabs.nixos.attributes.nix

@@ -24,7 +24,7 @@ description:
     digest (and which fetcher call) the hash was computed for. An unchanged lockfile means no Nix call at all; a changed
     lockfile, a hand-edited hash, an edited fetcher call or a missing record mean the hash is recomputed.
 author:
-  - aiolabs
+  - aiolabs (@aiolabs)
 extends_documentation_fragment:
   - aiolabs.nixos.attributes
   - aiolabs.nixos.attributes.nix
