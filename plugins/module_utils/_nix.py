@@ -24,10 +24,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # aliases only for annotations: module_utils also run on Python 3.8 targets
+    from typing import List, Optional, Tuple  # noqa: UP035 - spelled for pylint on old Pythons
+
     # A runner takes (argv, cwd) and returns (rc, stdout, stderr); it never raises
     # for a non-zero exit status. The module's is AnsibleModule.run_command; tests
     # inject their own.
-    Runner = Callable[[list[str], str | None], tuple[int, str, str]]
+    Runner = Callable[[List[str], Optional[str]], Tuple[int, str, str]]  # noqa: UP006, UP045
     # Locates a binary by name and returns its absolute path, or raises.
     Which = Callable[[str], str]
 
@@ -188,8 +190,7 @@ class Target:
         """The part of a ``nix build`` command line that names the target, ending in positionals."""
         if self.installable is not None:
             return ["--", self.installable]
-        assert self.file is not None  # noqa: S101 - guaranteed by __post_init__
-        argv = ["--file", self.file]
+        argv = ["--file", str(self.file)]
         if self.attr:
             argv += ["--", self.attr]
         return argv

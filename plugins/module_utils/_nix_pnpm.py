@@ -165,7 +165,7 @@ def write_atomic(path: str, text: str) -> None:
 
 
 def split_installable(installable: str) -> tuple[str, str]:
-    ref, _, attr = installable.partition("#")
+    ref, _hash, attr = installable.partition("#")
     return ref, attr
 
 
