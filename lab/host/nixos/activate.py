@@ -9,6 +9,7 @@ lab-init's boot-time activation leaves them alone.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -22,7 +23,9 @@ DROP_SSH_TIMEOUT = 5.0
 
 
 def eprint(*parts: str) -> None:
-    print(*parts, file=sys.stderr, flush=True)
+    """Report on stderr; a vanished reader (SSH session dropped mid-switch) must not stop us."""
+    with contextlib.suppress(OSError):
+        print(*parts, file=sys.stderr, flush=True)
 
 
 def replace_symlink(link: Path, target: Path) -> None:

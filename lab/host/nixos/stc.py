@@ -10,6 +10,7 @@ order, and exit 0 / 1 (lock, usage) / 2 (activation failed) / 3 (daemon-reload f
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import subprocess
@@ -40,7 +41,9 @@ SYSTEMCTL_TIMEOUT = 120.0
 
 
 def eprint(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    """Report on stderr; like the real one, keep going when the reader went away (SSH dropped)."""
+    with contextlib.suppress(OSError):
+        print(line, file=sys.stderr, flush=True)
 
 
 def report(prefix: str, units: Iterable[str]) -> None:
@@ -210,7 +213,7 @@ class Switch:
         if self.action == "boot":
             return 0
         if self.reboot_required():
-            sys.stderr.write(REBOOT_WARNING)
+            eprint(REBOOT_WARNING.rstrip("\n"))
             return 100
         before = self.systemctl.active_units()
         plan = self.plan(before)
@@ -259,7 +262,7 @@ def main(argv: list[str]) -> int:
     action = argv[2] if len(argv) > 2 else ""
     os.environ["NIXOS_ACTION"] = action
     if action not in ACTIONS:
-        sys.stderr.write(USAGE.format(prog=toplevel / "bin" / "switch-to-configuration"))
+        eprint(USAGE.format(prog=toplevel / "bin" / "switch-to-configuration").rstrip("\n"))
         return 1
     paths = HostPaths.from_env()
     lock = acquire_lock(paths)

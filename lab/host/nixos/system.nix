@@ -164,15 +164,18 @@ let
       {
         description = "${name} (lab stand-in)";
         exec = httpd port [
-          "--text"
+          "--respond"
           (quote body)
         ];
       }
       // extra
     );
 
-  route = vhost: prefix: target: "--route ${vhost} ${prefix} ${quote target}";
-  upstream = port: "proxy:http://${address}:${toString port}";
+  # lab-httpd's route syntax: HOST[/PREFIX]=static:DIR|proxy:HOST:PORT|respond:TEXT
+  route =
+    vhost: prefix: target:
+    "--route ${quote "${vhost}${if prefix == "/" then "" else prefix}=${target}"}";
+  upstream = port: "proxy:${address}:${toString port}";
   vhostRoutes =
     (if enabled webapp then [ (route "app.${domain}" "/" "static:${hostPath "/var/src/web-app-dist"}") ] else [ ])
     ++ (if enabled lnbits then [ (route "lnbits.${domain}" "/" (upstream lnbits.port)) ] else [ ])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import textwrap
 from pathlib import Path
@@ -386,3 +387,39 @@ def test_real_evaluation_with_nixpkgs(host: Host) -> None:
     result = host.rebuild("build")
     assert result.returncode == 1
     assert "error:" in result.stderr
+
+
+def test_generated_units_are_accepted_by_lab_httpd(host: Host) -> None:
+    import shlex
+    import sys
+
+    sys.path.insert(0, str(REPO / "lab" / "host" / "lib"))
+    from labsys.httpd import parse_listen, parse_route  # type: ignore[import-not-found]
+
+    host.set_machine(
+        machine_nix(
+            webapp="{ enable = true; }",
+            lnbits="{ enable = true; port = 5000; }",
+            pictrs="{ enable = true; port = 8080; }",
+            atbb='{ enable = true; domain = "forum.machine1.lab.test"; appviewPort = 3000; webPort = 3001; }',
+        )
+    )
+    result = host.rebuild("build")
+    assert result.returncode == 0, result.stderr
+    unit_dir = Path(result.stdout.strip()) / "etc/systemd/system"
+    number = socket.gethostname().removeprefix("machine")
+    address = f"127.0.1.{number}" if number.isdigit() else "127.0.0.1"
+    names = sorted(p.name for p in unit_dir.iterdir())
+    assert names == ["atbb-appview.service", "atbb-web.service", "lnbits.service", "nginx.service", "pict-rs.service"]
+    routes = []
+    for name in names:
+        exec_start = next(line for line in (unit_dir / name).read_text().splitlines() if line.startswith("ExecStart="))
+        argv = shlex.split(exec_start.removeprefix("ExecStart="))
+        assert argv[:2] == ["/opt/lab/bin/lab-httpd", "--listen"]
+        assert parse_listen(argv[2])[0] == address
+        routes += [parse_route(argv[i + 1]) for i, arg in enumerate(argv) if arg == "--route"]
+    table = {(r.host, r.prefix): (r.kind, r.target) for r in routes}
+    assert table[("forum.machine1.lab.test", "/api/")] == ("proxy", f"{address}:3000")
+    assert table[("forum.machine1.lab.test", "/")] == ("proxy", f"{address}:3001")
+    assert table[("img.machine1.lab.test", "/")] == ("proxy", f"{address}:8080")
+    assert table[("app.machine1.lab.test", "/")] == ("static", f"{host.root}/var/src/web-app-dist")
