@@ -6,9 +6,8 @@ SHELL := /bin/bash
 
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
-# No binary cache is reachable here; without this every build first spends
-# seconds retrying cache.nixos.org.
-export NIX_CONFIG := $(shell printf 'substituters =\nexperimental-features = nix-command flakes')
+# Nix settings for the controller are set by the tools/ scripts (tools/test.sh
+# explains them); make's $(shell) would turn their newlines into spaces.
 
 LAB_HOSTS ?= 3
 export LAB_HOSTS

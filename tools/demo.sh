@@ -7,7 +7,8 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 export PATH="$repo/.venv/bin:$PATH"
 export ANSIBLE_CONFIG="$repo/ansible.cfg"
-export NIX_CONFIG=${NIX_CONFIG:-$'substituters =\nexperimental-features = nix-command flakes'}
+# Nix settings for this machine, unless the caller has its own (tools/test.sh explains them).
+export NIX_CONFIG=${NIX_CONFIG:-$'substituters =\nexperimental-features = nix-command flakes\nbuild-users-group =\nsandbox = false'}
 
 printf '\n==> bringing up the lab (%s simulated NixOS hosts)\n' "${LAB_HOSTS:-3}"
 lab/labctl up

@@ -7,7 +7,11 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 export PATH="$repo/.venv/bin:$PATH"
 export ANSIBLE_CONFIG="$repo/ansible.cfg"
-export NIX_CONFIG=${NIX_CONFIG:-$'substituters =\nexperimental-features = nix-command flakes'}
+# Nix on the controller, as Debian's nix-bin runs as root with no daemon: no
+# binary cache is reachable (without `substituters =` every build first spends
+# seconds retrying cache.nixos.org), there is no nixbld group, and the default
+# sandbox lacks /bin/sh, so builds run as root without a sandbox.
+export NIX_CONFIG=$'substituters =\nexperimental-features = nix-command flakes\nbuild-users-group =\nsandbox = false'
 export PYTHONDONTWRITEBYTECODE=1
 
 banner() { printf '\n\033[1m===== %s =====\033[0m\n' "$*"; }
