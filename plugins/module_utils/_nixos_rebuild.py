@@ -966,7 +966,7 @@ class Rebuild:
             return current != system
         return current != system or profile != system
 
-    def predicted_generation(self, action: Action, system: str, rollback_to: int | None) -> int | None:
+    def predicted_generation(self, action: Action, system: str | None, rollback_to: int | None) -> int | None:
         """The profile generation after ``action`` (nix-env --set adds highest + 1 unless unchanged)."""
         before = self.generation()
         if not action.sets_profile:
@@ -1015,6 +1015,7 @@ class Rebuild:
                             base,
                             changed=action.activates,
                             dry_build=dry,
+                            generation_after=self.predicted_generation(action, None, None),
                             msg=f"would build a new system and {action} it: {_dry_msg(dry)}",
                         )
                     )

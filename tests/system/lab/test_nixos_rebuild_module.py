@@ -1,0 +1,288 @@
+"""aiolabs.nixos.nixos_rebuild through real ``ansible-playbook`` against a lab host.
+
+The lab host is a simulated NixOS machine (lab stand-in: nixos-rebuild, switch-to-configuration,
+systemctl, systemd-run); the module runs on it exactly as on NixOS, with nothing lab-specific.
+One host is used (NIXOS_REBUILD_TEST_HOST, default machine4: machine1-3 belong to the lab's own
+tests, which reboot machine3 and switch machine2; start it with ``LAB_HOSTS=4 lab/labctl up``,
+the test skips -- or fails under CI -- without it). Its /etc/nixos is saved before each test and
+restored (and switched to) afterwards, and fault knobs are cleared.
+
+The configuration is changed the way an operator would: by editing /etc/nixos (the lab reads
+``machine.nix`` beside ``configuration.nix``). The module is told ``nix_path: ""`` so that
+nixos-rebuild uses the host's default ``nixos-config=/etc/nixos/configuration.nix``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from tests.system.lab.conftest import Lab, LabHost
+
+pytestmark = pytest.mark.lab
+
+REPO = Path(__file__).resolve().parents[3]
+HOST = os.environ.get("NIXOS_REBUILD_TEST_HOST", "machine4")
+# lab/inventory covers the default three hosts; labctl up writes lab/run/inventory.yml for all N.
+INVENTORY = REPO / "lab" / ("inventory" if HOST in ("machine1", "machine2", "machine3") else "run/inventory.yml")
+PLAY_TIMEOUT = 300
+KNOBS = ("activation-fails", "activation-hangs", "reboot-required", "ssh-drop", "kernel-change", "unit-fails")
+
+
+@pytest.fixture
+def host(lab: Lab) -> Iterator[LabHost]:
+    if HOST not in lab.hosts:
+        msg = f"lab host {HOST} is not running: LAB_HOSTS=4 lab/labctl up"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    machine = lab[HOST]
+    saved = machine.out("tar -C /etc -cf - nixos | base64 -w0")
+    clear_knobs(machine)
+    yield machine
+    clear_knobs(machine)
+    machine.ssh(
+        f"rm -rf /etc/nixos && echo {saved} | base64 -d | tar -C /etc -xf - && nixos-rebuild switch >/dev/null 2>&1",
+        timeout=PLAY_TIMEOUT,
+    )
+
+
+def clear_knobs(machine: LabHost) -> None:
+    for name in KNOBS:
+        (machine.faults / name).unlink(missing_ok=True)
+
+
+def knob(machine: LabHost, name: str, value: str = "") -> None:
+    (machine.faults / name).write_text(value)
+
+
+def play(
+    tmp_path: Path, args: dict[str, Any], *, check: bool = False, diff: bool = False
+) -> tuple[dict[str, Any], float]:
+    """Run the module once through ansible-playbook; return its result for HOST and the wall time."""
+    name = f"play-{uuid.uuid4().hex[:8]}"
+    playbook = tmp_path / f"{name}.yml"
+    out = tmp_path / f"{name}.json"
+    playbook.write_text(
+        json.dumps(
+            [
+                {
+                    "name": "nixos_rebuild under test",
+                    "hosts": HOST,
+                    "gather_facts": False,
+                    "tasks": [
+                        {
+                            "name": "Rebuild",
+                            "aiolabs.nixos.nixos_rebuild": args,
+                            "register": "rebuild",
+                            "ignore_errors": True,
+                            "ignore_unreachable": True,
+                        },
+                        {
+                            "name": "Hand the result to the test",
+                            "ansible.builtin.copy": {"content": "{{ rebuild | to_json }}", "dest": str(out)},
+                            "delegate_to": "localhost",
+                            "check_mode": False,
+                            "diff": False,
+                        },
+                    ],
+                }
+            ]
+        )
+    )
+    argv = [str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", str(INVENTORY), str(playbook)]
+    if check:
+        argv.append("--check")
+    if diff:
+        argv.append("--diff")
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
+    start = time.monotonic()
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=PLAY_TIMEOUT, env=env, cwd=REPO, check=False)
+    elapsed = time.monotonic() - start
+    if not out.exists():
+        raise AssertionError(f"ansible-playbook gave no result ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result, elapsed
+
+
+def current(machine: LabHost) -> str:
+    return machine.out("readlink -f /run/current-system")
+
+
+def generation(machine: LabHost) -> int:
+    return int(machine.out("readlink /nix/var/nix/profiles/system").split("-")[1])
+
+
+def generation_count(machine: LabHost) -> int:
+    return len(machine.out("ls -d /nix/var/nix/profiles/system-*-link").split())
+
+
+def run_dirs(machine: LabHost) -> list[str]:
+    return machine.out("ls /run/aiolabs-nixos 2>/dev/null || true").split()
+
+
+def bump(machine: LabHost) -> None:
+    """A configuration change that changes the system but no unit."""
+    token = uuid.uuid4().hex
+    machine.out(
+        "sed -i '/^# nixos-rebuild-module-test /d' /etc/nixos/configuration.nix && "
+        f"echo '# nixos-rebuild-module-test {token}' >> /etc/nixos/configuration.nix"
+    )
+
+
+def enable_pictrs(machine: LabHost) -> None:
+    machine.out(
+        "sed -i 's/services = { };/services = { pictrs = { enable = true; port = 8080; }; };/' /etc/nixos/machine.nix"
+        " && grep -q pictrs /etc/nixos/machine.nix"
+    )
+
+
+ARGS: dict[str, Any] = {"nix_path": "", "activation_timeout": 120}
+
+
+def test_four_steps_check_real_rerun_and_check_again(host: LabHost, tmp_path: Path) -> None:
+    bump(host)
+    before, gen0, count0 = current(host), generation(host), generation_count(host)
+
+    checked, _ = play(tmp_path, ARGS, check=True, diff=True)
+    assert checked["changed"] is True, checked
+    assert not checked.get("failed")
+    assert checked["generation_after"] == gen0 + 1  # predicted
+    assert checked["diff"]["before"] == f"{before}\n"
+    assert (current(host), generation(host), generation_count(host)) == (before, gen0, count0)
+
+    real, changed_time = play(tmp_path, ARGS)
+    assert real["changed"] is True and not real.get("failed"), real
+    assert real["activation_rc"] == 0
+    assert real["previous_system"] == before
+    assert real["system"] == current(host) != before
+    assert (real["generation_before"], real["generation_after"]) == (gen0, gen0 + 1)
+    assert generation_count(host) == count0 + 1
+    assert "activating the configuration..." in real["stdout_lines"]
+    runs = run_dirs(host)
+
+    again, noop_time = play(tmp_path, ARGS)
+    assert again["changed"] is False, again
+    assert again["activation_rc"] is None
+    assert again["system"] == real["system"]
+    assert (generation(host), generation_count(host)) == (gen0 + 1, count0 + 1)
+    assert run_dirs(host) == runs  # nothing was activated
+
+    checked_again, _ = play(tmp_path, ARGS, check=True)
+    assert checked_again["changed"] is False, checked_again
+    assert checked_again["system"] == real["system"]
+    print(f"\ntimings: changed run {changed_time:.1f}s, no-op run {noop_time:.1f}s")
+
+
+def test_changed_config_makes_one_generation_and_reports_units(host: LabHost, tmp_path: Path) -> None:
+    count0 = generation_count(host)
+    enable_pictrs(host)
+    checked, _ = play(tmp_path, ARGS, check=True, diff=True)
+    assert checked["changed"] is True
+    real, _ = play(tmp_path, ARGS)
+    assert real["changed"] is True and not real.get("failed"), real
+    assert generation_count(host) == count0 + 1
+    units = real["units"]
+    assert "pict-rs.service" in units["started"] + units["new"], real["stdout_lines"]
+    assert units["failed"] == []
+    assert host.ssh("systemctl is-active pict-rs.service").stdout.strip() == "active"
+
+
+def test_activation_fails_is_reported_with_exit_2(host: LabHost, tmp_path: Path) -> None:
+    bump(host)
+    before, gen0 = current(host), generation(host)
+    knob(host, "activation-fails")
+    result, _ = play(tmp_path, ARGS)
+    assert result.get("failed") is True, result
+    assert result["activation_rc"] == 2
+    assert "exit 2: the activation script" in result["msg"]
+    assert "log tail:" in result["msg"]
+    # switch sets the profile before switch-to-configuration, as nixos-rebuild does.
+    assert generation(host) == gen0 + 1
+    # Where /run/current-system ends is switch-to-configuration's business (on NixOS the
+    # activation script links it near its end even when a snippet failed); the module reports it.
+    assert result["previous_system"] == before
+    print(f"\nactivation-fails: /run/current-system is {'new' if current(host) == result['system'] else 'previous'}")
+
+
+def test_unit_fails_names_the_unit_with_exit_4(host: LabHost, tmp_path: Path) -> None:
+    enable_pictrs(host)
+    knob(host, "unit-fails", "pict-rs.service")
+    result, _ = play(tmp_path, ARGS)
+    assert result.get("failed") is True, result
+    assert result["activation_rc"] == 4
+    assert result["units"]["failed"] == ["pict-rs.service"]
+    assert "failed units: pict-rs.service" in result["msg"]
+    # The switch itself happened: the new system runs, with one failed unit.
+    assert current(host) == result["system"]
+
+
+def test_reboot_required_exit_100_is_not_a_failure(host: LabHost, tmp_path: Path) -> None:
+    bump(host)
+    before = current(host)
+    knob(host, "reboot-required")
+    result, _ = play(tmp_path, ARGS)
+    assert not result.get("failed"), result
+    assert result["changed"] is True
+    assert result["activation_rc"] == 100
+    assert result["reboot_required"] is True
+    # Exit 100 comes before activation: the running system is still the old one.
+    assert current(host) == before
+    assert host.out("readlink -f /nix/var/nix/profiles/system") == result["system"]
+
+
+def test_kernel_change_means_reboot_required(host: LabHost, tmp_path: Path) -> None:
+    knob(host, "kernel-change", "6.13.0-lab")
+    bump(host)
+    result, _ = play(tmp_path, ARGS)
+    assert not result.get("failed"), result
+    assert result["activation_rc"] == 0
+    assert result["reboot_required"] is True
+
+
+def test_ssh_drop_during_activation_then_rerun_converges(host: LabHost, tmp_path: Path) -> None:
+    bump(host)
+    gen0 = generation(host)
+    knob(host, "ssh-drop")
+    dropped, _ = play(tmp_path, ARGS)
+    # The connection died under the task: Ansible reports it unreachable or failed.
+    assert dropped.get("unreachable") or dropped.get("failed"), dropped
+    # The activation ran to its end anyway (it is not a child of the SSH session).
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not host.ssh("cat /run/aiolabs-nixos/*/status").stdout.strip():
+        time.sleep(1)
+    rerun, _ = play(tmp_path, ARGS)
+    assert not rerun.get("failed"), rerun
+    assert rerun["system"] == current(host)
+    assert generation(host) == gen0 + 1
+    # The rerun reports the dropped run's outcome once, then the host is plainly unchanged.
+    if rerun["changed"]:
+        assert rerun["activation_rc"] == 0
+    final, _ = play(tmp_path, ARGS)
+    assert final["changed"] is False
+
+
+def test_rollback_returns_to_the_previous_generation(host: LabHost, tmp_path: Path) -> None:
+    bump(host)
+    before = current(host)
+    switched, _ = play(tmp_path, ARGS)
+    assert switched["changed"] is True and not switched.get("failed"), switched
+    gen = generation(host)
+
+    predicted, _ = play(tmp_path, {**ARGS, "rollback": True}, check=True)
+    assert predicted["changed"] is True and predicted["system"] == before
+    assert current(host) == switched["system"]
+
+    rolled, _ = play(tmp_path, {**ARGS, "rollback": True})
+    assert rolled["changed"] is True and not rolled.get("failed"), rolled
+    assert rolled["system"] == before == current(host)
+    assert rolled["generation_after"] == generation(host) < gen
