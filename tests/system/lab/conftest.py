@@ -28,7 +28,7 @@ class LabHost:
 
     def ssh(self, command: str, timeout: float = SSH_TIMEOUT, check: bool = False) -> subprocess.CompletedProcess[str]:
         """Run `command` on the host over SSH as root with the lab key (bounded by `timeout`)."""
-        proc = subprocess.run(ssh_argv(self.address) + [command], capture_output=True, text=True, timeout=timeout,
+        proc = subprocess.run([*ssh_argv(self.address), command], capture_output=True, text=True, timeout=timeout,
                               check=False)  # fmt: skip
         if check and proc.returncode != 0:
             raise AssertionError(f"{self.name}: {command!r} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
@@ -36,6 +36,9 @@ class LabHost:
 
     def out(self, command: str, timeout: float = SSH_TIMEOUT) -> str:
         return self.ssh(command, timeout=timeout, check=True).stdout.strip()
+
+    def ssh_argv(self) -> list[str]:
+        return ssh_argv(self.address)
 
     @property
     def faults(self) -> Path:

@@ -13,15 +13,26 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from conftest import REPO, RUN, Lab, LabHost, labctl, ssh_argv
+
+if TYPE_CHECKING:
+    from tests.system.lab.conftest import Lab, LabHost
 
 pytestmark = pytest.mark.lab
+
+REPO = Path(__file__).resolve().parents[3]
+RUN = REPO / "lab" / "run"
 
 ANSIBLE = REPO / ".venv" / "bin" / "ansible"
 ANSIBLE_PLAYBOOK = REPO / ".venv" / "bin" / "ansible-playbook"
 INVENTORY = REPO / "lab" / "inventory"
+
+
+def labctl(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(REPO / "lab" / "labctl"), *args], capture_output=True, text=True, timeout=timeout,
+                          check=False)  # fmt: skip
 
 
 def unique(prefix: str) -> str:
@@ -133,7 +144,8 @@ def test_failing_oneshot_is_failed_until_reset(lab: Lab) -> None:
     host = lab["machine1"]
     name = unique("labfail") + ".service"
     host.out(
-        f"printf '[Service]\\nType=oneshot\\nExecStart=/bin/sh -c \"echo boom; exit 3\"\\n' > /run/systemd/system/{name}"
+        "printf '[Service]\\nType=oneshot\\nExecStart=/bin/sh -c \"echo boom; exit 3\"\\n' "
+        f"> /run/systemd/system/{name}"
     )
     try:
         start = host.ssh(f"systemctl start {name}")
@@ -205,12 +217,12 @@ def test_timer_fires_and_stop_cancels(lab: Lab) -> None:
     assert out.returncode == 0
     assert f"Running timer as unit: {fires}.timer" in out.stderr
     assert f"Will run service as unit: {fires}.service" in out.stderr
-    host.out(f"systemd-run --on-active=1 --unit={cancelled} -- /bin/sh -c 'echo x > /tmp/{cancelled}'")
+    host.out(f"systemd-run --on-active=3 --unit={cancelled} -- /bin/sh -c 'echo x > /tmp/{cancelled}'")
     timers = host.out("systemctl list-timers --no-pager")
     assert f"{fires}.timer" in timers and f"{cancelled}.service" in timers
     assert host.ssh(f"systemctl stop {cancelled}.timer").returncode == 0
     wait_for(lambda: host.ssh(f"test -e /tmp/{fires}").returncode == 0, 10, "the timer to fire")
-    time.sleep(0.5)
+    time.sleep(3.5)  # past the cancelled timer's due time
     assert host.ssh(f"test -e /tmp/{cancelled}").returncode == 1
     host.ssh(f"rm -f /tmp/{fires}; systemctl stop {fires}.timer")
 
@@ -218,8 +230,9 @@ def test_timer_fires_and_stop_cancels(lab: Lab) -> None:
 def test_transient_unit_survives_the_ssh_session(lab: Lab) -> None:
     host = lab["machine1"]
     marker = unique("survivor")
-    argv = ssh_argv(host.address) + [
-        f"systemd-run --wait --quiet --unit={marker} -- /bin/sh -c 'sleep 2; echo done > /tmp/{marker}'"
+    argv = [
+        *host.ssh_argv(),
+        f"systemd-run --wait --quiet --unit={marker} -- /bin/sh -c 'sleep 2; echo done > /tmp/{marker}'",
     ]
     session = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.7)
@@ -266,7 +279,7 @@ def test_drop_ssh_kills_sessions_but_not_units(lab: Lab) -> None:
     host = lab["machine1"]
     unit = unique("keeps-running")
     host.out(f"systemd-run --unit={unit} -- /bin/sleep 60")
-    session = subprocess.Popen(ssh_argv(host.address) + ["sleep 60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    session = subprocess.Popen([*host.ssh_argv(), "sleep 60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         time.sleep(0.7)
         drop = labctl("exec", "machine1", "python3", "-c",

@@ -1,0 +1,184 @@
+"""Pure parts of lab-httpd (routes, static paths) and of labctl (mirror, digest, hosts, inventory)."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import sys
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(REPO / "lab" / "host" / "lib"))
+
+from labsys import httpd  # noqa: E402
+
+LOOPBACK = "127.0.1.254"  # lab addresses only
+
+
+def load_labctl() -> ModuleType:
+    loader = importlib.machinery.SourceFileLoader("labctl", str(REPO / "lab" / "labctl"))
+    spec = importlib.util.spec_from_loader("labctl", loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["labctl"] = module
+    loader.exec_module(module)
+    return module
+
+
+labctl = load_labctl()
+
+
+# --------------------------------------------------------------------------- lab-httpd
+
+
+def test_parse_routes() -> None:
+    assert httpd.parse_route("app.m1.lab.test=static:/srv") == httpd.Route("app.m1.lab.test", "/", "static", "/srv")
+    r = httpd.parse_route("Forum.M3.lab.test/api/=proxy:127.0.1.3:3000")
+    assert (r.host, r.prefix, r.kind, r.target) == ("forum.m3.lab.test", "/api/", "proxy", "127.0.1.3:3000")
+    assert httpd.parse_route("_=respond:hello").target == "hello"
+
+
+@pytest.mark.parametrize("spec", ["nohost", "=static:/x", "a=ftp:x", "a=proxy:nohostport", "a=static:"])
+def test_bad_routes(spec: str) -> None:
+    with pytest.raises(httpd.ConfigError):
+        httpd.parse_route(spec)
+
+
+def test_longest_prefix_and_default_server() -> None:
+    routes = [httpd.parse_route(s) for s in ("f.t/=respond:web", "f.t/api/=respond:api", "_=respond:default")]
+    chosen = [httpd.select_route(routes, h, p) for h, p in (("f.t", "/api/x"), ("F.T:80", "/x"), ("other", "/"))]
+    assert [r.target if r else None for r in chosen] == ["api", "web", "default"]
+    assert httpd.select_route(routes[:2], "other", "/") is None
+
+
+def test_static_paths_stay_inside_root(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "index.html").write_text("i")
+    (tmp_path / "sub" / "a.js").write_text("a")
+    assert httpd.static_file(str(tmp_path), "/", "/") == tmp_path / "index.html"
+    assert httpd.static_file(str(tmp_path), "/", "/sub/a.js?v=1") == tmp_path / "sub" / "a.js"
+    assert httpd.static_file(str(tmp_path), "/", "/../../etc/passwd") is None
+    assert httpd.static_file(str(tmp_path), "/", "/%2e%2e/%2e%2e/etc/passwd") is None
+    assert httpd.static_file(str(tmp_path), "/", "/sub/") is None  # no index.html there
+
+
+def test_config_file_shape() -> None:
+    routes = httpd.routes_from_config(
+        {"vhosts": {"img.m2.lab.test": [{"proxy": "127.0.1.2:8080"}, {"prefix": "/health", "respond": "ok"}]}}
+    )
+    assert [(r.prefix, r.kind) for r in routes] == [("/", "proxy"), ("/health", "respond")]
+    with pytest.raises(httpd.ConfigError):
+        httpd.routes_from_config({"vhosts": {"x": [{"static": "/a", "respond": "b"}]}})
+
+
+@pytest.fixture
+def servers(tmp_path: Path) -> Iterator[int]:
+    """A fixed-response upstream and a front server proxying to it, on a lab loopback address."""
+    (tmp_path / "index.html").write_text("<h1>app</h1>")
+    upstream = httpd.LabHTTPServer((LOOPBACK, 0), [httpd.Route("_", "/", "respond", "lnbits")])
+    up_port = upstream.server_address[1]
+    routes = [
+        httpd.parse_route(f"app.t=static:{tmp_path}"),
+        httpd.parse_route(f"ln.t=proxy:{LOOPBACK}:{up_port}"),
+        httpd.parse_route("down.t=proxy:127.0.1.254:1"),
+    ]
+    front = httpd.LabHTTPServer((LOOPBACK, 0), routes)
+    for s in (upstream, front):
+        threading.Thread(target=s.serve_forever, daemon=True).start()
+    yield int(front.server_address[1])
+    for s in (upstream, front):
+        s.shutdown()
+        s.server_close()
+
+
+def fetch(port: int, host: str, path: str = "/") -> tuple[int, str]:
+    req = urllib.request.Request(f"http://{LOOPBACK}:{port}{path}", headers={"Host": host})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 - lab loopback address
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_server_static_proxy_and_errors(servers: int) -> None:
+    assert fetch(servers, "app.t") == (200, "<h1>app</h1>")
+    assert fetch(servers, "ln.t", "/api/v1/wallet") == (200, "lnbits\n")
+    assert fetch(servers, "down.t")[0] == 502
+    assert fetch(servers, "nope.t")[0] == 404
+
+
+def test_cli_needs_listen_and_routes() -> None:
+    with pytest.raises(httpd.ConfigError, match="--listen"):
+        httpd.build(["--respond", "x"])
+    with pytest.raises(httpd.ConfigError, match="nothing to serve"):
+        httpd.build(["--listen", "127.0.1.1:80"])
+    addr, routes = httpd.build(["--listen", "127.0.1.1:5000", "--respond", "hi", "--status", "503"])
+    assert addr == ("127.0.1.1", 5000)
+    assert routes == [httpd.Route("_", "/", "respond", "hi", 503)]
+
+
+# --------------------------------------------------------------------------- labctl
+
+
+def test_hosts_and_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
+    h = labctl.host_by_name("machine12")
+    assert (h.name, h.address) == ("machine12", "127.0.1.12")
+    for bad in ("machine0", "machine255", "web1", "machine"):
+        with pytest.raises(labctl.LabError):
+            labctl.host_by_name(bad)
+    monkeypatch.setenv("LAB_HOSTS", "5")
+    assert [x.name for x in labctl.wanted_hosts()] == [f"machine{i}" for i in range(1, 6)]
+    monkeypatch.setenv("LAB_HOSTS", "x")
+    with pytest.raises(labctl.LabError, match="LAB_HOSTS must be a number"):
+        labctl.wanted_hosts()
+
+
+def test_base_digest_names_the_recipe(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("AIOLABS_CACHE", str(tmp_path))
+    path = labctl.base_path()
+    assert path.parent == tmp_path and path.name == f"lab-base-{labctl.base_digest()}"
+    monkeypatch.setattr(labctl, "PACKAGES", (*labctl.PACKAGES, "extra"))
+    assert labctl.base_path() != path
+
+
+def test_customise_base(tmp_path: Path) -> None:
+    (tmp_path / "etc/ssh").mkdir(parents=True)
+    (tmp_path / "etc/ssh/ssh_host_ed25519_key").write_text("secret")
+    (tmp_path / "etc/systemd/system").mkdir(parents=True)
+    labctl.customise_base(tmp_path)
+    assert not (tmp_path / "etc/ssh/ssh_host_ed25519_key").exists()
+    assert (tmp_path / "etc/systemd/system").readlink() == Path("/etc/static/systemd/system")
+    for d in ("opt/lab", "var/lib/lab/faults", "etc/nixos", "var/src", "nix/var/nix/profiles"):
+        assert (tmp_path / d).is_dir()
+
+
+def test_write_inventory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    out = tmp_path / "inventory.yml"
+    monkeypatch.setattr(labctl, "INVENTORY_OUT", out)
+    labctl.write_inventory([labctl.Host(1), labctl.Host(4)])
+    text = out.read_text()
+    assert "            machine4:\n              ansible_host: 127.0.1.4\n" in text
+    assert "ansible_python_interpreter: /usr/bin/python3" in text
+
+
+def test_apt_mirror_deb822_and_one_line(tmp_path: Path) -> None:
+    d = tmp_path / "sources.list.d"
+    d.mkdir()
+    (d / "google.list").write_text("deb https://packages.cloud.google.com/apt cloud-sdk-bookworm main\n")
+    (d / "debian.sources").write_text(
+        "Types: deb\n# comment\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n\n"
+        "Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n"
+    )
+    assert labctl.apt_mirror(tmp_path) == "http://mirror.example/debian"
+    (d / "debian.sources").unlink()
+    (tmp_path / "sources.list").write_text("deb [arch=amd64] http://old.example/debian bookworm main\n")
+    assert labctl.apt_mirror(tmp_path) == "http://old.example/debian"
+    (tmp_path / "sources.list").unlink()
+    assert labctl.apt_mirror(tmp_path) == labctl.DEFAULT_MIRROR
