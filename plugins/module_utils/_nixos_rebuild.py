@@ -359,9 +359,11 @@ EXIT_OK = 0
 EXIT_REBOOT_REQUIRED = 100
 EXIT_MEANINGS: Mapping[int, str] = {
     1: (
-        "switch-to-configuration failed before activating anything: another switch holds its lock, "
-        "its arguments were rejected, the pre-switch check failed or the boot loader could not be installed"
+        "switch-to-configuration failed before activating anything: its arguments were rejected, "
+        "the pre-switch check failed or the boot loader could not be installed"
     ),
+    # die() after "Could not acquire lock" exits with errno, EWOULDBLOCK (11) on Linux.
+    11: "another switch-to-configuration holds /run/nixos/switch-to-configuration.lock; nothing was activated",
     2: "the activation script of the new system failed (units were still stopped/started as planned)",
     4: "one or more units failed to start, restart, reload or stop",
     100: (

@@ -26,7 +26,7 @@ description:
     report lines; its exit codes 1, 2, 4 and 100 become clear messages.
   - Use the P(ansible.builtin.reboot#module) module when RV(reboot_required) is true and a reboot is allowed.
 author:
-  - aiolabs
+  - aiolabs (@aiolabs)
 extends_documentation_fragment:
   - aiolabs.nixos.attributes
 attributes:

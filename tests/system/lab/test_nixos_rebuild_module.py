@@ -153,7 +153,7 @@ def test_four_steps_check_real_rerun_and_check_again(host: LabHost, tmp_path: Pa
     bump(host)
     before, gen0, count0 = current(host), generation(host), generation_count(host)
 
-    checked, _ = play(tmp_path, ARGS, check=True, diff=True)
+    checked = play(tmp_path, ARGS, check=True, diff=True)[0]
     assert checked["changed"] is True, checked
     assert not checked.get("failed")
     assert checked["generation_after"] == gen0 + 1  # predicted
@@ -177,7 +177,7 @@ def test_four_steps_check_real_rerun_and_check_again(host: LabHost, tmp_path: Pa
     assert (generation(host), generation_count(host)) == (gen0 + 1, count0 + 1)
     assert run_dirs(host) == runs  # nothing was activated
 
-    checked_again, _ = play(tmp_path, ARGS, check=True)
+    checked_again = play(tmp_path, ARGS, check=True)[0]
     assert checked_again["changed"] is False, checked_again
     assert checked_again["system"] == real["system"]
     print(f"\ntimings: changed run {changed_time:.1f}s, no-op run {noop_time:.1f}s")
@@ -186,9 +186,9 @@ def test_four_steps_check_real_rerun_and_check_again(host: LabHost, tmp_path: Pa
 def test_changed_config_makes_one_generation_and_reports_units(host: LabHost, tmp_path: Path) -> None:
     count0 = generation_count(host)
     enable_pictrs(host)
-    checked, _ = play(tmp_path, ARGS, check=True, diff=True)
+    checked = play(tmp_path, ARGS, check=True, diff=True)[0]
     assert checked["changed"] is True
-    real, _ = play(tmp_path, ARGS)
+    real = play(tmp_path, ARGS)[0]
     assert real["changed"] is True and not real.get("failed"), real
     assert generation_count(host) == count0 + 1
     units = real["units"]
@@ -201,7 +201,7 @@ def test_activation_fails_is_reported_with_exit_2(host: LabHost, tmp_path: Path)
     bump(host)
     before, gen0 = current(host), generation(host)
     knob(host, "activation-fails")
-    result, _ = play(tmp_path, ARGS)
+    result = play(tmp_path, ARGS)[0]
     assert result.get("failed") is True, result
     assert result["activation_rc"] == 2
     assert "exit 2: the activation script" in result["msg"]
@@ -217,7 +217,7 @@ def test_activation_fails_is_reported_with_exit_2(host: LabHost, tmp_path: Path)
 def test_unit_fails_names_the_unit_with_exit_4(host: LabHost, tmp_path: Path) -> None:
     enable_pictrs(host)
     knob(host, "unit-fails", "pict-rs.service")
-    result, _ = play(tmp_path, ARGS)
+    result = play(tmp_path, ARGS)[0]
     assert result.get("failed") is True, result
     assert result["activation_rc"] == 4
     assert result["units"]["failed"] == ["pict-rs.service"]
@@ -230,7 +230,7 @@ def test_reboot_required_exit_100_is_not_a_failure(host: LabHost, tmp_path: Path
     bump(host)
     before = current(host)
     knob(host, "reboot-required")
-    result, _ = play(tmp_path, ARGS)
+    result = play(tmp_path, ARGS)[0]
     assert not result.get("failed"), result
     assert result["changed"] is True
     assert result["activation_rc"] == 100
@@ -243,7 +243,7 @@ def test_reboot_required_exit_100_is_not_a_failure(host: LabHost, tmp_path: Path
 def test_kernel_change_means_reboot_required(host: LabHost, tmp_path: Path) -> None:
     knob(host, "kernel-change", "6.13.0-lab")
     bump(host)
-    result, _ = play(tmp_path, ARGS)
+    result = play(tmp_path, ARGS)[0]
     assert not result.get("failed"), result
     assert result["activation_rc"] == 0
     assert result["reboot_required"] is True
@@ -253,36 +253,36 @@ def test_ssh_drop_during_activation_then_rerun_converges(host: LabHost, tmp_path
     bump(host)
     gen0 = generation(host)
     knob(host, "ssh-drop")
-    dropped, _ = play(tmp_path, ARGS)
+    dropped = play(tmp_path, ARGS)[0]
     # The connection died under the task: Ansible reports it unreachable or failed.
     assert dropped.get("unreachable") or dropped.get("failed"), dropped
     # The activation ran to its end anyway (it is not a child of the SSH session).
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not host.ssh("cat /run/aiolabs-nixos/*/status").stdout.strip():
         time.sleep(1)
-    rerun, _ = play(tmp_path, ARGS)
+    rerun = play(tmp_path, ARGS)[0]
     assert not rerun.get("failed"), rerun
     assert rerun["system"] == current(host)
     assert generation(host) == gen0 + 1
     # The rerun reports the dropped run's outcome once, then the host is plainly unchanged.
     if rerun["changed"]:
         assert rerun["activation_rc"] == 0
-    final, _ = play(tmp_path, ARGS)
+    final = play(tmp_path, ARGS)[0]
     assert final["changed"] is False
 
 
 def test_rollback_returns_to_the_previous_generation(host: LabHost, tmp_path: Path) -> None:
     bump(host)
     before = current(host)
-    switched, _ = play(tmp_path, ARGS)
+    switched = play(tmp_path, ARGS)[0]
     assert switched["changed"] is True and not switched.get("failed"), switched
     gen = generation(host)
 
-    predicted, _ = play(tmp_path, {**ARGS, "rollback": True}, check=True)
+    predicted = play(tmp_path, {**ARGS, "rollback": True}, check=True)[0]
     assert predicted["changed"] is True and predicted["system"] == before
     assert current(host) == switched["system"]
 
-    rolled, _ = play(tmp_path, {**ARGS, "rollback": True})
+    rolled = play(tmp_path, {**ARGS, "rollback": True})[0]
     assert rolled["changed"] is True and not rolled.get("failed"), rolled
     assert rolled["system"] == before == current(host)
     assert rolled["generation_after"] == generation(host) < gen

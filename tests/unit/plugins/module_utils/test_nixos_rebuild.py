@@ -286,7 +286,8 @@ def test_unit_report_as_dict_has_every_key() -> None:
 @pytest.mark.parametrize(
     ("rc", "words"),
     [
-        (1, "lock"),
+        (1, "boot loader"),
+        (11, "lock"),
         (2, "activation script"),
         (4, "units failed"),
         (100, "reboot"),
@@ -499,7 +500,7 @@ class FakeRunner(Runner):
             unit_env = dict(os.environ)
             for flag, value in itertools.pairwise(argv):
                 if flag == "-E":
-                    name, _, val = value.partition("=")
+                    name, _sep, val = value.partition("=")
                     unit_env[name] = val
             self.spawned.append(subprocess.Popen(command, start_new_session=True, env=unit_env))
             return CommandResult(tuple(argv), 0, "", "")
@@ -512,7 +513,7 @@ class FakeRunner(Runner):
         raise AssertionError(f"unexpected command {argv}")
 
     def argvs(self) -> list[list[str]]:
-        return [argv for argv, _ in self.calls]
+        return [argv for argv, _opts in self.calls]
 
 
 @pytest.fixture
@@ -615,7 +616,7 @@ def test_rerun_after_switch_is_unchanged(machine: Machine) -> None:
     [
         (2, True, False, "activation script"),
         (4, True, False, "failed units: lnbits.service, nginx.service"),
-        (1, True, False, "lock"),
+        (1, True, False, "boot loader"),
         (100, False, True, "reboot"),
     ],
 )
@@ -764,7 +765,7 @@ def test_rollback_in_check_mode_predicts_without_touching(machine: Machine) -> N
 
 def test_rollback_without_an_older_generation_fails_clearly(machine: Machine) -> None:
     _installed(machine)
-    rebuild, _ = _rebuild(machine)
+    rebuild = _rebuild(machine)[0]
     with pytest.raises(NixosRebuildError, match="no generation to roll back to"):
         rebuild.execute(Request(rollback=True, hostname="m"))
 

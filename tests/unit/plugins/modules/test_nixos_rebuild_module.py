@@ -92,7 +92,7 @@ def run_module(
 def test_unchanged_runs_only_the_build_with_krops_nix_path(
     machine: tuple[Path, nr.Paths], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root, _ = machine
+    root = machine[0]
     old = str(root / "store" / "aaa-nixos-system-machine1")
     recorder = Recorder(old)
     result = run_module(monkeypatch, capsys, recorder, {})
@@ -107,7 +107,7 @@ def test_unchanged_runs_only_the_build_with_krops_nix_path(
 def test_flake_options_reach_nixos_rebuild_exactly(
     machine: tuple[Path, nr.Paths], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root, _ = machine
+    root = machine[0]
     recorder = Recorder(str(root / "store" / "aaa-nixos-system-machine1"))
     run_module(
         monkeypatch,
@@ -155,7 +155,7 @@ def test_check_mode_diff_shows_the_would_be_unit_changes(
         "before_header": "/run/current-system",
         "after_header": "new system (switch)",
     }
-    assert [argv for argv, _ in recorder.calls] == [
+    assert [argv for argv, _opts in recorder.calls] == [
         ["/run/current-system/sw/bin/nixos-rebuild", "dry-build", "-I", "nixos-config=/etc/nixos/configuration.nix"],
         ["/run/current-system/sw/bin/nixos-rebuild", "build", "-I", "nixos-config=/etc/nixos/configuration.nix"],
         [f"{new}/bin/switch-to-configuration", "dry-activate"],
