@@ -267,6 +267,9 @@ def test_ssh_drop_during_activation_then_rerun_converges(host: LabHost, tmp_path
     # The rerun reports the dropped run's outcome once, then the host is plainly unchanged.
     if rerun["changed"]:
         assert rerun["activation_rc"] == 0
+        assert any("caller was gone" in w for w in rerun.get("warnings", [])), rerun
+    first = "unreachable" if dropped.get("unreachable") else "failed"
+    print(f"\nssh-drop: first run {first}, rerun changed={rerun['changed']}")
     final = play(tmp_path, ARGS)[0]
     assert final["changed"] is False
 
