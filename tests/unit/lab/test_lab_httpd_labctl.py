@@ -17,7 +17,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "lab" / "host" / "lib"))
 
-from labsys import httpd  # noqa: E402
+import labsys.httpd as lab_httpd  # noqa: E402
 
 LOOPBACK = "127.0.1.254"  # lab addresses only
 
@@ -39,57 +39,59 @@ labctl = load_labctl()
 
 
 def test_parse_routes() -> None:
-    assert httpd.parse_route("app.m1.lab.test=static:/srv") == httpd.Route("app.m1.lab.test", "/", "static", "/srv")
-    r = httpd.parse_route("Forum.M3.lab.test/api/=proxy:127.0.1.3:3000")
+    assert lab_httpd.parse_route("app.m1.lab.test=static:/srv") == lab_httpd.Route(
+        "app.m1.lab.test", "/", "static", "/srv"
+    )
+    r = lab_httpd.parse_route("Forum.M3.lab.test/api/=proxy:127.0.1.3:3000")
     assert (r.host, r.prefix, r.kind, r.target) == ("forum.m3.lab.test", "/api/", "proxy", "127.0.1.3:3000")
-    assert httpd.parse_route("_=respond:hello").target == "hello"
+    assert lab_httpd.parse_route("_=respond:hello").target == "hello"
 
 
 @pytest.mark.parametrize("spec", ["nohost", "=static:/x", "a=ftp:x", "a=proxy:nohostport", "a=static:"])
 def test_bad_routes(spec: str) -> None:
-    with pytest.raises(httpd.ConfigError):
-        httpd.parse_route(spec)
+    with pytest.raises(lab_httpd.ConfigError):
+        lab_httpd.parse_route(spec)
 
 
 def test_longest_prefix_and_default_server() -> None:
-    routes = [httpd.parse_route(s) for s in ("f.t/=respond:web", "f.t/api/=respond:api", "_=respond:default")]
-    chosen = [httpd.select_route(routes, h, p) for h, p in (("f.t", "/api/x"), ("F.T:80", "/x"), ("other", "/"))]
+    routes = [lab_httpd.parse_route(s) for s in ("f.t/=respond:web", "f.t/api/=respond:api", "_=respond:default")]
+    chosen = [lab_httpd.select_route(routes, h, p) for h, p in (("f.t", "/api/x"), ("F.T:80", "/x"), ("other", "/"))]
     assert [r.target if r else None for r in chosen] == ["api", "web", "default"]
-    assert httpd.select_route(routes[:2], "other", "/") is None
+    assert lab_httpd.select_route(routes[:2], "other", "/") is None
 
 
 def test_static_paths_stay_inside_root(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     (tmp_path / "index.html").write_text("i")
     (tmp_path / "sub" / "a.js").write_text("a")
-    assert httpd.static_file(str(tmp_path), "/", "/") == tmp_path / "index.html"
-    assert httpd.static_file(str(tmp_path), "/", "/sub/a.js?v=1") == tmp_path / "sub" / "a.js"
-    assert httpd.static_file(str(tmp_path), "/", "/../../etc/passwd") is None
-    assert httpd.static_file(str(tmp_path), "/", "/%2e%2e/%2e%2e/etc/passwd") is None
-    assert httpd.static_file(str(tmp_path), "/", "/sub/") is None  # no index.html there
+    assert lab_httpd.static_file(str(tmp_path), "/", "/") == tmp_path / "index.html"
+    assert lab_httpd.static_file(str(tmp_path), "/", "/sub/a.js?v=1") == tmp_path / "sub" / "a.js"
+    assert lab_httpd.static_file(str(tmp_path), "/", "/../../etc/passwd") is None
+    assert lab_httpd.static_file(str(tmp_path), "/", "/%2e%2e/%2e%2e/etc/passwd") is None
+    assert lab_httpd.static_file(str(tmp_path), "/", "/sub/") is None  # no index.html there
 
 
 def test_config_file_shape() -> None:
-    routes = httpd.routes_from_config(
+    routes = lab_httpd.routes_from_config(
         {"vhosts": {"img.m2.lab.test": [{"proxy": "127.0.1.2:8080"}, {"prefix": "/health", "respond": "ok"}]}}
     )
     assert [(r.prefix, r.kind) for r in routes] == [("/", "proxy"), ("/health", "respond")]
-    with pytest.raises(httpd.ConfigError):
-        httpd.routes_from_config({"vhosts": {"x": [{"static": "/a", "respond": "b"}]}})
+    with pytest.raises(lab_httpd.ConfigError):
+        lab_httpd.routes_from_config({"vhosts": {"x": [{"static": "/a", "respond": "b"}]}})
 
 
 @pytest.fixture
 def servers(tmp_path: Path) -> Iterator[int]:
     """A fixed-response upstream and a front server proxying to it, on a lab loopback address."""
     (tmp_path / "index.html").write_text("<h1>app</h1>")
-    upstream = httpd.LabHTTPServer((LOOPBACK, 0), [httpd.Route("_", "/", "respond", "lnbits")])
+    upstream = lab_httpd.LabHTTPServer((LOOPBACK, 0), [lab_httpd.Route("_", "/", "respond", "lnbits")])
     up_port = upstream.server_address[1]
     routes = [
-        httpd.parse_route(f"app.t=static:{tmp_path}"),
-        httpd.parse_route(f"ln.t=proxy:{LOOPBACK}:{up_port}"),
-        httpd.parse_route("down.t=proxy:127.0.1.254:1"),
+        lab_httpd.parse_route(f"app.t=static:{tmp_path}"),
+        lab_httpd.parse_route(f"ln.t=proxy:{LOOPBACK}:{up_port}"),
+        lab_httpd.parse_route("down.t=proxy:127.0.1.254:1"),
     ]
-    front = httpd.LabHTTPServer((LOOPBACK, 0), routes)
+    front = lab_httpd.LabHTTPServer((LOOPBACK, 0), routes)
     for s in (upstream, front):
         threading.Thread(target=s.serve_forever, daemon=True).start()
     yield int(front.server_address[1])
@@ -115,13 +117,13 @@ def test_server_static_proxy_and_errors(servers: int) -> None:
 
 
 def test_cli_needs_listen_and_routes() -> None:
-    with pytest.raises(httpd.ConfigError, match="--listen"):
-        httpd.build(["--respond", "x"])
-    with pytest.raises(httpd.ConfigError, match="nothing to serve"):
-        httpd.build(["--listen", "127.0.1.1:80"])
-    addr, routes = httpd.build(["--listen", "127.0.1.1:5000", "--respond", "hi", "--status", "503"])
+    with pytest.raises(lab_httpd.ConfigError, match="--listen"):
+        lab_httpd.build(["--respond", "x"])
+    with pytest.raises(lab_httpd.ConfigError, match="nothing to serve"):
+        lab_httpd.build(["--listen", "127.0.1.1:80"])
+    addr, routes = lab_httpd.build(["--listen", "127.0.1.1:5000", "--respond", "hi", "--status", "503"])
     assert addr == ("127.0.1.1", 5000)
-    assert routes == [httpd.Route("_", "/", "respond", "hi", 503)]
+    assert routes == [lab_httpd.Route("_", "/", "respond", "hi", 503)]
 
 
 # --------------------------------------------------------------------------- labctl

@@ -9,11 +9,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "lab" / "host" / "lib"))
 
-from labsys import (
-    journal,
-    systemctl,
-)
-from labsys import run as systemd_run
+import labsys.journal as lab_journal
+import labsys.run as systemd_run
+import labsys.systemctl as lab_systemctl
 from labsys.init import decode_wait, describe, transient_unit_text
 from labsys.unitfile import (
     ExecCommand,
@@ -136,23 +134,23 @@ def test_load_unit_follows_the_search_path(tmp_path: Path) -> None:
 
 
 def test_systemctl_argv_options_anywhere() -> None:
-    a = systemctl.parse_args(["show", "-p", "MainPID,ActiveState", "nginx", "--value", "--property=Result"])
+    a = lab_systemctl.parse_args(["show", "-p", "MainPID,ActiveState", "nginx", "--value", "--property=Result"])
     assert (a.verb, a.units, a.value) == ("show", ["nginx"], True)
     assert a.properties == ["MainPID", "ActiveState", "Result"]
-    b = systemctl.parse_args(["list-units", "--failed", "--plain", "--no-legend", "--type=service"])
+    b = lab_systemctl.parse_args(["list-units", "--failed", "--plain", "--no-legend", "--type=service"])
     assert (b.verb, b.failed, b.plain, b.no_legend, b.types) == ("list-units", True, True, True, ["service"])
-    assert systemctl.parse_args([]).verb == "list-units"
-    assert systemctl.parse_args(["status", "-n5", "x"]).lines == 5
-    with pytest.raises(systemctl.UsageError):
-        systemctl.parse_args(["--bogus"])
+    assert lab_systemctl.parse_args([]).verb == "list-units"
+    assert lab_systemctl.parse_args(["status", "-n5", "x"]).lines == 5
+    with pytest.raises(lab_systemctl.UsageError):
+        lab_systemctl.parse_args(["--bogus"])
 
 
 def test_systemctl_show_format() -> None:
     snap = {"Id": "a.service", "MainPID": 12, "ActiveState": "active", "ActiveEnterTimestamp": 0.0, "Pids": [12]}
-    assert systemctl.format_show([snap], ["MainPID", "ActiveState"], False) == "MainPID=12\nActiveState=active"
-    assert systemctl.format_show([snap], ["ActiveState"], True) == "active"
-    assert systemctl.format_show([snap], ["Nope"], False) == "Nope="
-    assert "ActiveEnterTimestamp=\n" in systemctl.format_show([snap], [], False) + "\n"
+    assert lab_systemctl.format_show([snap], ["MainPID", "ActiveState"], False) == "MainPID=12\nActiveState=active"
+    assert lab_systemctl.format_show([snap], ["ActiveState"], True) == "active"
+    assert lab_systemctl.format_show([snap], ["Nope"], False) == "Nope="
+    assert "ActiveEnterTimestamp=\n" in lab_systemctl.format_show([snap], [], False) + "\n"
 
 
 def test_list_units_plain_rows() -> None:
@@ -162,12 +160,12 @@ def test_list_units_plain_rows() -> None:
         {"Id": "lnbits.service", "LoadState": "loaded", "ActiveState": "failed", "SubState": "failed",
          "Description": "LNbits"},
     ]  # fmt: skip
-    out = systemctl.format_list_units(snaps, plain=True, no_legend=True, show_all=False)
+    out = lab_systemctl.format_list_units(snaps, plain=True, no_legend=True, show_all=False)
     assert out.splitlines() == [
         "nginx.service  loaded active running Nginx",
         "lnbits.service loaded failed failed  LNbits",
     ]
-    legend = systemctl.format_list_units(snaps, plain=False, no_legend=False, show_all=False)
+    legend = lab_systemctl.format_list_units(snaps, plain=False, no_legend=False, show_all=False)
     assert legend.splitlines()[0].startswith("  UNIT")
     assert "2 loaded units listed." in legend
 
@@ -183,18 +181,18 @@ def test_list_units_plain_rows() -> None:
     ],
 )
 def test_shutdown_argv(argv: list[str], expected: tuple[str, float, bool]) -> None:
-    assert systemctl.parse_shutdown(argv) == expected
+    assert lab_systemctl.parse_shutdown(argv) == expected
 
 
 def test_shutdown_rejects_bad_time() -> None:
-    with pytest.raises(systemctl.UsageError, match="Failed to parse time specification"):
-        systemctl.parse_shutdown(["-r", "soon"])
+    with pytest.raises(lab_systemctl.UsageError, match="Failed to parse time specification"):
+        lab_systemctl.parse_shutdown(["-r", "soon"])
 
 
 def test_fmt_span() -> None:
-    assert systemctl.fmt_span(0.012) == "12ms"
-    assert systemctl.fmt_span(299) == "4min 59s"
-    assert systemctl.fmt_span(7380) == "2h 3min"
+    assert lab_systemctl.fmt_span(0.012) == "12ms"
+    assert lab_systemctl.fmt_span(299) == "4min 59s"
+    assert lab_systemctl.fmt_span(7380) == "2h 3min"
 
 
 # --------------------------------------------------------------------------- systemd-run
@@ -253,13 +251,13 @@ def test_wait_status_decoding() -> None:
 
 
 def test_journal_records_and_raw_lines(tmp_path: Path) -> None:
-    journal.record("a.service", "Starting A...", journal_dir=tmp_path)
-    journal.record("a.service", "", ident="lab-httpd", pid=42, mark=True, journal_dir=tmp_path)
-    with journal.unit_log_path("a.service", tmp_path).open("a") as f:
+    lab_journal.record("a.service", "Starting A...", journal_dir=tmp_path)
+    lab_journal.record("a.service", "", ident="lab-httpd", pid=42, mark=True, journal_dir=tmp_path)
+    with lab_journal.unit_log_path("a.service", tmp_path).open("a") as f:
         f.write("listening\n")
-    entries = journal.parse(journal.unit_log_path("a.service", tmp_path).read_text(), "a.service")
+    entries = lab_journal.parse(lab_journal.unit_log_path("a.service", tmp_path).read_text(), "a.service")
     assert [(e.ident, e.pid, e.msg) for e in entries] == [
         ("systemd", 1, "Starting A..."),
         ("lab-httpd", 42, "listening"),
     ]
-    assert journal.render(entries[1], "machine1").endswith(" machine1 lab-httpd[42]: listening")
+    assert lab_journal.render(entries[1], "machine1").endswith(" machine1 lab-httpd[42]: listening")
