@@ -41,12 +41,19 @@ sys.exit(subprocess.run([sys.executable, "-m", "pip", "install", *args], check=F
 PY
 fi
 
+# Sanity covers what ships in the collection: the tree minus galaxy.yml's
+# build_ignore top-level entries that are tooling (the lab is test
+# infrastructure run on lab hosts, not collection content).
+not_content='^(lab|bench|tools|\.ci)/|^Makefile$'
+list_files() {
+  (cd "$repo" && git ls-files --cached --others --exclude-standard | grep -Ev "$not_content")
+}
 mkdir -p "$dest"
-(cd "$repo" && git ls-files -z --cached --others --exclude-standard) \
+list_files | tr '\n' '\0' \
   | rsync -a --delete --from0 --files-from=- "$repo/" "$dest/"
 # rsync --files-from does not delete files that vanished from the list: prune them.
-(cd "$repo" && git ls-files --cached --others --exclude-standard | sort) >"$root/.wanted"
-(cd "$dest" && find . -type f ! -path './tests/output/*' | sed 's|^\./||' | sort) >"$root/.have"
+list_files | sort >"$root/.wanted"
+(cd "$dest" && find . \( -type f -o -type l \) ! -path './tests/output/*' | sed 's|^\./||' | sort) >"$root/.have"
 comm -13 "$root/.wanted" "$root/.have" | (cd "$dest" && xargs -r -d '\n' rm -f --)
 
 cd "$dest"

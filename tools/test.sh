@@ -26,6 +26,8 @@ stage_lint() {
   local extra=()
   for d in tests lab bench; do [[ -d $d ]] && extra+=("$d"); done
   mypy --config-file pyproject.toml "${extra[@]}"
+  banner "lint: shellcheck"
+  git ls-files --cached --others --exclude-standard '*.sh' .ci/run | xargs -r shellcheck
   banner "lint: yamllint"
   yamllint --strict .
   banner "lint: ansible-lint (production profile)"

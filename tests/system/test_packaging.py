@@ -13,6 +13,7 @@ import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import yaml
@@ -23,7 +24,9 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = REPO / ".venv" / "bin"
 DEPENDENCIES = ("ansible/posix", "community/general")
 
-# What must never ship: outputs, caches, environments, test infrastructure.
+# What must never ship: tooling and test infrastructure at the top level...
+FORBIDDEN_TOP = {"lab", "bench", "tools", ".ci", "Makefile", "ansible.cfg", "galaxy.yml"}
+# ...and outputs, caches and environments anywhere.
 FORBIDDEN_PARTS = {
     ".venv",
     ".collections",
@@ -37,10 +40,14 @@ FORBIDDEN_PARTS = {
     "dist",
     "result",
     "output",
-    "lab",
-    "bench",
     ".cache",
 }
+
+
+class Install(NamedTuple):
+    tarball: Path
+    path: Path  # .../ansible_collections/aiolabs/nixos of the install
+    env: dict[str, str]  # an environment that sees only the install and its dependencies
 
 
 def run(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -60,7 +67,7 @@ def plugin_names(kind: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path, dict[str, str]]]:
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Install]:
     work = tmp_path_factory.mktemp("packaging")
     deps = work / "deps" / "ansible_collections"
     for dep in DEPENDENCIES:
@@ -86,24 +93,25 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
         work,
     )
     env["ANSIBLE_COLLECTIONS_PATH"] = f"{target}:{work / 'deps'}"
-    yield tarball, target / "ansible_collections" / "aiolabs" / "nixos", env
+    yield Install(tarball, target / "ansible_collections" / "aiolabs" / "nixos", env)
 
 
-def test_tarball_holds_collection_content_only(installed: tuple[Path, Path, dict[str, str]]) -> None:
-    tarball, _, _ = installed
-    with tarfile.open(tarball) as tar:
+def test_tarball_holds_collection_content_only(installed: Install) -> None:
+    with tarfile.open(installed.tarball) as tar:
         names = tar.getnames()
     assert "MANIFEST.json" in names
-    assert "galaxy.yml" not in names  # galaxy.yml becomes MANIFEST.json
     for expected in ("meta/runtime.yml", "plugins/filter/to_nix.py", "playbooks/site.yml", "README.md"):
         assert expected in names
-    shipped_junk = sorted(n for n in names if FORBIDDEN_PARTS & set(Path(n).parts) or n.endswith((".pyc", ".tar.gz")))
+    shipped_junk = sorted(
+        n
+        for n in names
+        if Path(n).parts[0] in FORBIDDEN_TOP or FORBIDDEN_PARTS & set(Path(n).parts) or n.endswith((".pyc", ".tar.gz"))
+    )
     assert shipped_junk == []
 
 
-def test_manifest_metadata(installed: tuple[Path, Path, dict[str, str]]) -> None:
-    _, path, _ = installed
-    info = json.loads((path / "MANIFEST.json").read_text())["collection_info"]
+def test_manifest_metadata(installed: Install) -> None:
+    info = json.loads((installed.path / "MANIFEST.json").read_text())["collection_info"]
     galaxy = yaml.safe_load((REPO / "galaxy.yml").read_text())
     assert (info["namespace"], info["name"], info["version"]) == ("aiolabs", "nixos", galaxy["version"])
     assert info["license"] == ["GPL-3.0-or-later"]
@@ -111,11 +119,10 @@ def test_manifest_metadata(installed: tuple[Path, Path, dict[str, str]]) -> None
 
 
 @pytest.mark.parametrize("kind", ["module", "filter"])
-def test_ansible_doc_for_every_plugin(kind: str, installed: tuple[Path, Path, dict[str, str]]) -> None:
-    _, path, env = installed
+def test_ansible_doc_for_every_plugin(kind: str, installed: Install) -> None:
+    path, env = installed.path, installed.env
     names = plugin_names("modules" if kind == "module" else kind)
-    if kind == "filter":
-        assert names, "the collection ships filters"
+    assert names, f"the collection ships {kind}s"
     listed = json.loads(run([str(BIN / "ansible-doc"), "-t", kind, "-l", "aiolabs.nixos", "--json"], env, path).stdout)
     assert sorted(name.removeprefix("aiolabs.nixos.") for name in listed) == names
     for name in names:
@@ -130,8 +137,8 @@ def test_ansible_doc_for_every_plugin(kind: str, installed: tuple[Path, Path, di
         assert str(path) in entry["doc"]["filename"], entry["doc"]["filename"]
 
 
-def test_playbooks_are_reachable_by_fqcn(installed: tuple[Path, Path, dict[str, str]], tmp_path: Path) -> None:
-    _, _, env = installed
+def test_playbooks_are_reachable_by_fqcn(installed: Install, tmp_path: Path) -> None:
+    env = installed.env
     playbooks = sorted(p.stem for p in (REPO / "playbooks").glob("*.yml"))
     assert "site" in playbooks
     inventory = tmp_path / "hosts.yml"

@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2154  # a Nix builder: $out and the other variables come from the derivation
 # LAB STAND-IN (test infrastructure): builds the toplevel of a lab "NixOS system"; see system.nix.
 # Runs as the derivation's builder under /bin/sh with PATH=/usr/bin:/bin and the derivation's
 # attributes in the environment.

@@ -62,7 +62,7 @@ def ssh(command: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[s
 
 def wait_for_ssh(seconds: float = 20.0) -> None:
     """After an ssh-drop the host's sshd may need a moment to take connections again."""
-    for _ in range(int(seconds * 2)):
+    for _attempt in range(int(seconds * 2)):
         if ssh("true", timeout=10).returncode == 0:
             return
         subprocess.run(["sleep", "0.5"], check=True)
@@ -213,7 +213,7 @@ def test_ssh_drop_kills_session_but_switch_completes() -> None:
     assert "finished-in-session" not in result.stdout, result.stderr
     assert result.returncode == 255
     wait_for_ssh()
-    for _ in range(20):
+    for _attempt in range(20):
         if current() == built:
             break
         subprocess.run(["sleep", "0.5"], check=True)

@@ -1,7 +1,7 @@
 """The lab's nixos-rebuild stand-in driven with real Nix against a throw-away host root.
 
 No lab hosts needed: LAB_NIXOS_ROOT (test-only) moves the host's profiles, /run, /etc and /var
-under a temp dir and LAB_SYSTEMCTL points switch-to-configuration at lab_fake_systemctl.py.
+under a temp dir and LAB_SYSTEMCTL points switch-to-configuration at lab/testing/fake-systemctl.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.nix
 REPO = Path(__file__).resolve().parents[3]
 NIXOS_REBUILD = REPO / "lab" / "host" / "bin" / "nixos-rebuild"
 LAB_INSTALL = REPO / "lab" / "host" / "bin" / "lab-install"
-FAKE_SYSTEMCTL = Path(__file__).resolve().parent / "lab_fake_systemctl.py"
+FAKE_SYSTEMCTL = Path(__file__).resolve().parents[3] / "lab" / "testing" / "fake-systemctl"
 TIMEOUT = 120
 
 if shutil.which("nix-build") is None:
@@ -394,7 +394,7 @@ def test_generated_units_are_accepted_by_lab_httpd(host: Host) -> None:
     import sys
 
     sys.path.insert(0, str(REPO / "lab" / "host" / "lib"))
-    from labsys.httpd import parse_listen, parse_route  # type: ignore[import-not-found]
+    from labsys.httpd import parse_listen, parse_route
 
     host.set_machine(
         machine_nix(

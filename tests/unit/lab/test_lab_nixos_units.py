@@ -10,7 +10,7 @@ import pytest
 LAB_HOST = Path(__file__).resolve().parents[3] / "lab" / "host"
 sys.path.insert(0, str(LAB_HOST))
 
-from nixos import args as cli  # noqa: E402
+import nixos.args as cli  # noqa: E402
 from nixos.build import Flake  # noqa: E402
 from nixos.generations import parse_nix_env_generations, tabulate  # noqa: E402
 from nixos.units import (  # noqa: E402

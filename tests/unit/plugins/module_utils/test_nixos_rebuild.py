@@ -505,8 +505,8 @@ class FakeRunner(Runner):
             self.spawned.append(subprocess.Popen(command, start_new_session=True, env=unit_env))
             return CommandResult(tuple(argv), 0, "", "")
         if prog == "/bin/sh" and new_session:
-            proc = subprocess.run(argv, check=True, start_new_session=True, env={**os.environ, **(env or {})})
-            return CommandResult(tuple(argv), proc.returncode, "", "")
+            started = subprocess.run(argv, check=True, start_new_session=True, env={**os.environ, **(env or {})})
+            return CommandResult(tuple(argv), started.returncode, "", "")
         if prog.endswith("/bin/switch-to-configuration"):
             proc = subprocess.run(argv, capture_output=True, text=True, check=False)
             return CommandResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
@@ -834,7 +834,7 @@ def test_failed_build_carries_cmd_rc_and_output(machine: Machine) -> None:
     _installed(machine)
 
     class Failing(FakeRunner):
-        def run(self, argv: Sequence[str], **kwargs: object) -> CommandResult:  # type: ignore[override]
+        def run(self, argv: Sequence[str], **kwargs: object) -> CommandResult:
             raise NixosRebuildError(
                 "nixos-rebuild build failed with exit 1",
                 cmd=argv,

@@ -75,7 +75,7 @@ def machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, nr.P
         systemd_marker=str(tmp_path / "run" / "systemd" / "system"),
     )
     monkeypatch.setattr(module, "make_paths", lambda profile: paths)
-    monkeypatch.setattr(module.socket, "gethostname", lambda: "machine1")
+    monkeypatch.setattr("socket.gethostname", lambda: "machine1")
     return tmp_path, paths
 
 
