@@ -379,6 +379,7 @@ def test_stop_and_start_keep_disk_state(lab: Lab) -> None:
         host.ssh(f"rm -f /var/src/{token}")
 
 
+@pytest.mark.lab_lifecycle
 def test_down_leaves_nothing_behind_and_up_works(lab: Lab) -> None:
     if os.environ.get("CI") != "true" and os.environ.get("LAB_TEST_DOWN") != "1":
         pytest.skip("tears the shared lab down and up again: runs under CI=true or with LAB_TEST_DOWN=1")
