@@ -1,0 +1,1 @@
+"""EXAMPLE placeholder LNbits extension (see examples/README.md)."""

@@ -1,0 +1,1 @@
+"""EXAMPLE placeholder package standing in for LNbits (see examples/README.md)."""
