@@ -1,0 +1,483 @@
+"""The aiolabs.nixos.switch role and the switch/rollback playbooks through real ``ansible-playbook``.
+
+Against lab hosts machine5 and machine6 (the SWITCH hosts of the pipeline contract; override with
+SWITCH_TEST_HOSTS=a,b). The lab host is a simulated NixOS machine (lab stand-in for nixos-rebuild,
+switch-to-configuration, systemctl, systemd-run); the role runs on it exactly as on NixOS.
+
+Each test starts from a baseline that the fixture writes and converges: the krops layout with
+``NIX_PATH=/var/src`` (``/var/src/nixos-config/`` holds ``default.nix`` and the pure-data
+``machine.nix``; webapp enabled, so ``nginx.service`` serves ``app.<domain>`` from
+``/var/src/web-app-dist``). A test changes the configuration as the pipeline would (edit the files
+under /var/src), sets fault knobs, runs the role, and the fixture clears the knobs, stops any armed
+rollback and converges the host back to the baseline in a ``finally``: tests do not depend on order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from tests.system.lab.conftest import Lab, LabHost
+
+pytestmark = pytest.mark.lab
+
+REPO = Path(__file__).resolve().parents[3]
+HOSTS = os.environ.get("SWITCH_TEST_HOSTS", "machine5,machine6").split(",")
+INVENTORY = ["-i", str(REPO / "lab" / "inventory" / "hosts.yml"), "-i", str(REPO / "lab" / "run" / "inventory.yml")]
+PLAY_TIMEOUT = 300
+KNOBS = ("activation-fails", "activation-hangs", "reboot-required", "ssh-drop", "kernel-change", "unit-fails")
+CONFIG = "/var/src/nixos-config"
+DEFAULT_NIX = """\
+# Written by tests/system/lab/test_switch_role.py: a classic NixOS configuration whose machine
+# data lives beside it in machine.nix (the lab builds its system from that data).
+{ ... }:
+let
+  machine = import ./machine.nix;
+in
+{
+  networking.hostName = machine.hostName;
+  networking.domain = machine.domain;
+  system.stateVersion = "25.11";
+}
+"""
+
+
+def machine_nix(name: str, *, pictrs: bool = False) -> str:
+    services = "webapp.enable = true;" + (" pictrs = { enable = true; port = 8080; };" if pictrs else "")
+    return f'{{\n  hostName = "{name}";\n  domain = "{name}.lab.test";\n  services = {{ {services} }};\n}}\n'
+
+
+@dataclass
+class Switch:
+    """One host prepared for switch tests."""
+
+    host: LabHost
+    token: str
+
+    @property
+    def name(self) -> str:
+        return self.host.name
+
+    @property
+    def vhost(self) -> str:
+        return f"app.{self.name}.lab.test"
+
+    def sh(self, command: str) -> str:
+        return self.host.out(command)
+
+    def current(self) -> str:
+        return self.sh("readlink -f /run/current-system")
+
+    def generation(self) -> int:
+        return int(self.sh("readlink /nix/var/nix/profiles/system").split("-")[1])
+
+    def generation_count(self) -> int:
+        return len(self.sh("ls -d /nix/var/nix/profiles/system-*-link").split())
+
+    def profile_system(self) -> str:
+        return self.sh("readlink -f /nix/var/nix/profiles/system")
+
+    def timers(self) -> str:
+        return self.sh("systemctl list-timers --no-legend")
+
+    def boot_id(self) -> str:
+        return self.sh("cat /proc/sys/kernel/random/boot_id")
+
+    def write_config(self, *, pictrs: bool = False) -> None:
+        self.sh(
+            f"mkdir -p {CONFIG} /var/src/web-app-dist && "
+            f"echo 'switch-test {self.token}' > /var/src/web-app-dist/index.html && "
+            f"printf '%s' {sh_quote(DEFAULT_NIX)} > {CONFIG}/default.nix && "
+            f"printf '%s' {sh_quote(machine_nix(self.name, pictrs=pictrs))} > {CONFIG}/machine.nix"
+        )
+
+    def bump(self) -> None:
+        """A configuration change that changes the system but no unit."""
+        self.sh(f"sed -i '/^# bump /d' {CONFIG}/default.nix && echo '# bump {uuid.uuid4().hex}' >> {CONFIG}/default.nix")
+
+    def knob(self, name: str, value: str = "") -> None:
+        (self.host.faults / name).write_text(value)
+
+    def clear_knobs(self) -> None:
+        for name in KNOBS:
+            (self.host.faults / name).unlink(missing_ok=True)
+
+    def checks(self, **extra: Any) -> dict[str, Any]:
+        """Role variables: nginx must be active, the app vhost must serve this test's page."""
+        return {
+            "aiolabs_nixos_switch_units": ["nginx.service"],
+            "aiolabs_nixos_switch_http_checks": [{"host": self.vhost, "contains": f"switch-test {self.token}"}],
+            "aiolabs_nixos_switch_check_retries": 2,
+            "aiolabs_nixos_switch_check_delay": 1,
+            **extra,
+        }
+
+
+def sh_quote(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+@dataclass
+class Run:
+    """One ansible-playbook run: per-host role result and error, recap counts, exit code, wall time."""
+
+    results: dict[str, dict[str, Any]]
+    errors: dict[str, str]
+    recap: dict[str, dict[str, int]]
+    rc: int
+    elapsed: float
+    stdout: str
+
+    def result(self, host: str) -> dict[str, Any]:
+        assert host in self.results, f"no result for {host}:\n{self.stdout[-4000:]}"
+        return self.results[host]
+
+
+RECAP_LINE = re.compile(r"^(?P<host>\S+)\s+:\s+(?P<counts>(?:\w+=\d+\s*)+)$", re.MULTILINE)
+
+
+def run_playbook(argv: list[str], tmp_path: Path, out_dir: Path) -> Run:
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    start = time.monotonic()
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=PLAY_TIMEOUT, env=env, cwd=REPO, check=False)
+    elapsed = time.monotonic() - start
+    results: dict[str, dict[str, Any]] = {}
+    errors: dict[str, str] = {}
+    for path in out_dir.glob("*.json"):
+        data = json.loads(path.read_text())
+        results[path.stem] = data["result"]
+        if data["error"]:
+            errors[path.stem] = data["error"]
+    recap = {
+        m.group("host"): {k: int(v) for k, v in (kv.split("=") for kv in m.group("counts").split())}
+        for m in RECAP_LINE.finditer(proc.stdout)
+    }
+    return Run(results, errors, recap, proc.returncode, elapsed, proc.stdout + proc.stderr)
+
+
+def play(tmp_path: Path, hosts: list[str], role_vars: dict[str, Any], *, check: bool = False,
+         tasks_from: str | None = None) -> Run:  # fmt: skip
+    """Run the role on ``hosts`` from a throwaway playbook that hands each host's result to the test."""
+    name = f"play-{uuid.uuid4().hex[:8]}"
+    out_dir = tmp_path / name
+    out_dir.mkdir()
+    include: dict[str, Any] = {"name": "aiolabs.nixos.switch"}
+    if tasks_from:
+        include["tasks_from"] = tasks_from
+    playbook = tmp_path / f"{name}.yml"
+    playbook.write_text(
+        json.dumps(
+            [
+                {
+                    "name": "switch role under test",
+                    "hosts": ",".join(hosts),
+                    "gather_facts": False,
+                    "vars": role_vars,
+                    "tasks": [
+                        {
+                            "name": "Role under test",
+                            "block": [{"name": "Run the role", "ansible.builtin.include_role": include}],
+                            "rescue": [
+                                {
+                                    "name": "Keep the error",
+                                    "ansible.builtin.set_fact": {"_test_error": "{{ ansible_failed_result.msg }}"},
+                                }
+                            ],
+                            "always": [
+                                {
+                                    "name": "Hand the result to the test",
+                                    "ansible.builtin.copy": {
+                                        "content": "{{ {'result': aiolabs_nixos_switch_result | default({}),"
+                                        " 'error': _test_error | default('')} | to_json }}",
+                                        "dest": f"{out_dir}/{{{{ inventory_hostname }}}}.json",
+                                        "mode": "0644",
+                                    },
+                                    "delegate_to": "localhost",
+                                    "check_mode": False,
+                                    "changed_when": False,
+                                }
+                            ],
+                        }
+                    ],
+                }
+            ]
+        )
+    )
+    argv = [str(REPO / ".venv" / "bin" / "ansible-playbook"), *INVENTORY, str(playbook)]
+    if check:
+        argv += ["--check", "--diff"]
+    return run_playbook(argv, tmp_path, out_dir)
+
+
+def converge(sw: Switch, tmp_path: Path) -> None:
+    run = play(tmp_path, [sw.name], sw.checks())
+    assert not run.errors, run.stdout[-4000:]
+
+
+def reset(sw: Switch) -> None:
+    """Leave the host on a working generation of the baseline, nothing armed, no knobs."""
+    sw.clear_knobs()
+    sw.sh(
+        "for u in $(systemctl list-timers --no-legend | awk '{print $(NF-1)}' | grep '^aiolabs-nixos-rollback'); "
+        "do systemctl stop $u; done; true"
+    )
+    sw.write_config()
+    sw.host.ssh("NIX_PATH=/var/src nixos-rebuild switch >/dev/null 2>&1", timeout=PLAY_TIMEOUT)
+
+
+def prepared(lab: Lab, name: str, tmp_path: Path) -> Switch:
+    if name not in lab.hosts:
+        msg = f"lab host {name} is not running: LAB_HOSTS=8 lab/labctl up"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    sw = Switch(lab[name], uuid.uuid4().hex[:12])
+    reset(sw)
+    converge(sw, tmp_path)
+    return sw
+
+
+@pytest.fixture
+def sw(lab: Lab, tmp_path: Path) -> Iterator[Switch]:
+    switch = prepared(lab, HOSTS[0], tmp_path)
+    try:
+        yield switch
+    finally:
+        reset(switch)
+
+
+@pytest.fixture
+def fleet(lab: Lab, tmp_path: Path) -> Iterator[list[Switch]]:
+    hosts = [prepared(lab, name, tmp_path) for name in HOSTS[:2]]
+    try:
+        yield hosts
+    finally:
+        for switch in hosts:
+            reset(switch)
+
+
+def assert_nothing_armed(sw: Switch) -> None:
+    assert "aiolabs-nixos-rollback" not in sw.timers()
+
+
+def run_dirs(sw: Switch) -> list[str]:
+    return sw.sh("ls -d /run/aiolabs-nixos/*/ 2>/dev/null || true").split()
+
+
+# ------------------------------------------------------------------------------------------ tests
+
+
+def test_unchanged_config_activates_nothing_and_arms_nothing(sw: Switch, tmp_path: Path) -> None:
+    gen, count, runs = sw.generation(), sw.generation_count(), run_dirs(sw)
+    armed_before = sw.sh("cat /run/aiolabs-nixos/rollback.unit 2>/dev/null || true")
+    run = play(tmp_path, [sw.name], sw.checks())
+    result = run.result(sw.name)
+    assert run.rc == 0 and not run.errors, run.stdout[-4000:]
+    assert result["changed"] is False
+    assert result["activation_rc"] is None
+    assert run.recap[sw.name]["changed"] == 0
+    assert (sw.generation(), sw.generation_count(), run_dirs(sw)) == (gen, count, runs)
+    assert sw.sh("cat /run/aiolabs-nixos/rollback.unit 2>/dev/null || true") == armed_before  # nothing armed
+    assert_nothing_armed(sw)
+    print(f"\ntimings: no-op run {run.elapsed:.1f}s")
+
+
+def test_changed_config_makes_one_generation_reports_units_and_cancels_the_rollback(
+    sw: Switch, tmp_path: Path
+) -> None:
+    before, count = sw.current(), sw.generation_count()
+    sw.write_config(pictrs=True)
+    run = play(tmp_path, [sw.name], sw.checks(aiolabs_nixos_switch_units=["nginx.service", "pict-rs.service"]))
+    result = run.result(sw.name)
+    assert run.rc == 0 and not run.errors, run.stdout[-4000:]
+    assert result["changed"] is True and result["failed"] is False
+    assert result["previous_system"] == before
+    assert result["system"] == sw.current() == sw.profile_system() != before
+    assert sw.generation_count() == count + 1
+    assert result["generation_after"] == result["generation_before"] + 1 == sw.generation()
+    units = result["units"]
+    assert "pict-rs.service" in units["started"] + units["new"]
+    assert "nginx.service" in units["restarted"]  # its vhosts changed
+    # A rollback was armed for this switch, and cancelled: no timer is left.
+    armed = json.loads(sw.sh("cat /run/aiolabs-nixos/rollback.json"))
+    assert armed["new_system"] == result["system"] and armed["system"] == before
+    assert_nothing_armed(sw)
+    assert "0 timers listed." in sw.sh("systemctl list-timers")
+    print(f"\ntimings: changed run {run.elapsed:.1f}s")
+
+
+def test_activation_failure_rolls_back_and_fails(sw: Switch, tmp_path: Path) -> None:
+    before, gen = sw.current(), sw.generation()
+    sw.bump()
+    sw.knob("activation-fails")
+    run = play(tmp_path, [sw.name], sw.checks())
+    result = run.result(sw.name)
+    assert sw.name in run.errors, run.stdout[-4000:]
+    assert "exit 2" in run.errors[sw.name] and "rolled back to generation" in run.errors[sw.name]
+    assert result["failed"] is True and result["rolled_back"] is True
+    assert result["activation_rc"] == 2
+    assert sw.current() == before
+    assert sw.generation() == gen and sw.profile_system() == before
+    assert_nothing_armed(sw)
+    print(f"\ntimings: rolled-back run {run.elapsed:.1f}s")
+
+
+@pytest.mark.parametrize("policy", ["fail", "warn"])
+def test_failed_unit_is_reported_and_handled_per_policy(sw: Switch, tmp_path: Path, policy: str) -> None:
+    before, gen = sw.current(), sw.generation()
+    sw.write_config(pictrs=True)
+    sw.knob("unit-fails", "pict-rs.service")
+    run = play(tmp_path, [sw.name], sw.checks(aiolabs_nixos_switch_failed_units_policy=policy))
+    result = run.result(sw.name)
+    assert result["activation_rc"] == 4
+    assert result["units"]["failed"] == ["pict-rs.service"]
+    if policy == "fail":
+        assert sw.name in run.errors, run.stdout[-4000:]
+        assert "units failed: pict-rs.service" in run.errors[sw.name]
+        assert result["rolled_back"] is True
+        assert (sw.current(), sw.generation()) == (before, gen)
+    else:
+        assert run.rc == 0 and not run.errors, run.stdout[-4000:]
+        assert result["failed"] is False and result["rolled_back"] is False
+        assert any("pict-rs.service" in w for w in result["warnings"])
+        assert sw.current() == result["system"] != before
+    assert_nothing_armed(sw)
+
+
+def test_failed_health_check_rolls_back_and_names_the_check(sw: Switch, tmp_path: Path) -> None:
+    before, gen = sw.current(), sw.generation()
+    sw.bump()
+    checks = sw.checks()
+    checks["aiolabs_nixos_switch_http_checks"] = [{"host": sw.vhost, "contains": "text-that-is-not-there"}]
+    run = play(tmp_path, [sw.name], checks)
+    result = run.result(sw.name)
+    assert sw.name in run.errors, run.stdout[-4000:]
+    error = run.errors[sw.name]
+    assert f"http {sw.vhost}/: the body does not contain" in error and "text-that-is-not-there" in error
+    assert result["rolled_back"] is True and result["failed_checks"]
+    assert (sw.current(), sw.generation()) == (before, gen)
+    assert_nothing_armed(sw)
+
+
+def test_inactive_unit_fails_its_check_and_rolls_back(sw: Switch, tmp_path: Path) -> None:
+    before = sw.current()
+    sw.bump()
+    run = play(tmp_path, [sw.name], sw.checks(aiolabs_nixos_switch_units=["nginx.service", "no-such.service"]))
+    assert sw.name in run.errors, run.stdout[-4000:]
+    assert "unit no-such.service is inactive" in run.errors[sw.name]
+    assert sw.current() == before
+    assert_nothing_armed(sw)
+
+
+def test_ssh_drop_during_activation_completes_and_a_rerun_converges(sw: Switch, tmp_path: Path) -> None:
+    gen = sw.generation()
+    sw.bump()
+    sw.knob("ssh-drop")
+    run = play(tmp_path, [sw.name], sw.checks())
+    result = run.result(sw.name)
+    assert run.rc == 0 and not run.errors, run.stdout[-4000:]
+    assert result["connection_dropped"] is True
+    assert result["system"] == sw.current() and sw.generation() == gen + 1
+    assert_nothing_armed(sw)
+    rerun = play(tmp_path, [sw.name], sw.checks())
+    assert rerun.result(sw.name)["changed"] is False and rerun.recap[sw.name]["changed"] == 0
+
+
+def test_reboot_required_is_reported_and_handled_when_allowed(sw: Switch, tmp_path: Path) -> None:
+    before = sw.current()
+    sw.bump()
+    sw.knob("reboot-required")
+    run = play(tmp_path, [sw.name], sw.checks())
+    result = run.result(sw.name)
+    assert run.rc == 0 and not run.errors, run.stdout[-4000:]
+    assert result["reboot_required"] is True and result["rebooted"] is False
+    assert any("reboot is needed" in w for w in result["warnings"])
+    assert sw.current() == before  # exit 100: nothing was activated
+    assert sw.profile_system() == result["system"]
+    assert_nothing_armed(sw)
+
+    boot_id = sw.boot_id()
+    sw.bump()
+    sw.knob("reboot-required")
+    run = play(tmp_path, [sw.name], sw.checks(aiolabs_nixos_switch_allow_reboot=True))
+    result = run.result(sw.name)
+    assert run.rc == 0 and not run.errors, run.stdout[-4000:]
+    assert result["rebooted"] is True and result["reboot_required"] is False
+    assert sw.boot_id() != boot_id
+    assert sw.current() == result["system"] == sw.profile_system()
+    assert_nothing_armed(sw)
+
+
+def test_check_mode_predicts_and_arms_nothing(sw: Switch, tmp_path: Path) -> None:
+    before, count = sw.current(), sw.generation_count()
+    sw.write_config(pictrs=True)
+    run = play(tmp_path, [sw.name], sw.checks(), check=True)
+    result = run.result(sw.name)
+    assert run.rc == 0 and not run.errors, run.stdout[-4000:]
+    assert result["changed"] is True and result["check_mode"] is True
+    assert (sw.current(), sw.generation_count()) == (before, count)
+    assert_nothing_armed(sw)
+
+
+def test_rollback_entry_point_returns_to_the_previous_or_a_given_generation(sw: Switch, tmp_path: Path) -> None:
+    first, gen1 = sw.current(), sw.generation()
+    sw.bump()
+    assert not play(tmp_path, [sw.name], sw.checks()).errors
+    second = sw.current()
+    rolled = play(tmp_path, [sw.name], sw.checks(), tasks_from="rollback")
+    assert rolled.rc == 0 and not rolled.errors, rolled.stdout[-4000:]
+    assert rolled.result(sw.name)["generation_after"] == gen1
+    assert (sw.current(), sw.generation()) == (first, gen1)
+    assert_nothing_armed(sw)
+    gen2 = [g for g in sw.sh("ls /nix/var/nix/profiles").split() if g.startswith("system-")]
+    newest = max(int(g.split("-")[1]) for g in gen2)
+    forward = play(tmp_path, [sw.name], sw.checks(aiolabs_nixos_switch_rollback_generation=newest), tasks_from="rollback")
+    assert not forward.errors, forward.stdout[-4000:]
+    assert (sw.current(), sw.generation()) == (second, newest)
+
+
+def test_rollback_with_a_failing_check_returns_to_where_it_was(sw: Switch, tmp_path: Path) -> None:
+    sw.bump()
+    assert not play(tmp_path, [sw.name], sw.checks()).errors
+    here, gen = sw.current(), sw.generation()
+    checks = sw.checks()
+    checks["aiolabs_nixos_switch_http_checks"] = [{"host": sw.vhost, "status": 418}]
+    run = play(tmp_path, [sw.name], checks, tasks_from="rollback")
+    assert sw.name in run.errors, run.stdout[-4000:]
+    assert "status 200 (expected 418)" in run.errors[sw.name]
+    assert (sw.current(), sw.generation()) == (here, gen)
+    assert_nothing_armed(sw)
+
+
+def test_fleet_playbook_one_failing_host_does_not_stop_the_other(fleet: list[Switch], tmp_path: Path) -> None:
+    good, bad = fleet
+    bad_before = bad.current()
+    good.bump()
+    bad.bump()
+    bad.knob("activation-fails")
+    extra = {"aiolabs_nixos_switch_units": ["nginx.service"], "aiolabs_nixos_switch_check_retries": 2}
+    argv = [
+        str(REPO / ".venv" / "bin" / "ansible-playbook"), *INVENTORY, str(REPO / "playbooks" / "switch.yml"),
+        "-l", f"{good.name},{bad.name}", "-e", json.dumps(extra),
+    ]  # fmt: skip
+    run = run_playbook(argv, tmp_path, tmp_path)
+    assert run.rc == 2, run.stdout[-4000:]
+    assert run.recap[good.name]["failed"] == 0 and run.recap[bad.name]["failed"] == 1
+    assert bad.current() == bad_before
+    # The callback wraps long lines: compare with whitespace collapsed.
+    summary = " ".join(run.stdout[run.stdout.index("Print one line per machine") :].split())
+    assert re.search(rf"{good.name}\s+gen \d+ -> \d+\s+units:", summary), summary
+    assert re.search(rf"{bad.name}\s+gen (\d+) -> \1\s.*ROLLED BACK: activation: .*exit 2", summary), summary
+    for switch in fleet:
+        assert_nothing_armed(switch)
