@@ -19,13 +19,16 @@ ansible-playbook -i lab/inventory site.yml -l machine1
 cat <<'TXT'
 
 ==> done. Where to look:
-    lab/labctl status                      the lab hosts, their addresses and PIDs
-    lab/labctl ssh machine1                a root shell on machine1
+    curl -H 'Host: app.machine1.lab.test' http://127.0.1.1/
+                                           machine1's web app, built with lab/inventory/files/machine1/env/.env
+    lab/labctl ssh machine1 'ls -A /var/src; cat /var/src/config-machine/machine.nix'
+                                           the krops layout and the machine data rendered from host_vars
+    ansible-playbook -i lab/inventory site.yml -l machine1
+                                           run it again: 0 changed, no build, no activation
+    ansible-playbook -i lab/inventory site.yml -l machine1 --check --diff
+                                           the plan of a change, touching nothing
     ansible-playbook -i lab/inventory playbooks/status.yml
                                            generation, current/booted system per machine
+    lab/labctl status                      the lab hosts, their addresses and PIDs
     make lab-down                          stop the lab and remove everything it made
-
-This release deploys what exists so far: input validation and the status
-report run end to end; the web-app build, /var/src push and switch stages
-arrive with their roles (README.md, "Status").
 TXT
