@@ -13,8 +13,8 @@ author: aiolabs
 description:
   - Checks the machine data of one host (the un-prefixed host_vars C(domain), C(services), C(extra_modules),
     C(state_version), C(host_name), C(acme_email)) and returns a list of problems, empty when the data is valid.
-  - Each problem is a sentence that names the host and the variable, for example
-    C(machine1: services.lnbits.port must be a port (an integer from 1 to 65535) (got 70000)).
+  - Each problem is a sentence that names the host and the variable and says what is expected, for example that
+    C(services.lnbits.port) of C(machine1) must be a port (an integer from 1 to 65535).
   - C(services) may only have the keys C(webapp), C(lnbits), C(pictrs), C(atbb), each with its known settings and types;
     ports are integers from 1 to 65535, not 80 or 443, and not shared by two enabled services.
   - C(extra_modules) entries must be C(.nix) file names present in O(available_modules).
