@@ -104,7 +104,8 @@ class Switch:
 
     def bump(self) -> None:
         """A configuration change that changes the system but no unit."""
-        self.sh(f"sed -i '/^# bump /d' {CONFIG}/default.nix && echo '# bump {uuid.uuid4().hex}' >> {CONFIG}/default.nix")
+        token = uuid.uuid4().hex
+        self.sh(f"sed -i '/^# bump /d' {CONFIG}/default.nix && echo '# bump {token}' >> {CONFIG}/default.nix")
 
     def knob(self, name: str, value: str = "") -> None:
         (self.host.faults / name).write_text(value)
@@ -293,9 +294,7 @@ def test_unchanged_config_activates_nothing_and_arms_nothing(sw: Switch, tmp_pat
     print(f"\ntimings: no-op run {run.elapsed:.1f}s")
 
 
-def test_changed_config_makes_one_generation_reports_units_and_cancels_the_rollback(
-    sw: Switch, tmp_path: Path
-) -> None:
+def test_changed_config_makes_one_generation_reports_units_and_cancels_the_rollback(sw: Switch, tmp_path: Path) -> None:
     before, count = sw.current(), sw.generation_count()
     sw.write_config(pictrs=True)
     run = play(tmp_path, [sw.name], sw.checks(aiolabs_nixos_switch_units=["nginx.service", "pict-rs.service"]))
@@ -442,7 +441,8 @@ def test_rollback_entry_point_returns_to_the_previous_or_a_given_generation(sw: 
     assert_nothing_armed(sw)
     gen2 = [g for g in sw.sh("ls /nix/var/nix/profiles").split() if g.startswith("system-")]
     newest = max(int(g.split("-")[1]) for g in gen2)
-    forward = play(tmp_path, [sw.name], sw.checks(aiolabs_nixos_switch_rollback_generation=newest), tasks_from="rollback")
+    checks = sw.checks(aiolabs_nixos_switch_rollback_generation=newest)
+    forward = play(tmp_path, [sw.name], checks, tasks_from="rollback")
     assert not forward.errors, forward.stdout[-4000:]
     assert (sw.current(), sw.generation()) == (second, newest)
 
