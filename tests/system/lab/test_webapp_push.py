@@ -1,0 +1,181 @@
+"""aiolabs.nixos.webapp end to end on a lab host: build on the controller, push, serve.
+
+The lab host (machine7 by default, WEBAPP_TEST_HOST; a simulated NixOS machine, see lab/README.md)
+gets a system with ``services.webapp.enable`` (its /etc/nixos/machine.nix, switched with
+nixos-rebuild), so its nginx.service serves ``app.<domain>`` from /var/src/web-app-dist. The role
+runs from ``ansible-playbook`` with ``-i lab/run/inventory.yml`` plus a throwaway inventory that gives
+the host its machine data and assets folder, as host_vars would. /etc/nixos is restored and switched
+afterwards, and /var/src is left as it was found.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from tests.system.lab.conftest import Lab, LabHost
+
+pytestmark = pytest.mark.lab
+
+REPO = Path(__file__).resolve().parents[3]
+HOST = os.environ.get("WEBAPP_TEST_HOST", "machine7")
+PLAY_TIMEOUT = 600
+PLAYBOOK = """
+- name: Deploy the web app
+  hosts: {host}
+  gather_facts: false
+  tasks:
+    - name: Build on the controller and push
+      ansible.builtin.include_role:
+        name: aiolabs.nixos.webapp
+"""
+MACHINE_NIX = """{{
+  hostName = "{host}";
+  domain = "{host}.lab.test";
+  services = {{ webapp.enable = true; }};
+}}
+"""
+
+
+@pytest.fixture
+def host(lab: Lab) -> Iterator[LabHost]:
+    if HOST not in lab.hosts:
+        msg = f"lab host {HOST} is not running: LAB_HOSTS=8 lab/labctl up"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    machine = lab[HOST]
+    saved_nixos = machine.out("tar -C /etc -cf - nixos | base64 -w0")
+    saved_src = machine.out("ls -A /var/src 2>/dev/null || true").split()
+    machine.out(
+        f"cat > /etc/nixos/machine.nix <<'EOF'\n{MACHINE_NIX.format(host=HOST)}EOF\n"
+        "nixos-rebuild switch >/tmp/webapp-test-switch.log 2>&1 && systemctl is-active nginx.service",
+        timeout=PLAY_TIMEOUT,
+    )
+    yield machine
+    left = [name for name in (".populate", "web-app-dist") if name not in saved_src]
+    if left:
+        machine.ssh("rm -rf " + " ".join(f"/var/src/{name}" for name in left))
+    machine.ssh(
+        f"rm -rf /etc/nixos && echo {saved_nixos} | base64 -d | tar -C /etc -xf - "
+        "&& nixos-rebuild switch >/dev/null 2>&1",
+        timeout=PLAY_TIMEOUT,
+    )
+
+
+class Deploy:
+    def __init__(self, root: Path, address: str) -> None:
+        self.root = root
+        self.address = address
+        self.assets = root / "assets"
+        (self.assets / "images").mkdir(parents=True)
+        (self.assets / "images" / "seven.svg").write_text(
+            '<svg xmlns="http://www.w3.org/2000/svg" width="7" height="7"/>'
+        )
+        self.env(f'VITE_SITE_NAME="Machine seven"\nVITE_DOMAIN={HOST}.lab.test\nAPI_TOKEN=never-shown-7\n')
+        self.build_root = root / "build"
+        inventory = {
+            "all": {
+                "hosts": {
+                    HOST: {"services": {"webapp": {"enable": True}}, "aiolabs_nixos_assets_dir": str(self.assets)}
+                }
+            }
+        }
+        (root / "machine.yml").write_text(json.dumps(inventory))
+        (root / "site.yml").write_text(PLAYBOOK.format(host=HOST))
+        self.config = root / "ansible.cfg"
+        self.config.write_text(
+            f"[defaults]\ncollections_path = {REPO / '.collections'}\nforks = 20\ninterpreter_python = auto_silent\n"
+            "retry_files_enabled = false\nstdout_callback = ansible.posix.json\n"
+            "[ssh_connection]\npipelining = true\n"
+        )
+
+    def env(self, text: str) -> None:
+        (self.assets / "env").mkdir(parents=True, exist_ok=True)
+        (self.assets / "env" / ".env").write_text(text)
+
+    def play(self, check: bool = False) -> dict[str, Any]:
+        argv = [
+            str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", str(REPO / "lab" / "run" / "inventory.yml"),
+            "-i", str(self.root / "machine.yml"), str(self.root / "site.yml"),
+            "-e", f"aiolabs_nixos_webapp_build_root={self.build_root}",
+        ] + (["--check"] if check else [])  # fmt: skip
+        env = {**os.environ, "ANSIBLE_CONFIG": str(self.config)}
+        env.pop("ANSIBLE_STDOUT_CALLBACK", None)
+        proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=PLAY_TIMEOUT,
+                              check=False)  # fmt: skip
+        assert proc.returncode == 0, f"rc {proc.returncode}\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
+        assert "never-shown-7" not in proc.stdout + proc.stderr
+        out: dict[str, Any] = json.loads(proc.stdout)
+        return out
+
+    def page(self, path: str = "/") -> str:
+        request = urllib.request.Request(f"http://{self.address}{path}", headers={"Host": f"app.{HOST}.lab.test"})
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (http on the lab's loopback address)
+            assert response.status == 200
+            return str(response.read().decode())
+
+    def local_dist(self) -> dict[str, str]:
+        dist = self.build_root / HOST / "dist"
+        return {
+            str(p.relative_to(dist)): hashlib.sha256(p.read_bytes()).hexdigest() for p in dist.rglob("*") if p.is_file()
+        }
+
+
+def remote_dist(machine: LabHost) -> dict[str, str]:
+    out = machine.out("cd /var/src/web-app-dist && find . -type f -exec sha256sum {} +")
+    return {path.removeprefix("./"): digest for digest, path in (line.split(None, 1) for line in out.splitlines())}
+
+
+def changed(out: dict[str, Any]) -> int:
+    return int(out["stats"][HOST]["changed"])
+
+
+def task_result(out: dict[str, Any], name: str) -> dict[str, Any]:
+    for play in out["plays"]:
+        for task in play["tasks"]:
+            if task["task"]["name"].endswith(name) and HOST in task["hosts"]:
+                result: dict[str, Any] = task["hosts"][HOST]
+                return result
+    raise AssertionError(f"no task {name!r} for {HOST}")
+
+
+def test_webapp_builds_pushes_and_is_served_then_converges(host: LabHost, tmp_path: Path) -> None:
+    deploy = Deploy(tmp_path, host.address)
+
+    first = deploy.play()
+    assert changed(first) > 0
+    assert task_result(first, "Build this machine's web app with npm").get("changed") is True
+    assert remote_dist(host) == deploy.local_dist()
+    html = deploy.page()
+    assert '<h1 id="site-name">Machine seven</h1>' in html
+    assert f"Served by {HOST}.lab.test" in html
+    image = next(name for name in deploy.local_dist() if name.startswith("assets/seven-"))
+    assert f'src="/{image}"' in html
+    assert deploy.page(f"/{image}").startswith("<svg")
+
+    again = deploy.play()
+    assert changed(again) == 0
+    assert task_result(again, "Build this machine's web app with npm").get("skipped") is True
+
+    deploy.env(f"VITE_SITE_NAME=Seven renamed\nVITE_DOMAIN={HOST}.lab.test\n")
+    before = remote_dist(host)
+    check = deploy.play(check=True)
+    assert changed(check) > 0
+    assert remote_dist(host) == before
+    assert "Machine seven" in deploy.page()
+
+    renamed = deploy.play()
+    assert changed(renamed) > 0
+    assert '<h1 id="site-name">Seven renamed</h1>' in deploy.page()
+    assert remote_dist(host) == deploy.local_dist()
+    assert changed(deploy.play()) == 0
