@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
-from run import Case
+from run import REPO, Case
 
 from ansible_collections.aiolabs.nixos.plugins.module_utils._nixexpr import to_nix
 
@@ -24,7 +30,60 @@ def _fleet(machines: int) -> dict[str, object]:
     }
 
 
+class _WebappTree:
+    """A machine's staged web-app build (examples/web-app + .env + an image, npm ci done), made on first use."""
+
+    helper = REPO / "roles" / "webapp" / "files" / "webapp_build.py"
+    src = REPO / "examples" / "web-app"
+
+    def __init__(self) -> None:
+        self.root: Path | None = None
+
+    def ready(self) -> Path:
+        if self.root is None:
+            root = Path(tempfile.mkdtemp(prefix="aiolabs-bench-webapp."))
+            atexit.register(shutil.rmtree, root, True)
+            (root / "assets" / "env").mkdir(parents=True)
+            (root / "assets" / "env" / ".env").write_text("VITE_SITE_NAME=Bench\nVITE_DOMAIN=bench.example.org\n")
+            (root / "assets" / "images").mkdir()
+            (root / "assets" / "images" / "logo.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg"/>')
+            build = root / "build"
+            shutil.copytree(self.src, build, ignore=shutil.ignore_patterns("node_modules", "dist"))
+            shutil.copy(root / "assets" / "env" / ".env", build / ".env")
+            shutil.copytree(root / "assets" / "images", build / "images")
+            self._run(["npm", "ci", "--no-audit", "--no-fund"], cwd=build)
+            self.root = root
+        return self.root
+
+    @staticmethod
+    def _run(argv: list[str], cwd: Path | None = None) -> str:
+        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{argv} failed ({proc.returncode}): {proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+        return proc.stdout
+
+    def noop(self) -> None:
+        """What the role runs on the controller for a machine whose inputs are unchanged: the check
+        (node and npm versions, required files) and the input digest."""
+        root = self.ready()
+        versions = json.loads(self._run([sys.executable, str(self.helper), "check"]))
+        digest = json.loads(
+            self._run([
+                sys.executable, str(self.helper), "digest", f"--src={self.src}",
+                f"--env={root / 'assets' / 'env' / '.env'}", f"--images={root / 'assets' / 'images'}",
+                f"--state={root / 'build' / '.build-digest'}", f"--dist={root / 'build' / 'dist'}",
+                f"--node-version={versions['node']}", f"--npm-version={versions['npm']}",
+                "--exclude=/.git", "--exclude=node_modules", "--exclude=/dist", "--exclude=/.env", "--exclude=/images",
+            ])
+        )  # fmt: skip
+        assert len(digest["digest"]) == 64
+
+    def npm_build(self) -> None:
+        self._run(["npm", "run", "build"], cwd=self.ready() / "build")
+
+
 def all_cases() -> list[Case]:
+    webapp = _WebappTree()
     fleet = _fleet(200)
     return [
         Case(
@@ -34,5 +93,14 @@ def all_cases() -> list[Case]:
             baseline=lambda: json.dumps(fleet, indent=2, sort_keys=True),
             baseline_name="json.dumps(indent=2, sort_keys=True)",
             repeat=20,
+        ),
+        Case(
+            name="webapp no-op",
+            what="a machine whose web-app inputs are unchanged: check + input digest (the role's skip path on the "
+            "controller, without Ansible's own overhead), against a plain `npm run build` of the same staged tree",
+            ours=webapp.noop,
+            baseline=webapp.npm_build,
+            baseline_name="npm run build (vite, node_modules installed)",
+            repeat=5,
         ),
     ]
