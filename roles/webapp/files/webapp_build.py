@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Controller-side helper of the aiolabs.nixos.webapp role: input check, digest, npm build.
 
 Run by the role with the controller's Python (``ansible_playbook_python``), one process per
