@@ -2,39 +2,31 @@
 # Copyright (c) 2026, aiolabs
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The one way this collection runs Nix: a subprocess seam and pure argv builders.
+"""How this collection runs Nix: Nix verbs over the one subprocess seam, and pure argv builders.
 
-Every Nix command goes through :class:`NixCli.run`: an argv list (never a shell
-string), ``LC_ALL=C`` so that the output parses, each binary located once, and
-any failure raised as :class:`NixError` carrying the command, its exit status,
-its stdout and the tail of its stderr. The argv builders below are pure and
-deterministic (options sorted, ``--`` before positionals) so tests can assert
-the exact command line.
+Every Nix command goes through :meth:`NixCli.run`, which runs it through
+:class:`~._process.Runner` (argv lists only, a C locale, stdin from /dev/null, each
+binary located once) and raises any failure as :class:`NixError` carrying the
+command, its exit status, its stdout and the tail of its stderr. The argv builders
+below are pure and deterministic (options sorted, ``--`` before positionals) so
+tests can assert the exact command line.
 
 Private to the collection: the leading underscore means no stability promise.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # aliases only for annotations: module_utils also run on Python 3.8 targets
-    from typing import List, Optional, Tuple  # noqa: UP035 - spelled for pylint on old Pythons
-
-    # A runner takes (argv, cwd) and returns (rc, stdout, stderr); it never raises
-    # for a non-zero exit status. The module's is AnsibleModule.run_command; tests
-    # inject their own.
-    Runner = Callable[[List[str], Optional[str]], Tuple[int, str, str]]  # noqa: UP006, UP045
-    # Locates a binary by name and returns its absolute path, or raises.
-    Which = Callable[[str], str]
+from ansible_collections.aiolabs.nixos.plugins.module_utils._process import (
+    NIX_BIN_DIRS,
+    CommandResult,
+    ProcessError,
+    Runner,
+)
 
 STDERR_TAIL_LINES = 30
-C_LOCALE = {"LC_ALL": "C", "LANG": "C"}
 
 # Nix's own exit statuses (src/libstore/build/worker.cc, "exitStatus"):
 # 100 + bit flags: 1 build failure, 2 timeout, 4 hash mismatch, 8 check mismatch.
@@ -83,71 +75,30 @@ class NixError(Exception):
         return result
 
 
-@dataclass(frozen=True)
-class CommandResult:
-    cmd: tuple[str, ...]
-    rc: int
-    stdout: str
-    stderr: str
-
-
 class NixCli:
-    """Runs Nix tools (``nix``, ``nix-store``, ...) through one seam."""
+    """Runs Nix tools (``nix``, ``nix-store``, ...) through the one seam."""
 
-    def __init__(self, runner: Runner, which: Which) -> None:
-        self._runner = runner
-        self._which = which
-        self._bins: dict[str, str] = {}
-
-    @classmethod
-    def from_module(cls, module: Any) -> NixCli:
-        """A seam over an AnsibleModule: run_command with a C locale, get_bin_path."""
-
-        def runner(argv: list[str], cwd: str | None) -> tuple[int, str, str]:
-            rc, out, err = module.run_command(argv, cwd=cwd, environ_update=dict(C_LOCALE), check_rc=False)
-            return int(rc), str(out), str(err)
-
-        def which(name: str) -> str:
-            return str(module.get_bin_path(name, required=True))
-
-        return cls(runner, which)
-
-    @classmethod
-    def from_subprocess(cls, path: str | None = None) -> NixCli:
-        """A seam over subprocess, for use outside Ansible (tests, tools)."""
-
-        def runner(argv: list[str], cwd: str | None) -> tuple[int, str, str]:
-            proc = subprocess.run(
-                argv, cwd=cwd, capture_output=True, text=True, check=False, env={**os.environ, **C_LOCALE}
-            )
-            return proc.returncode, proc.stdout, proc.stderr
-
-        def which(name: str) -> str:
-            found = shutil.which(name, path=path)
-            if found is None:
-                raise NixError(f"{name} not found on PATH")
-            return found
-
-        return cls(runner, which)
-
-    def binary(self, tool: str) -> str:
-        if tool not in self._bins:
-            self._bins[tool] = self._which(tool)
-        return self._bins[tool]
+    def __init__(self, runner: Runner | None = None) -> None:
+        self.runner = Runner(extra_dirs=NIX_BIN_DIRS) if runner is None else runner
 
     def run(self, tool: str, args: Sequence[str], *, cwd: str | None = None, ok: Sequence[int] = (0,)) -> CommandResult:
         """Run ``tool args``; raise NixError unless the exit status is in ``ok``."""
-        argv = [self.binary(tool), *args]
-        rc, stdout, stderr = self._runner(argv, cwd)
-        result = CommandResult(tuple(argv), rc, stdout, stderr)
-        if rc not in ok:
-            first = next((ln for ln in stderr.splitlines() if ln.startswith("error:")), "")
+        try:
+            argv = [self.runner.binary(tool), *args]
+        except ProcessError as exc:
+            raise NixError(exc.msg, cmd=[tool, *args]) from exc
+        try:
+            result = self.runner.run(argv, cwd=cwd)
+        except ProcessError as exc:
+            raise NixError(exc.msg, cmd=argv) from exc
+        if result.rc not in ok:
+            first = next((ln for ln in result.stderr.splitlines() if ln.startswith("error:")), "")
             raise NixError(
-                f"{tool} exited with status {rc}" + (f": {first}" if first else ""),
+                f"{tool} exited with status {result.rc}" + (f": {first}" if first else ""),
                 cmd=argv,
-                rc=rc,
-                stdout=stdout,
-                stderr=stderr,
+                rc=result.rc,
+                stdout=result.stdout,
+                stderr=result.stderr,
             )
         return result
 

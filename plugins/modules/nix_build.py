@@ -209,7 +209,7 @@ def main() -> None:
         module.fail_json(msg=f"chdir {p['chdir']} is not a directory")
     try:
         outcome = build(
-            NixCli.from_module(module),
+            NixCli(),
             target,
             out_link=out_link,
             options={str(k): str(v) for k, v in p["nix_options"].items()},

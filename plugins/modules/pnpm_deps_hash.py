@@ -255,7 +255,7 @@ def main() -> None:
         extra_args=p["extra_args"],
     )
     try:
-        outcome = update_pnpm_hash(NixCli.from_module(module), request, module.check_mode)
+        outcome = update_pnpm_hash(NixCli(), request, module.check_mode)
     except NixSourceError as exc:
         module.fail_json(msg=f"{request.file}: {exc}", file=request.path(request.file))
     except NixError as exc:

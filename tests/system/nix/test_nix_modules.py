@@ -265,10 +265,11 @@ def test_pnpm_deps_hash_unchanged_run_is_fast(tmp_path: Path, nix_path: str, mon
     """Timing of the module's logic itself (no Ansible overhead): unchanged lockfile vs recompute."""
     from ansible_collections.aiolabs.nixos.plugins.module_utils._nix import NixCli
     from ansible_collections.aiolabs.nixos.plugins.module_utils._nix_pnpm import PnpmRequest, update_pnpm_hash
+    from ansible_collections.aiolabs.nixos.plugins.module_utils._process import Runner
 
     proj = project(tmp_path, "lib.fakeHash")
     monkeypatch.setenv("NIX_CONFIG", NIX_CONFIG)
-    cli = NixCli.from_subprocess(path=nix_path)
+    cli = NixCli(Runner(environ={**os.environ, "PATH": nix_path}))
     request = PnpmRequest(project=str(proj))
     t0 = time.perf_counter()
     computed = update_pnpm_hash(cli, request, check_mode=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from ansible_collections.aiolabs.nixos.plugins.module_utils._nix_source import (
     mask,
     replace_value,
 )
+from ansible_collections.aiolabs.nixos.plugins.module_utils._process import NIX_BIN_DIRS, CommandResult, Runner
 
 FIXTURE = Path(__file__).parents[3] / "system" / "nix" / "fixtures" / "atbb" / "nix" / "package.nix"
 NEW = "sha256-ND/6Vb9JFt0AMwbgsDhYGFUZvVw+GLTyNlGAvspL3zI="
@@ -151,15 +153,29 @@ def test_seam_locates_binaries_once_and_raises_with_context() -> None:
     calls: list[tuple[list[str], str | None]] = []
     looked_up: list[str] = []
 
-    def runner(argv: list[str], cwd: str | None) -> tuple[int, str, str]:
-        calls.append((argv, cwd))
-        return (1, "out", "warning: x\nerror: boom\n" + "\n".join(f"line {i}" for i in range(50)))
+    class Recorder(Runner):
+        """The one seam, replaced: records lookups and argv, answers with a failure."""
 
-    def which(name: str) -> str:
-        looked_up.append(name)
-        return f"/usr/bin/{name}"
+        def which(self, name: str) -> str | None:
+            looked_up.append(name)
+            return f"/usr/bin/{name}"
 
-    cli = NixCli(runner, which)
+        def run(
+            self,
+            argv: Sequence[str],
+            *,
+            cwd: str | None = None,
+            env: Mapping[str, str] | None = None,
+            new_session: bool = False,
+        ) -> CommandResult:
+            assert env is None
+            assert new_session is False
+            calls.append((list(argv), cwd))
+            return CommandResult(
+                tuple(argv), 1, "out", "warning: x\nerror: boom\n" + "\n".join(f"line {i}" for i in range(50))
+            )
+
+    cli = NixCli(Recorder())
     assert cli.run("nix", ["--version"], ok=(1,)).stdout == "out"
     with pytest.raises(NixError) as caught:
         cli.run("nix", ["build"], cwd="/tmp")
@@ -171,6 +187,23 @@ def test_seam_locates_binaries_once_and_raises_with_context() -> None:
     assert "error: boom" in str(error["msg"])
     assert str(error["stderr_tail"]).splitlines()[-1] == "line 49"
     assert len(str(error["stderr_tail"]).splitlines()) == 30
+
+
+def test_nix_cli_missing_binary_is_a_nix_error_naming_it(tmp_path: Path) -> None:
+    cli = NixCli(Runner(environ={"PATH": str(tmp_path)}, extra_dirs=(str(tmp_path / "none"),)))
+    with pytest.raises(NixError) as caught:
+        cli.run("nix-store", ["--check-validity", "--", "/nix/store/x"])
+    error = caught.value.as_dict()
+    assert error["msg"] == f"nix-store not found on PATH or in {tmp_path / 'none'}"
+    assert error["cmd"] == ["nix-store", "--check-validity", "--", "/nix/store/x"]
+    assert error["rc"] is None
+
+
+def test_nix_cli_default_seam_searches_where_nix_lives() -> None:
+    """Modules build NixCli() with no arguments: PATH first, then Nix's and NixOS's own bin dirs."""
+    assert NixCli().runner.extra_dirs == NIX_BIN_DIRS
+    assert "/nix/var/nix/profiles/default/bin" in NIX_BIN_DIRS
+    assert "/run/current-system/sw/bin" in NIX_BIN_DIRS
 
 
 @pytest.mark.parametrize(
