@@ -53,6 +53,11 @@ stage_packaging() {
   run_pytest -m packaging tests/system
 }
 
+stage_controller() {
+  banner "controller tests (npm builds, no Nix, no lab)"
+  run_pytest -m "slow and not nix and not lab and not packaging" tests/system
+}
+
 stage_nix() {
   banner "Nix integration tests (Debian nix-bin and a modern Nix)"
   tools/modern-nix.sh ensure
@@ -97,6 +102,7 @@ case "${1:-all}" in
   sanity) stage_sanity ;;
   unit) stage_unit ;;
   packaging) stage_packaging ;;
+  controller) stage_controller ;;
   nix) stage_nix ;;
   system) stage_nix; lab_up; stage_lab ;;
   molecule) lab_up; stage_molecule ;;
@@ -107,11 +113,12 @@ case "${1:-all}" in
     stage_sanity
     stage_unit
     stage_packaging
+    stage_controller
     stage_nix
     lab_up
     stage_lab
     stage_molecule
     banner "all stages passed in $((SECONDS - start)) s"
     ;;
-  *) echo "usage: tools/test.sh {all|lint|sanity|unit|packaging|nix|system|molecule|bench}" >&2; exit 2 ;;
+  *) echo "usage: tools/test.sh {all|lint|sanity|unit|packaging|controller|nix|system|molecule|bench}" >&2; exit 2 ;;
 esac
