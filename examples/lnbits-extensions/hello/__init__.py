@@ -1,1 +1,1 @@
-"""EXAMPLE placeholder LNbits extension (see examples/README.md)."""
+"""EXAMPLE placeholder LNbits extension (see examples/lnbits/README.md)."""

@@ -1,1 +1,1 @@
-"""EXAMPLE placeholder package standing in for LNbits (see examples/README.md)."""
+"""EXAMPLE placeholder package standing in for LNbits (see examples/lnbits/README.md)."""

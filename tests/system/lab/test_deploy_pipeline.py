@@ -1,0 +1,294 @@
+"""The deploy pipeline end to end: ``ansible-playbook -i lab/inventory site.yml`` on machine1-3.
+
+What a person relies on every day:
+- every lab host converges, and /var/src has krops' layout;
+- a second run changes nothing: 0 changed, no Nix build of the system (no new build log on the
+  host), no activation (same generation, same /run/current-system), no npm build;
+- editing one machine's host_vars (in a temporary copy of the inventory) changes only that machine;
+- bad machine data (bad domain, unknown service, port 70000, missing asset) fails in validation,
+  before anything is pushed: the target's /var/src is byte-for-byte untouched;
+- the .populate guard refuses a /var/src that is not this deploy's.
+
+The web app stage runs when the aiolabs.nixos.webapp role is present (it needs node and npm on the
+controller); AIOLABS_PIPE_WEBAPP=0 turns it off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[3]
+KEY = REPO / "lab" / "run" / "ssh" / "id_ed25519"
+
+HOSTS = ("machine1", "machine2", "machine3")
+INVENTORY = REPO / "lab" / "inventory"
+PLAYBOOK_TIMEOUT = 900
+WEBAPP = os.environ.get("AIOLABS_PIPE_WEBAPP", "1") != "0" and (REPO / "roles" / "webapp" / "tasks").is_dir()
+RECAP = re.compile(
+    r"^(?P<host>\S+)\s+: ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)\s+"
+    r"failed=(?P<failed>\d+)",
+    re.M,
+)
+# krops' layout (pipeline contract): what /var/src holds on each machine.
+KROPS = {".populate", "config-shared", "config-machine", "nixos-config", "lnbits-src", "lnbits-extensions"}
+
+
+class Host:
+    """A lab host reached as root over SSH with the lab key (what Ansible uses too)."""
+
+    def __init__(self, name: str, address: str) -> None:
+        self.name, self.address = name, address
+
+    def out(self, command: str, timeout: float = 60.0) -> str:
+        argv = ["ssh", "-i", str(KEY), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
+                f"root@{self.address}", command]  # fmt: skip
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        if proc.returncode != 0:
+            raise AssertionError(f"{self.name}: {command!r} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        return proc.stdout.strip()
+
+
+Lab = dict[str, Host]
+
+
+def playbook(*args: str, inventory: Path = INVENTORY) -> tuple[subprocess.CompletedProcess[str], dict[str, dict]]:
+    env = dict(os.environ)
+    env["ANSIBLE_CONFIG"] = str(REPO / "ansible.cfg")
+    env.setdefault("NIX_CONFIG", "substituters =\nexperimental-features = nix-command flakes\nbuild-users-group =\n"
+                   "sandbox = false")  # fmt: skip
+    env["ANSIBLE_FORCE_COLOR"] = "0"
+    argv = [str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", str(inventory), str(REPO / "site.yml"), *args]
+    if not WEBAPP:
+        argv += ["-e", "aiolabs_nixos_webapp_enabled=false"]
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, timeout=PLAYBOOK_TIMEOUT, cwd=REPO, env=env, check=False
+    )
+    recap = {
+        m["host"]: {k: int(v) for k, v in m.groupdict().items() if k != "host"} for m in RECAP.finditer(proc.stdout)
+    }
+    return proc, recap
+
+
+def tail(proc: subprocess.CompletedProcess[str]) -> str:
+    return f"rc={proc.returncode}\n{proc.stdout[-6000:]}\n{proc.stderr[-2000:]}"
+
+
+def tree_hash(lab: Lab, host: str) -> str:
+    """Every path, type, mode, link target and content hash under /var/src (absent: a marker)."""
+    return lab[host].out(
+        "if [ -e /var/src ] || [ -L /var/src ]; then cd /var/src && "
+        "find . -printf '%p %y %m %l\\n' | LC_ALL=C sort && "
+        "find . -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum; else echo absent; fi | sha256sum"
+    )
+
+
+def system_state(lab: Lab, host: str) -> tuple[str, str, int]:
+    """(running system, profile link, number of Nix build logs) on the host."""
+    out = lab[host].out(
+        "readlink -f /run/current-system; readlink /nix/var/nix/profiles/system; "
+        "find /nix/var/log/nix/drvs -type f 2>/dev/null | wc -l"
+    )
+    running, profile, logs = out.splitlines()
+    return running, profile, int(logs)
+
+
+@pytest.fixture(scope="module")
+def converged(lab_module: Lab) -> tuple[Lab, dict[str, dict], float]:
+    """One full deploy of machine1-3 (the first, or a re-run after earlier tests)."""
+    started = time.monotonic()
+    proc, recap = playbook()
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 0, tail(proc)
+    return lab_module, recap, elapsed
+
+
+@pytest.fixture(scope="module")
+def lab_module() -> Lab:
+    proc = subprocess.run([str(REPO / "lab" / "labctl"), "status", "--json"], capture_output=True, text=True,
+                          timeout=60, check=False)  # fmt: skip
+    rows = json.loads(proc.stdout)["hosts"] if proc.returncode == 0 else []
+    hosts = {r["host"]: Host(r["host"], r["address"]) for r in rows if r["state"] == "running" and r["ssh"]}
+    if not all(h in hosts for h in HOSTS) or not KEY.is_file():
+        msg = f"the lab is not up with {HOSTS} (found {sorted(hosts)}): run lab/labctl up"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    if not (REPO / ".venv" / "bin" / "ansible-playbook").exists():
+        pytest.fail("no .venv/bin/ansible-playbook: run make setup")
+    return hosts
+
+
+def test_all_hosts_converge_with_krops_layout(converged: tuple[Lab, dict[str, dict], float]) -> None:
+    lab, recap, _ = converged
+    for host in HOSTS:
+        assert recap[host]["failed"] == 0 and recap[host]["unreachable"] == 0, recap
+        names = set(lab[host].out("ls -A /var/src").split())
+        expected = {".populate", "config-shared", "config-machine", "nixos-config"}
+        if host in ("machine1", "machine3"):
+            expected |= {"lnbits-src", "lnbits-extensions"}
+        if host == "machine3":
+            expected |= {"atbb"}
+        if WEBAPP:
+            expected |= {"web-app-dist"}
+        assert names == expected, (host, names)
+        assert lab[host].out("readlink /var/src/nixos-config") == "config-machine/configuration.nix"
+        shared = sorted(p.name for p in (REPO / "nix-modules").iterdir())
+        assert lab[host].out("ls -A /var/src/config-shared").split() == shared
+        machine_files = set(lab[host].out("ls -A /var/src/config-machine").split())
+        assert {"configuration.nix", "machine.nix"} <= machine_files
+        running, profile, _ = system_state(lab, host)
+        assert running == lab[host].out(f"readlink -f /nix/var/nix/profiles/{profile}")
+        assert lab[host].out("systemctl is-active nginx.service") == "active"
+    # machine1: its assets folder's hardware-configuration.nix and extra module; lnbits behind a followed symlink.
+    m1 = set(lab["machine1"].out("ls -A /var/src/config-machine").split())
+    assert m1 == {"configuration.nix", "machine.nix", "hardware-configuration.nix", "wireguard.nix"}
+    example = sorted(p.name for p in (REPO / "examples" / "lnbits").iterdir())
+    listing = lab["machine1"].out("test -f /var/src/lnbits-src/flake.nix && test ! -L /var/src/lnbits-src && "
+                                  "ls /var/src/lnbits-src")  # fmt: skip
+    assert listing.split() == example
+    # machine2 keeps /etc/nixos's hardware configuration (none in its assets).
+    assert "hardware-configuration.nix" not in set(lab["machine2"].out("ls -A /var/src/config-machine").split())
+    # machine.nix is the host_vars in Nix, read by Nix itself.
+    assert 'domain = "machine1.lab.test";' in lab["machine1"].out("cat /var/src/config-machine/machine.nix")
+    assert (
+        lab["machine1"].out(
+            "nix-instantiate --eval --strict -E '(import /var/src/config-machine/machine.nix).services.lnbits.port'"
+        )
+        == "5000"
+    )
+    assert lab["machine3"].out("stat -c '%a %U' /var/lib/secrets /var/lib/secrets/atbb.env").split() == [
+        "700", "root", "400", "root"]  # fmt: skip
+    assert lab["machine1"].out("stat -c '%a' /var/lib/secrets/lnbits.env /var/lib/secrets/operator.hash").split() == [
+        "400", "400"]  # fmt: skip
+    assert lab["machine1"].out("cut -c1-3 /var/lib/secrets/operator.hash") == "$6$"
+    # systemd EnvironmentFile quoting: " and $ escaped once.
+    title = lab["machine1"].out("grep TITLE /var/lib/secrets/lnbits.env")
+    assert title == r'LNBITS_SITE_TITLE="machine1 \"lab\" \$wallet"'
+
+
+def test_app_vhost_serves_machine1_web_app(converged: tuple[Lab, dict[str, dict], float]) -> None:
+    if not WEBAPP:
+        pytest.skip("web app stage off (AIOLABS_PIPE_WEBAPP=0 or no aiolabs.nixos.webapp role)")
+    proc = subprocess.run(["curl", "-s", "-H", "Host: app.machine1.lab.test", "http://127.0.1.1/"], capture_output=True,
+                          text=True, timeout=30, check=False)  # fmt: skip
+    assert "Lab machine 1" in proc.stdout and "machine1.lab.test" in proc.stdout, proc.stdout[:2000]
+
+
+def test_second_run_changes_nothing(converged: tuple[Lab, dict[str, dict], float]) -> None:
+    lab, _, _ = converged
+    before = {h: system_state(lab, h) for h in HOSTS}
+    started = time.monotonic()
+    proc, recap = playbook()
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 0, tail(proc)
+    for host in HOSTS:
+        assert recap[host]["changed"] == 0, (host, recap, tail(proc))
+        assert system_state(lab, host) == before[host], host  # no build log, no new generation, same system
+    assert proc.stdout.count("switched: unchanged") == len(HOSTS), tail(proc)
+    if WEBAPP:
+        assert proc.stdout.count("web app unchanged, build skipped") == len(HOSTS), tail(proc)
+    print(f"no-op deploy of {len(HOSTS)} hosts: {elapsed:.1f}s")
+
+
+def test_editing_one_machine_changes_only_that_machine(converged: tuple[Lab, dict[str, dict], float],
+                                                       tmp_path: Path) -> None:  # fmt: skip
+    lab, _, _ = converged
+    inventory = tmp_path / "inventory"
+    shutil.copytree(INVENTORY, inventory, symlinks=True)
+    # The copy's relative paths (ssh key, lnbits symlink, atBB fixture) must reach the real checkout.
+    (inventory / "files" / "lnbits").unlink()
+    (inventory / "files" / "lnbits").symlink_to(REPO / "examples" / "lnbits")
+    group_vars = inventory / "group_vars" / "all.yml"
+    group_vars.write_text(group_vars.read_text().replace('"{{ inventory_dir }}/../run/ssh/id_ed25519"',
+                                                         f'"{REPO}/lab/run/ssh/id_ed25519"'))  # fmt: skip
+    m3 = inventory / "host_vars" / "machine3.yml"
+    m3.write_text(m3.read_text().replace("{{ inventory_dir }}/../..", str(REPO)))
+    m2 = inventory / "host_vars" / "machine2.yml"
+    original = m2.read_text()
+    try:
+        m2.write_text(original.replace("port: 8080", "port: 8081"))
+        before = {h: system_state(lab, h) for h in HOSTS}
+        proc, recap = playbook(inventory=inventory)
+        assert proc.returncode == 0, tail(proc)
+        assert recap["machine2"]["changed"] > 0, recap
+        assert recap["machine1"]["changed"] == 0 and recap["machine3"]["changed"] == 0, (recap, tail(proc))
+        assert system_state(lab, "machine1") == before["machine1"]
+        assert system_state(lab, "machine3") == before["machine3"]
+        assert system_state(lab, "machine2")[0] != before["machine2"][0]
+        assert "port = 8081;" in lab["machine2"].out("cat /var/src/config-machine/machine.nix")
+    finally:
+        # Back to the checked-in inventory for the tests after this one.
+        proc, _ = playbook("-l", "machine2")
+        assert proc.returncode == 0, tail(proc)
+
+
+@pytest.mark.parametrize(
+    ("host_vars", "message"),
+    [
+        ("domain: Not_A_Domain\n", "machine1: domain must be a lower-case DNS name"),
+        (
+            "services:\n  webapp: {enable: true}\n  nextcloud: {enable: true}\n",
+            "services.nextcloud is not a known service",
+        ),
+        ("services:\n  lnbits: {enable: true, port: 70000}\n", "services.lnbits.port must be a port"),
+        ("extra_modules: [missing.nix]\n", "extra_modules[0] missing.nix is missing from the machine's assets folder"),
+    ],
+    ids=["bad-domain", "unknown-service", "port-70000", "missing-asset"],
+)
+def test_bad_machine_data_fails_before_anything_is_pushed(
+    converged: tuple[Lab, dict[str, dict], float], tmp_path: Path, host_vars: str, message: str
+) -> None:
+    lab, _, _ = converged
+    bad = tmp_path / "bad.yml"
+    # Extra vars override host_vars: the machine's data as a broken host_vars file would give it.
+    base = "domain: machine1.lab.test\n" if not host_vars.startswith("domain") else ""
+    services = "" if "services:" in host_vars else "services:\n  webapp: {enable: true}\n"
+    bad.write_text(base + services + host_vars)
+    before = tree_hash(lab, "machine1")
+    proc, recap = playbook("-l", "machine1", "-e", f"@{bad}")
+    assert proc.returncode != 0, tail(proc)
+    assert message in proc.stdout, tail(proc)
+    assert "validate" in proc.stdout.lower()
+    assert recap["machine1"]["changed"] == 0, recap
+    assert tree_hash(lab, "machine1") == before
+
+
+def test_populate_guard_refuses_a_foreign_var_src(converged: tuple[Lab, dict[str, dict], float]) -> None:
+    lab, _, _ = converged
+    host = lab["machine2"]
+    host.out("mv /var/src /var/src.aside && mkdir /var/src && echo other > /var/src/someone-elses.txt")
+    try:
+        before = tree_hash(lab, "machine2")
+        proc, recap = playbook("-l", "machine2")
+        assert proc.returncode != 0, tail(proc)
+        assert "/var/src has content" in proc.stdout and "no /var/src/.populate" in proc.stdout, tail(proc)
+        assert "touch /var/src/.populate" in proc.stdout
+        assert recap["machine2"]["changed"] == 0
+        assert tree_hash(lab, "machine2") == before
+    finally:
+        host.out("rm -rf /var/src && mv /var/src.aside /var/src")
+
+
+def test_check_diff_touches_nothing_and_shows_the_plan(converged: tuple[Lab, dict[str, dict], float],
+                                                       tmp_path: Path) -> None:  # fmt: skip
+    lab, _, _ = converged
+    before = (tree_hash(lab, "machine1"), system_state(lab, "machine1"))
+    extra = tmp_path / "change.yml"
+    extra.write_text("domain: machine1.lab.test\nservices:\n  webapp: {enable: true}\n"
+                     "  lnbits: {enable: true, port: 5001, extensions_mode: symlink}\n")  # fmt: skip
+    proc, _ = playbook("-l", "machine1", "--check", "--diff", "-e", f"@{extra}")
+    assert proc.returncode == 0, tail(proc)
+    assert "-      port = 5000;" in proc.stdout and "+      port = 5001;" in proc.stdout, tail(proc)
+    assert "check mode" in proc.stdout
+    assert (tree_hash(lab, "machine1"), system_state(lab, "machine1")) == before
