@@ -19,8 +19,9 @@ Two things differ on purpose:
   does not kill activation, and a rerun finds the outcome.
 
 Everything here is pure (argv builders, parsers, exit-code meanings) except the
-:class:`Runner` (the one subprocess seam) and :class:`Rebuild` (the pipeline),
-which reads the filesystem through :class:`Paths` so tests can relocate it.
+:class:`Rebuild` (the pipeline), which runs every command through the collection's one
+subprocess seam (:class:`~._process.Runner`; the pipeline decides which exit statuses are
+failures) and reads the filesystem through :class:`Paths` so tests can relocate it.
 
 Private to the collection: the leading underscore means no stability promise.
 """
@@ -33,12 +34,18 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from ansible_collections.aiolabs.nixos.plugins.module_utils._process import (
+    NIX_BIN_DIRS,
+    CommandResult,
+    ProcessError,
+    Runner,
+)
 
 DEFAULT_PROFILE = "/nix/var/nix/profiles/system"
 # krops copies every source to /var/src and runs nixos-rebuild with NIX_PATH=/var/src,
@@ -50,14 +57,7 @@ LOG_TAIL_LINES = 30
 POLL_INTERVAL = 0.5
 
 # Where NixOS keeps binaries that a non-interactive SSH session may not have on PATH.
-EXTRA_BIN_DIRS = (
-    "/run/current-system/sw/bin",
-    "/run/wrappers/bin",
-    "/nix/var/nix/profiles/default/bin",
-    "/usr/local/sbin",
-    "/usr/sbin",
-    "/sbin",
-)
+EXTRA_BIN_DIRS = NIX_BIN_DIRS
 
 
 class NixosRebuildError(Exception):
@@ -452,74 +452,6 @@ def previous_generation(generations: Iterable[int], current: int | None, *, temp
     return older[-1] if older else None
 
 
-# ----------------------------------------------------------------------------- the seam
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    argv: tuple[str, ...]
-    rc: int
-    stdout: str
-    stderr: str
-
-
-class Runner:
-    """The one subprocess seam: argv lists only, C locale, never a shell string from data.
-
-    Tests replace :meth:`run` (and :meth:`which`) to assert the exact argv.
-    """
-
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
-        self.environ = dict(os.environ if environ is None else environ)
-
-    def which(self, name: str) -> str | None:
-        found = shutil.which(name, path=self.environ.get("PATH", os.defpath))
-        if found:
-            return found
-        return shutil.which(name, path=os.pathsep.join(EXTRA_BIN_DIRS))
-
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        cwd: str | None = None,
-        env: Mapping[str, str] | None = None,
-        new_session: bool = False,
-        check: bool = True,
-    ) -> CommandResult:
-        full_env = dict(self.environ)
-        full_env.update(env or {})
-        full_env["LC_ALL"] = "C"
-        full_env["LANG"] = "C"
-        try:
-            proc = subprocess.run(
-                list(argv),
-                cwd=cwd,
-                env=full_env,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                check=False,
-                start_new_session=new_session,
-            )
-        except OSError as exc:
-            raise NixosRebuildError(f"cannot run {argv[0]}: {exc}", cmd=argv, rc=None) from exc
-        result = CommandResult(
-            argv=tuple(argv),
-            rc=proc.returncode,
-            stdout=proc.stdout.decode("utf-8", "replace"),
-            stderr=proc.stderr.decode("utf-8", "replace"),
-        )
-        if check and result.rc != 0:
-            raise NixosRebuildError(
-                f"{Path(argv[0]).name} {' '.join(argv[1:2])} failed with exit {result.rc}",
-                cmd=argv,
-                rc=result.rc,
-                stdout=result.stdout,
-                stderr=result.stderr,
-            )
-        return result
-
-
 # ---------------------------------------------------------------------------- the pipeline
 
 
@@ -677,10 +609,10 @@ class Rebuild:
     # -- small readers -------------------------------------------------------------------
 
     def _bin(self, name: str) -> str:
-        found = self.runner.which(name)
-        if not found:
-            raise NixosRebuildError(f"{name} not found on PATH or in {', '.join(EXTRA_BIN_DIRS)}")
-        return found
+        try:
+            return self.runner.binary(name)
+        except ProcessError as exc:
+            raise NixosRebuildError(exc.msg) from exc
 
     def _run(
         self,
@@ -691,8 +623,21 @@ class Rebuild:
         new_session: bool = False,
         check: bool = True,
     ) -> CommandResult:
+        """Run through the seam, record the argv; unless ``check`` is false, a non-zero exit raises."""
         self.commands.append(tuple(argv))
-        return self.runner.run(argv, cwd=cwd, env=env, new_session=new_session, check=check)
+        try:
+            result = self.runner.run(argv, cwd=cwd, env=env, new_session=new_session)
+        except ProcessError as exc:
+            raise NixosRebuildError(exc.msg, cmd=argv, rc=None) from exc
+        if check and result.rc != 0:
+            raise NixosRebuildError(
+                f"{Path(argv[0]).name} {' '.join(argv[1:2])} failed with exit {result.rc}",
+                cmd=argv,
+                rc=result.rc,
+                stdout=result.stdout,
+                stderr=result.stderr,
+            )
+        return result
 
     def current_system(self) -> str | None:
         return _realpath(self.paths.current_system)
@@ -1120,7 +1065,7 @@ class Rebuild:
         if result.rc != 0:
             raise NixosRebuildError(
                 f"switch-to-configuration dry-activate failed: {describe_exit(result.rc)}",
-                cmd=result.argv,
+                cmd=result.cmd,
                 rc=result.rc,
                 stdout=result.stdout,
                 stderr=result.stderr,

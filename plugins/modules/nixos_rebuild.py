@@ -272,14 +272,15 @@ import socket
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.aiolabs.nixos.plugins.module_utils._nixos_rebuild import (
+    EXTRA_BIN_DIRS,
     Action,
     NixosRebuildError,
     Paths,
     Rebuild,
     Request,
-    Runner,
     Source,
 )
+from ansible_collections.aiolabs.nixos.plugins.module_utils._process import Runner
 
 ARGUMENT_SPEC = {
     "action": {"type": "str", "default": "switch", "choices": [a.value for a in Action]},
@@ -321,7 +322,7 @@ def main() -> None:
             hostname=socket.gethostname(),
             check_mode=module.check_mode,
         )
-        rebuild = Rebuild(Runner(), make_paths(params["profile"]))
+        rebuild = Rebuild(Runner(extra_dirs=EXTRA_BIN_DIRS), make_paths(params["profile"]))
         outcome = rebuild.execute(request)
     except NixosRebuildError as exc:
         module.fail_json(**exc.as_dict())

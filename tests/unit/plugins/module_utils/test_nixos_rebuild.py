@@ -5,9 +5,10 @@ they come from), exit-code meanings, Nix dry-run parsing, generation arithmetic.
 
 Pipeline: :class:`Rebuild` against a machine laid out in a temporary directory (profile,
 /run/current-system, /run/booted-system, fake systems whose ``bin/switch-to-configuration``
-is a small shell script). The seam (``Runner.run``) is a fake that asserts the exact argv and
-plays nixos-rebuild and nix-env; the detached activation itself runs for real (``/bin/sh``),
-so polling, the status file and the log are exercised, not imagined.
+is a small shell script). The collection's one subprocess seam (``_process.Runner``) is
+replaced by a fake that asserts the exact argv and plays nixos-rebuild, nix-env and
+systemd-run; the detached activation itself runs for real through the real seam (``/bin/sh``
+in a new session), so polling, the status file and the log are exercised, not imagined.
 """
 
 from __future__ import annotations
@@ -24,13 +25,12 @@ import pytest
 from ansible_collections.aiolabs.nixos.plugins.module_utils._nixos_rebuild import (
     ACTIVATION_SCRIPT,
     DETACH_SCRIPT,
+    EXTRA_BIN_DIRS,
     Action,
-    CommandResult,
     NixosRebuildError,
     Paths,
     Rebuild,
     Request,
-    Runner,
     Source,
     describe_exit,
     generation_of,
@@ -44,6 +44,7 @@ from ansible_collections.aiolabs.nixos.plugins.module_utils._nixos_rebuild impor
     stc_argv,
     systemd_run_argv,
 )
+from ansible_collections.aiolabs.nixos.plugins.module_utils._process import CommandResult, Runner
 
 # --------------------------------------------------------------------------- argv builders
 
@@ -472,7 +473,6 @@ class FakeRunner(Runner):
         cwd: str | None = None,
         env: Mapping[str, str] | None = None,
         new_session: bool = False,
-        check: bool = True,
     ) -> CommandResult:
         argv = list(argv)
         self.calls.append((argv, {"cwd": cwd, "env": dict(env or {}), "new_session": new_session}))
@@ -505,11 +505,10 @@ class FakeRunner(Runner):
             self.spawned.append(subprocess.Popen(command, start_new_session=True, env=unit_env))
             return CommandResult(tuple(argv), 0, "", "")
         if prog == "/bin/sh" and new_session:
-            started = subprocess.run(argv, check=True, start_new_session=True, env={**os.environ, **(env or {})})
-            return CommandResult(tuple(argv), started.returncode, "", "")
+            # The setsid fallback and dry-activate run as they would on a machine: the real seam.
+            return super().run(argv, cwd=cwd, env=env, new_session=new_session)
         if prog.endswith("/bin/switch-to-configuration"):
-            proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-            return CommandResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
+            return super().run(argv, cwd=cwd, env=env, new_session=new_session)
         raise AssertionError(f"unexpected command {argv}")
 
     def argvs(self) -> list[list[str]]:
@@ -834,30 +833,60 @@ def test_failed_build_carries_cmd_rc_and_output(machine: Machine) -> None:
     _installed(machine)
 
     class Failing(FakeRunner):
-        def run(self, argv: Sequence[str], **kwargs: object) -> CommandResult:
-            raise NixosRebuildError(
-                "nixos-rebuild build failed with exit 1",
-                cmd=argv,
-                rc=1,
-                stderr="error: attribute 'lnbits' missing\n",
-            )
+        """The seam reports a non-zero exit as a result; Rebuild decides that it is a failure."""
 
-    rebuild = Rebuild(Failing(machine, systemd=True), machine.paths)
+        def run(self, argv: Sequence[str], **kwargs: object) -> CommandResult:
+            self.calls.append((list(argv), dict(kwargs)))
+            return CommandResult(tuple(argv), 1, "", "error: attribute 'lnbits' missing\n")
+
+    runner = Failing(machine, systemd=True)
+    rebuild = Rebuild(runner, machine.paths)
     with pytest.raises(NixosRebuildError) as info:
         rebuild.execute(Request(hostname="m"))
     result = info.value.as_dict()
+    assert result["msg"] == "nixos-rebuild build failed with exit 1"
     assert result["rc"] == 1
     assert result["cmd"] == ["/fake/bin/nixos-rebuild", "build"]
     assert "attribute 'lnbits' missing" in str(result["stderr"])
+    assert runner.argvs() == [["/fake/bin/nixos-rebuild", "build"]]  # nothing after the failed build
 
 
-def test_real_runner_uses_c_locale_and_reports_failures() -> None:
-    runner = Runner(environ={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "de_DE.UTF-8"})
-    out = runner.run(["/bin/sh", "-c", 'echo "$LC_ALL $LANG $X"'], env={"X": "y"})
-    assert out.stdout == "C C y\n"
+def test_real_seam_c_locale_env_and_failures_reach_the_pipeline(machine: Machine, tmp_path: Path) -> None:
+    """Through the real seam: nixos-rebuild found on PATH, run with krops' NIX_PATH and a C locale;
+    its non-zero exit is a NixosRebuildError carrying cmd, rc and stderr."""
+    _installed(machine)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fake = bindir / "nixos-rebuild"  # stand-in for nixos-rebuild, which exists only on NixOS
+    fake.write_text('#!/bin/sh\necho "$LC_ALL $LANG $NIX_PATH $*" >&2\nexit 3\n')
+    fake.chmod(0o755)
+    runner = Runner(environ={"PATH": f"{bindir}:/usr/bin:/bin", "LANG": "de_DE.UTF-8"}, extra_dirs=EXTRA_BIN_DIRS)
+    rebuild = Rebuild(runner, machine.paths)
     with pytest.raises(NixosRebuildError) as info:
-        runner.run(["/bin/sh", "-c", "echo oops >&2; exit 3"])
+        rebuild.execute(Request(hostname="m"))
+    assert info.value.msg == "nixos-rebuild build failed with exit 3"
+    assert info.value.cmd == [str(fake), "build"]
     assert info.value.rc == 3
-    assert info.value.stderr == "oops\n"
-    assert runner.run(["/bin/sh", "-c", "exit 3"], check=False).rc == 3
-    assert runner.which("sh") is not None
+    assert info.value.stderr == "C C /var/src build\n"
+    assert rebuild.commands == [(str(fake), "build")]
+    # dry-activate's caller reads the status itself (check=False): no error from the pipeline
+    assert rebuild._run(["/bin/sh", "-c", "exit 3"], check=False).rc == 3
+
+
+def test_missing_binary_names_it_and_where_it_was_looked_for(machine: Machine, tmp_path: Path) -> None:
+    _installed(machine)
+    rebuild = Rebuild(Runner(environ={"PATH": str(tmp_path)}, extra_dirs=(str(tmp_path / "none"),)), machine.paths)
+    with pytest.raises(NixosRebuildError) as info:
+        rebuild.execute(Request(hostname="m"))
+    assert info.value.msg == f"nixos-rebuild not found on PATH or in {tmp_path / 'none'}"
+    assert rebuild.commands == []
+
+
+def test_a_command_that_cannot_start_is_an_error_with_its_cmd(machine: Machine, tmp_path: Path) -> None:
+    rebuild = Rebuild(Runner(environ={"PATH": "/usr/bin:/bin"}), machine.paths)
+    missing = str(tmp_path / "gone" / "bin" / "switch-to-configuration")
+    with pytest.raises(NixosRebuildError) as info:
+        rebuild._run([missing, "dry-activate"])
+    assert info.value.msg.startswith(f"cannot run {missing}: ")
+    assert info.value.as_dict()["cmd"] == [missing, "dry-activate"]
+    assert info.value.rc is None

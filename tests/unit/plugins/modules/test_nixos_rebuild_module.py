@@ -1,6 +1,6 @@
 """The nixos_rebuild module as Ansible runs it: options in, JSON result out, the seam patched.
 
-``Runner.run`` (the one subprocess seam) is replaced by a recorder that plays
+``_process.Runner.run`` (the collection's one subprocess seam) is replaced by a recorder that plays
 ``nixos-rebuild`` and ``switch-to-configuration dry-activate``; every test asserts the exact
 argv the module would run on a NixOS machine. The machine's paths live in a temporary
 directory (``make_paths`` is the module's seam for them).
@@ -18,6 +18,7 @@ import pytest
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.aiolabs.nixos.plugins.module_utils import _nixos_rebuild as nr
+from ansible_collections.aiolabs.nixos.plugins.module_utils import _process
 from ansible_collections.aiolabs.nixos.plugins.modules import nixos_rebuild as module
 
 
@@ -38,18 +39,17 @@ class Recorder:
         cwd: str | None = None,
         env: Mapping[str, str] | None = None,
         new_session: bool = False,
-        check: bool = True,
-    ) -> nr.CommandResult:
+    ) -> _process.CommandResult:
         argv = list(argv)
         self.calls.append((argv, dict(env or {})))
         if argv[1:2] == ["build"]:
             assert cwd is not None
             Path(cwd, "result").symlink_to(self.system)
-            return nr.CommandResult(tuple(argv), 0, "", "building the system configuration...\n")
+            return _process.CommandResult(tuple(argv), 0, "", "building the system configuration...\n")
         if argv[1:2] == ["dry-build"]:
-            return nr.CommandResult(tuple(argv), 0, "", self.dry_output)
+            return _process.CommandResult(tuple(argv), 0, "", self.dry_output)
         if argv[1:2] == ["dry-activate"]:
-            return nr.CommandResult(tuple(argv), 0, "", self.dry_activate)
+            return _process.CommandResult(tuple(argv), 0, "", self.dry_activate)
         if argv[1:2] == ["--rollback"] or argv[3:4] == ["--set"]:
             raise AssertionError(f"check mode must not touch the profile: {argv}")
         raise AssertionError(f"unexpected command {argv}")
@@ -82,8 +82,8 @@ def machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, nr.P
 def run_module(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], recorder: Recorder, args: dict[str, Any]
 ) -> dict[str, Any]:
-    monkeypatch.setattr(nr.Runner, "run", recorder.run)
-    monkeypatch.setattr(nr.Runner, "which", recorder.which)
+    monkeypatch.setattr(_process.Runner, "run", recorder.run)
+    monkeypatch.setattr(_process.Runner, "which", recorder.which)
     with patch_module_args(args), pytest.raises(SystemExit):
         module.main()
     return json.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
@@ -167,18 +167,18 @@ def test_check_mode_diff_shows_the_would_be_unit_changes(
 def test_build_failure_fails_with_cmd_rc_and_stderr(
     machine: tuple[Path, nr.Paths], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def failing(_runner: nr.Runner, argv: Sequence[str], **_kw: object) -> nr.CommandResult:
-        raise nr.NixosRebuildError(
-            "nixos-rebuild build failed with exit 1", cmd=argv, rc=1, stderr="error: undefined variable 'foo'\n"
-        )
+    def failing(_runner: _process.Runner, argv: Sequence[str], **_kw: object) -> _process.CommandResult:
+        # the seam reports the exit status; the module decides it is a failure
+        return _process.CommandResult(tuple(argv), 1, "", "error: undefined variable 'foo'\n")
 
     recorder = Recorder("/nonexistent")
-    monkeypatch.setattr(nr.Runner, "which", recorder.which)
-    monkeypatch.setattr(nr.Runner, "run", failing)  # a plain function: bound to the Runner
+    monkeypatch.setattr(_process.Runner, "which", recorder.which)
+    monkeypatch.setattr(_process.Runner, "run", failing)  # a plain function: bound to the Runner
     with patch_module_args({"action": "boot"}), pytest.raises(SystemExit):
         module.main()
     result = json.loads(capsys.readouterr().out)
     assert result["failed"] is True
+    assert result["msg"] == "nixos-rebuild build failed with exit 1"
     assert result["rc"] == 1
     assert result["cmd"] == ["/run/current-system/sw/bin/nixos-rebuild", "build"]
     assert "undefined variable 'foo'" in result["stderr"]
@@ -190,3 +190,19 @@ def test_attr_needs_flake(
     result = run_module(monkeypatch, capsys, Recorder("/x"), {"attr": "web"})
     assert result["failed"] is True
     assert "flake" in result["msg"]
+
+
+def test_binaries_are_also_looked_for_where_nixos_keeps_them(
+    machine: tuple[Path, nr.Paths], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A non-interactive SSH session's PATH may lack /run/current-system/sw/bin: the module searches it too."""
+    recorder = Recorder("/nonexistent")
+    monkeypatch.setattr(_process.Runner, "run", recorder.run)
+    monkeypatch.setenv("PATH", str(machine[0] / "empty"))
+    with patch_module_args({}), pytest.raises(SystemExit):
+        module.main()
+    result = json.loads(capsys.readouterr().out)
+    assert result["failed"] is True
+    assert result["msg"] == f"nixos-rebuild not found on PATH or in {', '.join(nr.EXTRA_BIN_DIRS)}"
+    assert "/run/current-system/sw/bin" in nr.EXTRA_BIN_DIRS
+    assert recorder.calls == []
