@@ -75,6 +75,25 @@ class BuildRequest:
             env["NIX_PATH"] = NIXOS_DEFAULT_NIX_PATH.replace("=/", "=" + str(self.paths.root).rstrip("/") + "/")
         return env
 
+    def followed_config(self) -> str | None:
+        """<nixos-config> with its symlinks followed, when it is a symlink; else None.
+
+        Nix's ``import`` follows a symlink before evaluating, so relative paths in the file resolve
+        beside the link's target: krops' ``/var/src/nixos-config -> config-machine/configuration.nix``
+        reads ``config-machine/machine.nix``. Nix itself finds the file (``--find-file``).
+        """
+        env = self.environment()
+        found = env.get("NIXOS_CONFIG", "")
+        if not found:
+            flags = self.nix_flags
+            includes = [arg for i, flag in enumerate(flags[:-1]) if flag == "-I" for arg in ("-I", flags[i + 1])]
+            result = proc.run(["nix-instantiate", "--find-file", "nixos-config", *includes], capture=True, env=env)
+            if result.returncode != 0:
+                return None  # the build reports the missing <nixos-config> with Nix's own error
+            found = result.stdout.strip()
+        path = Path(found)
+        return str(path.resolve()) if path.is_symlink() else None
+
     def argv(self) -> list[str]:
         knobs = Knobs(self.paths)
         argv = ["nix-build", str(SYSTEM_NIX), "--attr", TOPLEVEL_ATTR]
@@ -83,6 +102,10 @@ class BuildRequest:
         argv += ["--argstr", "kernelVersion", knobs.kernel_version()]
         if self.flake is not None:
             argv += ["--argstr", "flakeDir", str(self.flake.directory())]
+        else:
+            followed = self.followed_config()
+            if followed is not None:
+                argv += ["--argstr", "nixosConfig", followed]
         if not self.out_link:
             argv.append("--no-out-link")
         if self.dry_run:

@@ -20,6 +20,9 @@
   python ? "/usr/bin/python3",
   # Flake mode (nixos-rebuild --flake DIR#ATTR): the flake's directory holds the configuration.
   flakeDir ? "",
+  # <nixos-config> with its symlinks followed (nixos-rebuild passes it when <nixos-config> is a
+  # symlink), as Nix's import follows them: relative paths resolve beside the link's target.
+  nixosConfig ? "",
 }:
 let
   inherit (builtins)
@@ -39,7 +42,7 @@ let
   # --- the configuration, found like nixpkgs' from-env.nix --------------------------------------
   configEnv = getEnv "NIXOS_CONFIG";
   configArg = if configEnv != "" then configEnv else <nixos-config>;
-  configStr = toString configArg;
+  configStr = if nixosConfig != "" then nixosConfig else toString configArg;
   configName = baseNameOf configStr;
   configIsDir = (readDir (dirOf configStr)).${configName} or "" == "directory";
   configDir =
