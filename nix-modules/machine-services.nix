@@ -54,7 +54,7 @@ in
       aiolabs.nginx.enable = lib.mkDefault true;
       services.atbb = {
         enable = true;
-        environmentFile = atbb.environmentFile or "/var/lib/aiolabs-secrets/atbb.env";
+        environmentFile = atbb.environmentFile or "/var/lib/secrets/atbb.env";
       }
       // pick atbb [
         "domain"

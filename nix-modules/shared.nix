@@ -5,7 +5,7 @@
   domain,
   acmeEmail ? null,
 }:
-{ lib, ... }:
+{ lib, pkgs, ... }:
 {
   imports = [
     ./common.nix
@@ -23,4 +23,8 @@
     settings.PasswordAuthentication = lib.mkDefault false;
   };
   time.timeZone = lib.mkDefault "UTC";
+
+  # The deploy pushes /var/src with rsync (ansible.posix.synchronize), which
+  # needs rsync on the target too.
+  environment.systemPackages = [ pkgs.rsync ];
 }

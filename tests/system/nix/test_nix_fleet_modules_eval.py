@@ -250,7 +250,7 @@ def test_template_wires_atbb_from_machine_data(harness: Harness, machine_dir: Pa
         "pdsUrl": "https://pds.lab.test",
         "appviewPort": 3100,
         "webPort": 3101,
-        "environmentFile": "/var/lib/aiolabs-secrets/atbb.env",
+        "environmentFile": "/var/lib/secrets/atbb.env",
     }
     assert result["vhosts"] == ["forum.machine1.lab.test"]
     assert result["api"] == "http://127.0.0.1:3100"
