@@ -38,6 +38,14 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The web-app role builds with Node on the controller. Machines of this kind
+# ship Node 20; elsewhere fall back to Debian's (check the example app's
+# engines if that is older than Vite wants).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  say "installing Node.js and npm (Debian)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+
 mkdir -p "$cache"
 req_digest=$(sha256sum <"$repo/requirements.txt" | cut -c1-16)
 venv="$cache/venv-$req_digest"
