@@ -211,6 +211,16 @@ ACTIVATION_SCRIPT = (
 DETACH_SCRIPT = '"$0" -c "$1" aiolabs-nixos-activate "$2" "$3" "$4" </dev/null >/dev/null 2>&1 &'
 
 
+def systemd_escape(arg: str) -> str:
+    """``arg`` as a command-line word systemd passes through unchanged.
+
+    systemd expands ``$NAME``, ``${NAME}`` and ``$$`` in a unit's command line, and
+    systemd-run's command becomes one (``--expand-environment``, on by default); the
+    activation script's own ``$$``, ``$1`` and ``$?`` must reach the shell as written.
+    """
+    return arg.replace("$", "$$")
+
+
 def systemd_run_argv(
     systemd_run: str,
     *,
@@ -239,15 +249,9 @@ def systemd_run_argv(
         "--service-type=exec",
         f"--unit={unit}",
         "--",
-        interpreter,
-        "-c",
-        ACTIVATION_SCRIPT,
-        "aiolabs-nixos-activate",
-        system,
-        str(action),
-        run_dir,
     ]
-    return argv
+    command = [interpreter, "-c", ACTIVATION_SCRIPT, "aiolabs-nixos-activate", system, str(action), run_dir]
+    return argv + [systemd_escape(word) for word in command]
 
 
 def setsid_argv(shell: str, system: str, action: Action, run_dir: str) -> list[str]:

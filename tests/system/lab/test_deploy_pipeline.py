@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -60,9 +61,16 @@ class Host:
 
 
 Lab = dict[str, Host]
+Recap = dict[str, dict[str, int]]  # PLAY RECAP: host -> {ok, changed, failed, ...}
 
 
-def playbook(*args: str, inventory: Path = INVENTORY) -> tuple[subprocess.CompletedProcess[str], dict[str, dict]]:
+class Deploy(NamedTuple):
+    lab: Lab
+    recap: Recap
+    elapsed: float
+
+
+def playbook(*args: str, inventory: Path = INVENTORY) -> tuple[subprocess.CompletedProcess[str], Recap]:
     env = dict(os.environ)
     env["ANSIBLE_CONFIG"] = str(REPO / "ansible.cfg")
     env.setdefault("NIX_CONFIG", "substituters =\nexperimental-features = nix-command flakes\nbuild-users-group =\n"
@@ -104,13 +112,13 @@ def system_state(lab: Lab, host: str) -> tuple[str, str, int]:
 
 
 @pytest.fixture(scope="module")
-def converged(lab_module: Lab) -> tuple[Lab, dict[str, dict], float]:
+def converged(lab_module: Lab) -> Deploy:
     """One full deploy of machine1-3 (the first, or a re-run after earlier tests)."""
     started = time.monotonic()
     proc, recap = playbook()
     elapsed = time.monotonic() - started
     assert proc.returncode == 0, tail(proc)
-    return lab_module, recap, elapsed
+    return Deploy(lab_module, recap, elapsed)
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +137,8 @@ def lab_module() -> Lab:
     return hosts
 
 
-def test_all_hosts_converge_with_krops_layout(converged: tuple[Lab, dict[str, dict], float]) -> None:
-    lab, recap, _ = converged
+def test_all_hosts_converge_with_krops_layout(converged: Deploy) -> None:
+    lab, recap = converged.lab, converged.recap
     for host in HOSTS:
         assert recap[host]["failed"] == 0 and recap[host]["unreachable"] == 0, recap
         names = set(lab[host].out("ls -A /var/src").split())
@@ -147,7 +155,7 @@ def test_all_hosts_converge_with_krops_layout(converged: tuple[Lab, dict[str, di
         assert lab[host].out("ls -A /var/src/config-shared").split() == shared
         machine_files = set(lab[host].out("ls -A /var/src/config-machine").split())
         assert {"configuration.nix", "machine.nix"} <= machine_files
-        running, profile, _ = system_state(lab, host)
+        running, profile, _logs = system_state(lab, host)
         assert running == lab[host].out(f"readlink -f /nix/var/nix/profiles/{profile}")
         assert lab[host].out("systemctl is-active nginx.service") == "active"
     # machine1: its assets folder's hardware-configuration.nix and extra module; lnbits behind a followed symlink.
@@ -177,7 +185,7 @@ def test_all_hosts_converge_with_krops_layout(converged: tuple[Lab, dict[str, di
     assert title == r'LNBITS_SITE_TITLE="machine1 \"lab\" \$wallet"'
 
 
-def test_app_vhost_serves_machine1_web_app(converged: tuple[Lab, dict[str, dict], float]) -> None:
+def test_app_vhost_serves_machine1_web_app(converged: Deploy) -> None:
     if not WEBAPP:
         pytest.skip("web app stage off (AIOLABS_PIPE_WEBAPP=0 or no aiolabs.nixos.webapp role)")
     proc = subprocess.run(["curl", "-s", "-H", "Host: app.machine1.lab.test", "http://127.0.1.1/"], capture_output=True,
@@ -185,8 +193,8 @@ def test_app_vhost_serves_machine1_web_app(converged: tuple[Lab, dict[str, dict]
     assert "Lab machine 1" in proc.stdout and "machine1.lab.test" in proc.stdout, proc.stdout[:2000]
 
 
-def test_second_run_changes_nothing(converged: tuple[Lab, dict[str, dict], float]) -> None:
-    lab, _, _ = converged
+def test_second_run_changes_nothing(converged: Deploy) -> None:
+    lab = converged.lab
     before = {h: system_state(lab, h) for h in HOSTS}
     started = time.monotonic()
     proc, recap = playbook()
@@ -201,9 +209,9 @@ def test_second_run_changes_nothing(converged: tuple[Lab, dict[str, dict], float
     print(f"no-op deploy of {len(HOSTS)} hosts: {elapsed:.1f}s")
 
 
-def test_editing_one_machine_changes_only_that_machine(converged: tuple[Lab, dict[str, dict], float],
+def test_editing_one_machine_changes_only_that_machine(converged: Deploy,
                                                        tmp_path: Path) -> None:  # fmt: skip
-    lab, _, _ = converged
+    lab = converged.lab
     inventory = tmp_path / "inventory"
     shutil.copytree(INVENTORY, inventory, symlinks=True)
     # The copy's relative paths (ssh key, lnbits symlink, atBB fixture) must reach the real checkout.
@@ -229,7 +237,7 @@ def test_editing_one_machine_changes_only_that_machine(converged: tuple[Lab, dic
         assert "port = 8081;" in lab["machine2"].out("cat /var/src/config-machine/machine.nix")
     finally:
         # Back to the checked-in inventory for the tests after this one.
-        proc, _ = playbook("-l", "machine2")
+        proc, _recap = playbook("-l", "machine2")
         assert proc.returncode == 0, tail(proc)
 
 
@@ -247,9 +255,9 @@ def test_editing_one_machine_changes_only_that_machine(converged: tuple[Lab, dic
     ids=["bad-domain", "unknown-service", "port-70000", "missing-asset"],
 )
 def test_bad_machine_data_fails_before_anything_is_pushed(
-    converged: tuple[Lab, dict[str, dict], float], tmp_path: Path, host_vars: str, message: str
+    converged: Deploy, tmp_path: Path, host_vars: str, message: str
 ) -> None:
-    lab, _, _ = converged
+    lab = converged.lab
     bad = tmp_path / "bad.yml"
     # Extra vars override host_vars: the machine's data as a broken host_vars file would give it.
     base = "domain: machine1.lab.test\n" if not host_vars.startswith("domain") else ""
@@ -264,8 +272,8 @@ def test_bad_machine_data_fails_before_anything_is_pushed(
     assert tree_hash(lab, "machine1") == before
 
 
-def test_populate_guard_refuses_a_foreign_var_src(converged: tuple[Lab, dict[str, dict], float]) -> None:
-    lab, _, _ = converged
+def test_populate_guard_refuses_a_foreign_var_src(converged: Deploy) -> None:
+    lab = converged.lab
     host = lab["machine2"]
     host.out("mv /var/src /var/src.aside && mkdir /var/src && echo other > /var/src/someone-elses.txt")
     try:
@@ -280,14 +288,14 @@ def test_populate_guard_refuses_a_foreign_var_src(converged: tuple[Lab, dict[str
         host.out("rm -rf /var/src && mv /var/src.aside /var/src")
 
 
-def test_check_diff_touches_nothing_and_shows_the_plan(converged: tuple[Lab, dict[str, dict], float],
+def test_check_diff_touches_nothing_and_shows_the_plan(converged: Deploy,
                                                        tmp_path: Path) -> None:  # fmt: skip
-    lab, _, _ = converged
+    lab = converged.lab
     before = (tree_hash(lab, "machine1"), system_state(lab, "machine1"))
     extra = tmp_path / "change.yml"
     extra.write_text("domain: machine1.lab.test\nservices:\n  webapp: {enable: true}\n"
                      "  lnbits: {enable: true, port: 5001, extensions_mode: symlink}\n")  # fmt: skip
-    proc, _ = playbook("-l", "machine1", "--check", "--diff", "-e", f"@{extra}")
+    proc, _recap = playbook("-l", "machine1", "--check", "--diff", "-e", f"@{extra}")
     assert proc.returncode == 0, tail(proc)
     assert "-      port = 5000;" in proc.stdout and "+      port = 5001;" in proc.stdout, tail(proc)
     assert "check mode" in proc.stdout

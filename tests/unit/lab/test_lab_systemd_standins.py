@@ -16,6 +16,7 @@ from labsys.init import decode_wait, describe, transient_unit_text
 from labsys.unitfile import (
     ExecCommand,
     UnitFileError,
+    expand_command,
     load_unit,
     normalise_unit_name,
     parse_environment,
@@ -262,3 +263,20 @@ def test_journal_records_and_raw_lines(tmp_path: Path) -> None:
         ("lab-httpd", 42, "listening"),
     ]
     assert lab_journal.render(entries[1], "machine1").endswith(" machine1 lab-httpd[42]: listening")
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "expanded"),
+    [
+        # $$ is a literal $: what a caller writes to pass "$$" and "$1" to a shell.
+        (["/bin/sh", "-c", 'echo "$$$$" >"$$1/pid"'], {}, ["/bin/sh", "-c", 'echo "$$" >"$1/pid"']),
+        # ${NAME} inside a word: the value as is, even with spaces.
+        (["/bin/echo", "x${A}y"], {"A": "1 2"}, ["/bin/echo", "x1 2y"]),
+        # $NAME as a word of its own: split at whitespace; unset gives no word.
+        (["/bin/echo", "$A", "$UNSET"], {"A": "1 2"}, ["/bin/echo", "1", "2"]),
+        # $1, $? and $NAME inside a word are not systemd's to expand.
+        (["/bin/sh", "-c", 'x"$1"; echo $?', "w$A"], {"A": "1"}, ["/bin/sh", "-c", 'x"$1"; echo $?', "w$A"]),
+    ],
+)
+def test_command_lines_expand_like_systemd(argv: list[str], env: dict[str, str], expanded: list[str]) -> None:
+    assert expand_command(argv, env) == expanded

@@ -33,6 +33,7 @@ from .unitfile import (
     ExecCommand,
     UnitFile,
     UnitFileError,
+    expand_command,
     load_unit,
     parse_environment_file,
     parse_unit_text,
@@ -306,19 +307,20 @@ class Manager:
     def spawn(self, u: Unit, role: str, cmd: ExecCommand) -> Proc:
         cfg = loaded(u)
         env = self.environment(u)
+        argv = expand_command(cmd.argv, env)
         cwd = cfg.get("Service", "WorkingDirectory") or "/"
         cwd = cwd.lstrip("-").replace("~", "/root", 1) if cwd.lstrip("-").startswith("~") else cwd.lstrip("-")
         if u.pipe_fds:
             stdin, stdout, stderr = u.pipe_fds
             popen = subprocess.Popen(
-                list(cmd.argv), env=env, cwd=cwd, stdin=stdin, stdout=stdout, stderr=stderr,
+                argv, env=env, cwd=cwd, stdin=stdin, stdout=stdout, stderr=stderr,
                 start_new_session=True, restore_signals=False,
             )  # fmt: skip
         else:
             path = journal.unit_log_path(u.name)
             with path.open("ab") as out:
                 popen = subprocess.Popen(
-                    list(cmd.argv), env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                    argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                     start_new_session=True, restore_signals=False,
                 )  # fmt: skip
         journal.record(u.name, "", ident=Path(cmd.argv[0]).name, pid=popen.pid, mark=True)

@@ -77,6 +77,28 @@ def normalise_unit_name(name: str, default_type: str = "service") -> str:
     return name if suffix in UNIT_TYPES else f"{name}.{default_type}"
 
 
+_WHOLE_WORD_VAR = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+_IN_WORD_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_command(argv: tuple[str, ...] | list[str], env: dict[str, str]) -> list[str]:
+    """Variable expansion of a command line, as systemd.service(5) "Command lines" describes.
+
+    ``$$`` is a literal ``$``; ``${NAME}`` inside a word becomes the value as is; ``$NAME``
+    as a word of its own becomes the value split at whitespace (no word if unset or empty).
+    Anything else after ``$`` (``$1``, ``$?``, ``$NAME`` inside a word) stays as written.
+    systemd-run's command line gets the same treatment (its --expand-environment default).
+    """
+    out: list[str] = []
+    for word in argv:
+        whole = _WHOLE_WORD_VAR.fullmatch(word)
+        if whole:
+            out.extend(env.get(whole.group(1), "").split())
+            continue
+        out.append(_IN_WORD_VAR.sub(lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1) or "", ""), word))
+    return out
+
+
 def split_words(value: str) -> list[str]:
     """Split a list-valued setting (After=, WantedBy=) on whitespace."""
     return value.split()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -128,6 +129,11 @@ def test_profile_and_activation_argv_are_nixos_rebuilds() -> None:
     assert stc_argv(sysp, Action.DRY_ACTIVATE) == [f"{sysp}/bin/switch-to-configuration", "dry-activate"]
 
 
+def systemd_expand(word: str) -> str:
+    """What systemd makes of ``$$`` and ``${NAME}`` inside a command-line word (systemd.service(5))."""
+    return re.sub(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}", lambda m: "$" if m.group(0) == "$$" else "", word)
+
+
 def test_systemd_run_argv_is_a_transient_unit_with_nixos_rebuilds_flags() -> None:
     argv = systemd_run_argv(
         "/run/current-system/sw/bin/systemd-run",
@@ -152,12 +158,14 @@ def test_systemd_run_argv_is_a_transient_unit_with_nixos_rebuilds_flags() -> Non
         "--",
         "/bin/sh",
         "-c",
-        ACTIVATION_SCRIPT,
+        ACTIVATION_SCRIPT.replace("$", "$$"),
         "aiolabs-nixos-activate",
         "/nix/store/abc-sys",
         "switch",
         "/run/aiolabs-nixos/x1",
     ]
+    # systemd expands $ in a unit's command line: every $ reaches the shell escaped once.
+    assert "$$$$" in argv[-5] and systemd_expand(argv[-5]) == ACTIVATION_SCRIPT
     # Neither --wait nor --pipe: nobody holds the unit's output or waits on it over SSH.
     assert "--wait" not in argv
     assert "--pipe" not in argv
@@ -495,8 +503,9 @@ class FakeRunner(Runner):
             self.machine.set_generation(target, os.path.realpath(rb.generations()[target]))
             return CommandResult(tuple(argv), 0, "", "")
         if prog == "/fake/bin/systemd-run":
-            # Play systemd: start the unit's command apart from us, return at once.
-            command = argv[argv.index("--") + 1 :]
+            # Play systemd: expand the command line as systemd does, start it apart from us,
+            # return at once.
+            command = [systemd_expand(word) for word in argv[argv.index("--") + 1 :]]
             unit_env = dict(os.environ)
             for flag, value in itertools.pairwise(argv):
                 if flag == "-E":
