@@ -60,8 +60,9 @@ def tree(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def digest(root: Path, versions: dict[str, str] = VERSIONS, settings: dict[str, str] | None = None) -> str:
-    value, _ = wb.input_digest(
+def digest(root: Path, versions: dict[str, str] | None = None, settings: dict[str, str] | None = None) -> str:
+    versions = VERSIONS if versions is None else versions
+    value, _inputs = wb.input_digest(
         root / "src", excludes=["node_modules", "/dist"], env_file=root / "env", images=root / "images",
         versions=versions, settings=settings or {"script": "build"},
     )  # fmt: skip
