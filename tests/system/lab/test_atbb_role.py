@@ -45,6 +45,7 @@ NIX_CONFIG = "substituters =\nexperimental-features = nix-command flakes\nbuild-
 FAKE = "sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 SRI = re.compile(r"sha256-[A-Za-z0-9+/]{43}=")
 PLAY_TIMEOUT = 300
+BYSTANDER = "atbb-test-bystander"  # sorts before machineN
 HASH_TASK = "Compute the pnpm dependency hash for the staged lockfile"
 SECRET_KEYS = ("DATABASE_URL", "SESSION_SECRET", "FORUM_HANDLE", "FORUM_PASSWORD")
 REMOTE_PATHS = "/var/src/atbb /var/lib/secrets/atbb.env"
@@ -81,17 +82,27 @@ class Run:
         assert self.report is not None
         return dict(self.report["stats"][HOST])
 
-    def task(self, name: str) -> dict[str, Any]:
-        """The result of the named task for HOST (the last one, if it ran in several plays)."""
+    def task(self, name: str, host: str = HOST) -> dict[str, Any]:
+        """The result of the named task for `host` (the last one, if it ran in several plays)."""
         assert self.report is not None, self.output
         found = [
-            {**t["hosts"][HOST], "_seconds": _duration(t)}
+            {**t["hosts"][host], "_seconds": _duration(t)}
             for play in self.report["plays"]
             for t in play["tasks"]
-            if t["task"]["name"].endswith(name) and HOST in t["hosts"]
+            if t["task"]["name"].endswith(name) and host in t["hosts"]
         ]
         assert found, f"task {name!r} did not run\n{self.output[-3000:]}"
         return found[-1]
+
+    def changed_tasks(self) -> list[tuple[str, Any]]:
+        """Name and result of every task that reported a change (for assertion messages)."""
+        assert self.report is not None
+        return [
+            (t["task"]["name"], {k: v for k, v in t["hosts"][HOST].items() if k in ("stdout", "msg", "diff", "reason")})
+            for play in self.report["plays"]
+            for t in play["tasks"]
+            if t["hosts"].get(HOST, {}).get("changed")
+        ]
 
     def task_names(self) -> list[str]:
         assert self.report is not None
@@ -135,18 +146,32 @@ class Workspace:
             "aiolabs_nixos_atbb_secrets": self.secrets,
         }
 
-    def play(self, *args: str, json_report: bool = True) -> Run:
+    def play(self, *args: str, json_report: bool = True, bystander: bool = False) -> Run:
+        """Run the playbook on HOST. With `bystander`, HOST's data comes from an inventory file (not
+        extra vars, which would apply to every host) and a host without atBB, sorted first, joins the
+        play: its address has nothing listening, so any connection to it fails the play."""
         book = self.root / "play.yml"
-        book.write_text(yaml.safe_dump(PLAYBOOK, sort_keys=False))
+        plays = [{**p, "order": "sorted"} for p in PLAYBOOK] if bystander else PLAYBOOK
+        book.write_text(yaml.safe_dump(plays, sort_keys=False))
         extra = self.root / f"vars-{uuid.uuid4().hex[:8]}.yml"
-        extra.write_text(yaml.safe_dump(self.vars()))
+        inventory: list[str] = []
+        limit = HOST
+        if bystander:
+            extra.write_text("{}\n")
+            hosts = {BYSTANDER: {"ansible_host": "127.0.0.254", "ansible_port": 9}, HOST: self.vars()}
+            extra_inventory = self.root / "bystander-inventory.yml"
+            extra_inventory.write_text(yaml.safe_dump({"all": {"children": {"nixos": {"hosts": hosts}}}}))
+            inventory = ["-i", str(extra_inventory)]
+            limit = f"{HOST},{BYSTANDER}"
+        else:
+            extra.write_text(yaml.safe_dump(self.vars()))
         env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "NIX_CONFIG": NIX_CONFIG}
         if json_report:
             env |= {"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.json"}
         argv = [
             str(REPO / ".venv" / "bin" / "ansible-playbook"),
-            "-i", str(REPO / "lab" / "inventory"), "-i", str(REPO / "lab" / "run" / "inventory.yml"),
-            "-l", HOST, "-e", f"@{extra}", str(book), *args,
+            "-i", str(REPO / "lab" / "inventory"), "-i", str(REPO / "lab" / "run" / "inventory.yml"), *inventory,
+            "-l", limit, "-e", f"@{extra}", str(book), *args,
         ]  # fmt: skip
         start = time.monotonic()
         proc = subprocess.run(
@@ -321,7 +346,7 @@ def test_first_run_pushes_source_and_secrets_second_run_changes_nothing(machine:
     before = remote_snapshot(machine)
     second = ws.play("--diff")
     assert second.rc == 0, second.output[-4000:]
-    assert second.stats()["changed"] == 0, second.task_names()
+    assert second.stats()["changed"] == 0, second.changed_tasks()
     unchanged = second.task(HASH_TASK)
     assert unchanged["changed"] is False and unchanged["computed"] is False
     assert unchanged["hash"] == new
@@ -357,7 +382,7 @@ def test_check_mode_writes_nothing_and_predicts(machine: LabHost, ws: Workspace)
     remote_before = remote_snapshot(machine)
     again = ws.play("--check", "--diff")
     assert again.rc == 0, again.output[-4000:]
-    assert again.stats()["changed"] == 0
+    assert again.stats()["changed"] == 0, again.changed_tasks()
     assert again.task(HASH_TASK)["computed"] is False
     assert sorted((str(p), p.stat().st_mtime_ns) for p in ws.stage.rglob("*")) == stage_before
     assert remote_snapshot(machine) == remote_before
@@ -384,7 +409,8 @@ def test_lockfile_change_yields_a_new_hash(machine: LabHost, ws: Workspace) -> N
     assert "zod@3.23.8" in machine.out("cat /var/src/atbb/pnpm-lock.yaml")
 
     settled = ws.play()
-    assert settled.rc == 0 and settled.stats()["changed"] == 0
+    assert settled.rc == 0, settled.output[-4000:]
+    assert settled.stats()["changed"] == 0, settled.changed_tasks()
     assert settled.task(HASH_TASK)["computed"] is False
 
 
@@ -423,7 +449,8 @@ def test_checkout_with_its_own_flake_files(machine: LabHost, ws: Workspace) -> N
     assert (ws.src / "nix" / "package.nix").read_text() == own  # never edited
     assert machine.out("cat /var/src/atbb/nix/extra.nix") == "{ }"
     assert f'hash = "{new}";' in machine.out("cat /var/src/atbb/nix/package.nix")
-    assert ws.play().stats()["changed"] == 0
+    rerun = ws.play()
+    assert rerun.stats()["changed"] == 0, rerun.changed_tasks()
 
 
 @pytest.mark.parametrize(
@@ -509,3 +536,25 @@ def test_secrets_never_reach_the_output(machine: LabHost, ws: Workspace) -> None
     assert (
         parse_env_file(machine.out("cat /var/lib/secrets/atbb.env"))["FORUM_PASSWORD"] == f"{ws.token}-password-rotated"
     )
+
+
+def test_first_host_of_the_play_without_atbb(machine: LabHost, ws: Workspace) -> None:
+    """The controller steps run once, on the play's first host, which here has no atBB and none of
+    the atBB settings: they must use the settings of the first atBB machine, and the machine
+    without atBB is never contacted."""
+    run = ws.play(bystander=True)
+    assert run.rc == 0, run.output[-4000:]
+    assert run.report is not None
+    hashed = run.task(HASH_TASK, host=BYSTANDER)  # run_once: reported under the play's first host
+    assert hashed["computed"] is True and staged_hash(ws) == hashed["hash"]
+    assert f'hash = "{hashed["hash"]}";' in machine.out("cat /var/src/atbb/nix/package.nix")
+    assert parse_env_file(machine.out("cat /var/lib/secrets/atbb.env")) == ws.secrets
+    # never contacted (its address has nothing listening); the run_once controller steps are
+    # reported under it, being the play's first host
+    bystander = run.report["stats"][BYSTANDER]
+    assert bystander["failures"] == 0 and bystander["unreachable"] == 0
+    rerun = ws.play(bystander=True)
+    assert rerun.rc == 0, rerun.output[-4000:]
+    assert rerun.report is not None
+    assert all(stats["changed"] == 0 for stats in rerun.report["stats"].values()), rerun.report["stats"]
+    assert rerun.task(HASH_TASK, host=BYSTANDER)["computed"] is False
