@@ -61,6 +61,19 @@ def resolve_flake(flake_arg: object, paths: HostPaths) -> Flake | None:
     return None
 
 
+def host_address() -> str:
+    """This lab host's own address (lab-init writes it into /etc/hosts at boot), or "" off a host."""
+    name = socket.gethostname()
+    try:
+        for line in Path("/etc/hosts").read_text().splitlines():
+            fields = line.split()
+            if len(fields) >= 2 and name in fields[1:] and fields[0].startswith("127."):
+                return fields[0]
+    except OSError:
+        pass
+    return ""
+
+
 @dataclass
 class BuildRequest:
     paths: HostPaths
@@ -99,6 +112,9 @@ class BuildRequest:
         argv = ["nix-build", str(SYSTEM_NIX), "--attr", TOPLEVEL_ATTR]
         argv += ["--argstr", "hostName", self.flake.attr if self.flake else socket.gethostname()]
         argv += ["--argstr", "labRoot", self.paths.label]
+        address = host_address() if self.paths.label == "/" else ""
+        if address:
+            argv += ["--argstr", "address", address]
         argv += ["--argstr", "kernelVersion", knobs.kernel_version()]
         if self.flake is not None:
             argv += ["--argstr", "flakeDir", str(self.flake.directory())]

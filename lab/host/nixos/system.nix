@@ -13,6 +13,8 @@
   hostName ? "nixos",
   # Root of the lab host's file system ("/" on a host; a temp dir in the Nix-only tests).
   labRoot ? "/",
+  # The host's own loopback address (the stand-in passes it; LAB_NET sets the /24); "" derives it.
+  address ? "",
   # Kernel version; the kernel-change fault knob passes another one.
   kernelVersion ? "6.6.63",
   # Tools on the lab host.
@@ -94,7 +96,13 @@ let
   };
 
   hostNumber = match "machine([0-9]+)" hostName;
-  address = if hostNumber == null then "127.0.0.1" else "127.0.1.${builtins.head hostNumber}";
+  hostAddress =
+    if address != "" then
+      address
+    else if hostNumber == null then
+      "127.0.0.1"
+    else
+      "127.0.1.${builtins.head hostNumber}";
 
   # --- inputs copied into the store -----------------------------------------------------------
   keep =
@@ -129,7 +137,7 @@ let
       [
         labHttpd
         "--listen"
-        "${address}:${toString port}"
+        "${hostAddress}:${toString port}"
       ]
       ++ args
     );
@@ -178,7 +186,7 @@ let
   route =
     vhost: prefix: target:
     "--route ${quote "${vhost}${if prefix == "/" then "" else prefix}=${target}"}";
-  upstream = port: "proxy:${address}:${toString port}";
+  upstream = port: "proxy:${hostAddress}:${toString port}";
   vhostRoutes =
     (if enabled webapp then [ (route "app.${domain}" "/" "static:${hostPath "/var/src/web-app-dist"}") ] else [ ])
     ++ (if enabled lnbits then [ (route "lnbits.${domain}" "/" (upstream lnbits.port)) ] else [ ])
@@ -338,6 +346,7 @@ in
   inherit kernel initrd units;
   machine = machine // {
     hostName = host;
-    inherit domain address;
+    inherit domain;
+    address = hostAddress;
   };
 }

@@ -19,6 +19,8 @@ LABCTL = REPO / "lab" / "labctl"
 RUN = REPO / "lab" / "run"
 KEY = RUN / "ssh" / "id_ed25519"
 SSH_TIMEOUT = 60.0
+# The hosts' /24 (labctl's LAB_NET): labs of two checkouts can run side by side.
+LAB_NET = os.environ.get("LAB_NET", "127.0.1")
 
 
 @dataclass(frozen=True)

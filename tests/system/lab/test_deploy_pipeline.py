@@ -26,6 +26,8 @@ from typing import NamedTuple
 
 import pytest
 
+LAB_NET = os.environ.get("LAB_NET", "127.0.1")
+
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[3]
@@ -188,7 +190,7 @@ def test_all_hosts_converge_with_krops_layout(converged: Deploy) -> None:
 def test_app_vhost_serves_machine1_web_app(converged: Deploy) -> None:
     if not WEBAPP:
         pytest.skip("web app stage off (AIOLABS_PIPE_WEBAPP=0 or no aiolabs.nixos.webapp role)")
-    proc = subprocess.run(["curl", "-s", "-H", "Host: app.machine1.lab.test", "http://127.0.1.1/"], capture_output=True,
+    proc = subprocess.run(["curl", "-s", "-H", "Host: app.machine1.lab.test", f"http://{LAB_NET}.1/"], capture_output=True,
                           text=True, timeout=30, check=False)  # fmt: skip
     assert "Lab machine 1" in proc.stdout and "machine1.lab.test" in proc.stdout, proc.stdout[:2000]
 

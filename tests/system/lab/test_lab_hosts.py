@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+LAB_NET = os.environ.get("LAB_NET", "127.0.1")
+
 if TYPE_CHECKING:
     from tests.system.lab.conftest import Lab, LabHost
 
@@ -302,15 +304,15 @@ def test_lab_httpd_vhosts(lab: Lab) -> None:
     up, front = unique("upstream"), unique("front")
     site = f"/tmp/{front}"
     host.out(f"mkdir -p {site} && echo '<h1>app</h1>' > {site}/index.html")
-    host.out(f"systemd-run --unit={up} -- /opt/lab/bin/lab-httpd --listen 127.0.1.1:5901 --respond 'lnbits here'")
+    host.out(f"systemd-run --unit={up} -- /opt/lab/bin/lab-httpd --listen {host.address}:5901 --respond 'lnbits here'")
     host.out(
-        f"systemd-run --unit={front} -- /opt/lab/bin/lab-httpd --listen 127.0.1.1:5900 "
-        f"--route app.machine1.lab.test=static:{site} --route lnbits.machine1.lab.test=proxy:127.0.1.1:5901 "
+        f"systemd-run --unit={front} -- /opt/lab/bin/lab-httpd --listen {host.address}:5900 "
+        f"--route app.machine1.lab.test=static:{site} --route lnbits.machine1.lab.test=proxy:{host.address}:5901 "
         "--route forum.machine1.lab.test/api/=respond:appview --route forum.machine1.lab.test=respond:web"
     )
 
     def get(vhost: str, path: str = "/") -> tuple[int, str]:
-        req = urllib.request.Request(f"http://127.0.1.1:5900{path}", headers={"Host": vhost})
+        req = urllib.request.Request(f"http://{host.address}:5900{path}", headers={"Host": vhost})
         try:
             with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 - loopback lab address
                 return resp.status, resp.read().decode()
@@ -392,7 +394,7 @@ def test_down_leaves_nothing_behind_and_up_works(lab: Lab) -> None:
         ps = subprocess.run(["ps", "-eo", "pid,stat,args"], capture_output=True, text=True, check=True, timeout=10)
         live = [line for line in ps.stdout.splitlines()[1:] if " Z" not in line]
         assert not [line for line in live if "lab-init" in line or "labctl _stage0" in line]
-        assert not [line for line in live if "sshd" in line and "127.0.1." in line]
+        assert not [line for line in live if "sshd" in line and f"{LAB_NET}." in line]
         assert labctl("down").returncode == 0  # idempotent
     finally:
         up = labctl("up", timeout=300)

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.lab
 REPO = Path(__file__).resolve().parents[3]
 RUN = REPO / "lab" / "run"
 HOST = os.environ.get("LAB_TEST_HOST", "machine2")
-ADDRESS = f"127.0.1.{HOST.removeprefix('machine')}"
+ADDRESS = f"{os.environ.get('LAB_NET', '127.0.1')}.{HOST.removeprefix('machine')}"
 TIMEOUT = 120
 
 
