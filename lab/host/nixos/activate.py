@@ -3,7 +3,8 @@
 Does what NixOS's activation script does that matters to the lab: ``setting up /etc...`` (repoint
 /etc/static to ``$system/etc``; /etc/systemd/system resolves through it) and set /run/current-system.
 When run by switch-to-configuration (NIXOS_ACTION set) it honours the fault knobs
-``ssh-drop``, ``activation-hangs`` and ``activation-fails`` (one-shot, consumed when used);
+``ssh-drop``, ``activation-hangs`` and ``activation-fails`` (one-shot, consumed when used) and
+``activation-delay SECONDS`` (kept while set);
 lab-init's boot-time activation leaves them alone.
 """
 
@@ -63,12 +64,27 @@ def hang() -> None:
         time.sleep(3600)
 
 
+def delay(knobs: Knobs) -> None:
+    """The ``activation-delay SECONDS`` knob (kept while set): activation takes that long."""
+    if not knobs.is_set("activation-delay"):
+        return
+    try:
+        seconds = float(knobs.value("activation-delay") or "0")
+    except ValueError:
+        eprint(f"lab fault activation-delay: not a number of seconds: {knobs.value('activation-delay')!r}")
+        return
+    eprint(f"lab fault activation-delay: the activation takes {seconds:g}s")
+    time.sleep(max(seconds, 0.0))
+
+
 def activate(paths: HostPaths, system: Path, *, by_switch: bool) -> int:
     knobs = Knobs(paths)
     if by_switch and knobs.consume("ssh-drop"):
         drop_ssh(paths)
     if by_switch and knobs.consume("activation-hangs"):
         hang()
+    if by_switch:
+        delay(knobs)
     setup_etc(paths, system)
     failed = by_switch and knobs.consume("activation-fails")
     if failed:

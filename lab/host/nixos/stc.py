@@ -3,14 +3,15 @@
 The algorithm of nixpkgs' switch-to-configuration in miniature: take the lock, (switch/boot) install
 the boot loader, (boot) stop there, compare the running units with the new ones, stop, activate,
 reload, restart, start, report new and failed units, on stderr with the real lines in the real
-order, and exit 0 / 1 (lock, usage) / 2 (activation failed) / 3 (daemon-reload failed) /
-4 (a unit failed) / 100 (reboot required). Units are driven through the systemctl stand-in
+order, and exit 0 / 1 (usage) / 11 (lock held: EWOULDBLOCK, as -ng's die()) / 2 (activation failed)
+/ 3 (daemon-reload failed) / 4 (a unit failed) / 100 (reboot required). Units are driven through the systemctl stand-in
 (TEST-ONLY override: ``LAB_SYSTEMCTL``). Fault knob: ``reboot-required`` (one-shot).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import subprocess
@@ -56,7 +57,7 @@ class Systemctl:
     """The systemctl stand-in of the lab host (LAB-A's), called like NixOS calls systemctl."""
 
     def __init__(self) -> None:
-        self.cmd = os.environ.get("LAB_SYSTEMCTL") or "systemctl"
+        self.cmd = os.environ.get("LAB_SYSTEMCTL") or "/opt/lab/bin/systemctl"
 
     def call(self, *args: str) -> int:
         try:
@@ -267,8 +268,10 @@ def main(argv: list[str]) -> int:
     paths = HostPaths.from_env()
     lock = acquire_lock(paths)
     if lock is None:
+        # switch-to-configuration-ng: eprintln!("Could not acquire lock"); die() → exit(errno),
+        # EWOULDBLOCK from the non-blocking flock.
         eprint("Could not acquire lock")
-        return 1
+        return errno.EWOULDBLOCK
     with lock:
         return Switch(toplevel, action, paths).run()
 
