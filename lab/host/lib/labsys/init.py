@@ -48,28 +48,27 @@ FAULTS = Path("/var/lib/lab/faults")
 PROFILE = Path("/nix/var/nix/profiles/system")
 LAB_INSTALL = Path("/opt/lab/bin/lab-install")
 TRANSIENT_DIR = Path("/run/systemd/transient")
-HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# lab-init's own boot-time commands (mount, ssh-keygen): Debian's userland.
+HOST_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+# A unit's PATH when its unit file sets none: the system's sw/bin, then Debian's coreutils (NixOS
+# units carry their own PATH; the Debian part is the lab's, see lab/README.md "Faithful, and not").
+UNIT_PATH = "/run/current-system/sw/bin:/usr/bin:/bin"
 STOP_TIMEOUT = 10.0
 BOOT_STEP_TIMEOUT = 300.0
-PYTHON = "/usr/bin/python3"
+# The lab's own interpreter, outside every PATH directory (lab/labctl hide_tools).
+PYTHON = "/usr/lib/lab/bin/python3"
 START_LIMIT_BURST = 5
 START_LIMIT_INTERVAL = 10.0
-
-ENTRY_POINTS = {
-    "/usr/local/bin/systemctl": ["/opt/lab/bin/systemctl"],
-    "/usr/local/bin/systemd-run": ["/opt/lab/bin/systemd-run"],
-    "/usr/local/bin/journalctl": ["/opt/lab/bin/journalctl"],
-    "/usr/local/sbin/reboot": ["/opt/lab/bin/reboot"],
-    "/usr/local/sbin/shutdown": ["/opt/lab/bin/shutdown"],
-    "/usr/local/sbin/poweroff": ["/opt/lab/bin/poweroff"],
-    "/usr/local/sbin/halt": ["/opt/lab/bin/halt"],
-    # LAB-B's stand-in; the first that exists wins, else the link waits for lab/host/bin/nixos-rebuild.
-    "/usr/local/sbin/nixos-rebuild": [
-        "/opt/lab/bin/nixos-rebuild",
-        "/opt/lab/nixos/bin/nixos-rebuild",
-        "/opt/lab/nixos/nixos-rebuild",
-    ],
-}
+# NixOS's PATH and NIX_PATH for root's SSH sessions (what its /etc/profile / set-environment give),
+# then Debian's /usr/bin:/bin for coreutils (not faithful: NixOS has coreutils in sw/bin).
+SESSION_PATH = (
+    "/run/wrappers/bin:/root/.nix-profile/bin:/nix/profile/bin:/nix/var/nix/profiles/default/bin"
+    ":/run/current-system/sw/bin:/usr/bin:/bin"
+)
+SESSION_NIX_PATH = (
+    "nixpkgs=/nix/var/nix/profiles/per-user/root/channels/nixos"
+    ":nixos-config=/etc/nixos/configuration.nix:/nix/var/nix/profiles/per-user/root/channels"
+)
 
 SSHD_UNIT = """\
 [Unit]
@@ -152,6 +151,7 @@ class Unit:
     due: float | None = None  # monotonic
     due_wall: float | None = None
     last_trigger: float | None = None
+    last_trigger_mono: float | None = None
     on_active: float | None = None
 
     @property
@@ -183,7 +183,8 @@ def loaded(u: Unit) -> UnitFile:
 class Manager:
     """Unit state; every method is called with self.cv held."""
 
-    def __init__(self, hostname: str) -> None:
+    def __init__(self, hostname: str, address: str = "127.0.0.1") -> None:
+        self.address = address
         self.cv = threading.Condition(threading.RLock())
         self.units: dict[str, Unit] = {}
         self.procs: dict[int, Proc] = {}
@@ -229,7 +230,25 @@ class Manager:
         if u.active == "active" and active != "active":
             u.active_exit = t
         u.active, u.sub, u.state_change = active, sub, t
+        if u.kind != "timer" and active in ("inactive", "failed"):
+            self.timers_triggered_unit_ended(u.name)
         self.cv.notify_all()
+
+    def timers_triggered_unit_ended(self, name: str) -> None:
+        """systemd's timer_trigger_notify: a `running` timer whose unit ended elapses (or dies)."""
+        for t in list(self.units.values()):
+            if t.kind == "timer" and t.sub == "running" and self.timer_target(t) == name:
+                self.timer_elapsed(t)
+
+    def timer_elapsed(self, t: Unit) -> None:
+        """No further trigger: `active (elapsed)` with RemainAfterElapse=yes (the default), else dead."""
+        if t.cfg is None or t.cfg.boolean("Timer", "RemainAfterElapse", True):
+            self.set_state(t, "active", "elapsed")
+            return
+        self.set_state(t, "inactive", "dead")
+        journal.record(t.name, f"{t.name}: Deactivated successfully.")
+        if t.transient:
+            self.collect(t)
 
     # ---- faults
     def fault_unit(self, name: str) -> bool:
@@ -293,7 +312,10 @@ class Manager:
 
     def environment(self, u: Unit) -> dict[str, str]:
         cfg = loaded(u)
-        env = {"PATH": HOST_PATH, "LANG": "C.UTF-8", "HOME": "/root", "INVOCATION_ID": u.invocation}
+        # LAB_ADDRESS: the host's own loopback address (lab hosts share one network stack), in every
+        # unit's environment so lab-httpd can map 127.0.0.1 / 0.0.0.0 / * to it.
+        env = {"PATH": UNIT_PATH, "LANG": "C.UTF-8", "HOME": "/root", "INVOCATION_ID": u.invocation,
+               "LAB_ADDRESS": self.address}  # fmt: skip
         for path, optional in cfg.environment_files():
             try:
                 env.update(parse_environment_file(Path(path).read_text()))
@@ -532,6 +554,18 @@ class Manager:
         target = u.cfg.get("Timer", "Unit") if u.cfg else None
         return target or u.name.removesuffix(".timer") + ".service"
 
+    def fire_timer(self, u: Unit) -> None:
+        """systemd's timer_enter_running: start the unit, `active (running)` while it runs."""
+        u.last_trigger, u.last_trigger_mono = now(), mono()
+        target = self.timer_target(u)
+        self.set_state(u, "active", "running")
+        _inv, err = self.start(target)
+        if err:
+            journal.record(u.name, f"{u.name}: Failed to queue unit startup job: {err}")
+        tu = self.units.get(target)
+        if tu is None or tu.active in ("inactive", "failed"):
+            self.timer_elapsed(u)
+
     def fire_due(self) -> float:
         """Fire due timers and restarts; return seconds until the next one (max 1 s)."""
         t = mono()
@@ -542,9 +576,7 @@ class Manager:
             if u.due <= t:
                 u.due = u.due_wall = None
                 if u.kind == "timer":
-                    u.last_trigger = now()
-                    self.set_state(u, "active", "elapsed")
-                    self.start(self.timer_target(u))
+                    self.fire_timer(u)
                 elif u.sub == "auto-restart":
                     self.set_state(u, "inactive", "dead")
                     self.start(u.name)
@@ -578,9 +610,8 @@ class Manager:
         self.units[name] = u
         if on_active is not None:
             t = Unit(timer, transient=True)
-            ttext = (
-                f"[Unit]\nDescription=/usr/local/bin/systemd-run timer\n[Timer]\nOnActiveSec={on_active}\nUnit={name}\n"
-            )
+            desc = req.get("description") or quote_desc([str(a) for a in req.get("argv") or []])
+            ttext = f"[Unit]\nDescription={desc}\n[Timer]\nOnActiveSec={on_active}\nUnit={name}\n"
             (TRANSIENT_DIR / timer).write_text(ttext)
             t.cfg = parse_unit_text(timer, ttext, str(TRANSIENT_DIR / timer))
             t.on_active = float(on_active)
@@ -628,8 +659,16 @@ class Manager:
             "Pids": self.unit_pids(u) if u else [],
         }
         if name.endswith(".timer"):
-            snap["NextElapseUSecRealtime"] = u.due_wall if u and u.due_wall else 0.0
+            # OnActiveSec= is a monotonic trigger: systemd reports NextElapseUSecRealtime=n/a and the
+            # monotonic elapse; list-timers converts it (the lab keeps the wall time in _NextElapse).
+            snap["NextElapseUSecRealtime"] = 0.0
+            snap["NextElapseUSecMonotonic"] = (u.due or 0.0) if u else 0.0
             snap["LastTriggerUSec"] = u.last_trigger if u and u.last_trigger else 0.0
+            snap["LastTriggerUSecMonotonic"] = u.last_trigger_mono if u and u.last_trigger_mono else 0.0
+            snap["RemainAfterElapse"] = (
+                "no" if cfg is not None and not cfg.boolean("Timer", "RemainAfterElapse", True) else "yes"
+            )
+            snap["_NextElapse"] = u.due_wall if u and u.due_wall else 0.0
             snap["Unit"] = self.timer_target(u) if u else name.removesuffix(".timer") + ".service"
         return snap
 
@@ -894,18 +933,6 @@ def new_boot_id() -> str:
     return bid
 
 
-def install_entry_points() -> None:
-    for link, candidates in ENTRY_POINTS.items():
-        target = next((c for c in candidates if Path(c).exists()), candidates[0])
-        p = Path(link)
-        if p.is_symlink() and str(p.readlink()) == target:
-            continue
-        p.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            p.unlink()
-        p.symlink_to(target)
-
-
 def setup_identity(host: str, address: str) -> None:
     Path("/etc/hostname").write_text(host + "\n")
     with contextlib.suppress(OSError):
@@ -918,14 +945,18 @@ def setup_identity(host: str, address: str) -> None:
         mid.write_text(uuid.uuid4().hex + "\n")
 
 
-def setup_sshd(address: str) -> None:
+def setup_sshd(address: str, root: Path = Path("/")) -> None:
     sh(["ssh-keygen", "-A"])
-    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    conf = Path("/etc/ssh/sshd_config.d/00-lab.conf")
+    (root / "run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
+    conf = root / "etc/ssh/sshd_config.d/00-lab.conf"
     conf.parent.mkdir(parents=True, exist_ok=True)
     conf.write_text(
         "# lab stand-in: written by lab-init at boot\n"
         f"ListenAddress {address}:22\n"
+        # NixOS's services.openssh: keys from the system's /etc/ssh/authorized_keys.d/%u (the lab
+        # puts none in ~/.ssh, so a configuration without root's key locks the deploy out).
+        "AuthorizedKeysFile %h/.ssh/authorized_keys /etc/ssh/authorized_keys.d/%u\n"
+        f"SetEnv PATH={SESSION_PATH} NIX_PATH={SESSION_NIX_PATH}\n"
         "PermitRootLogin prohibit-password\n"
         "PasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\n"
@@ -937,7 +968,7 @@ def setup_sshd(address: str) -> None:
     )
 
 
-def activate_system() -> None:
+def activate_system(address: str) -> None:
     if not PROFILE.exists() and not PROFILE.is_symlink():
         if os.access(LAB_INSTALL, os.X_OK):
             log(f"first boot: no system profile; running {LAB_INSTALL}")
@@ -957,7 +988,7 @@ def activate_system() -> None:
     if not os.access(activate, os.X_OK):
         log(f"{activate} is missing: skipping activation")
         return
-    env = {"PATH": HOST_PATH, "LANG": "C.UTF-8", "HOME": "/root", "systemConfig": system}
+    env = {"PATH": UNIT_PATH, "LANG": "C.UTF-8", "HOME": "/root", "systemConfig": system, "LAB_ADDRESS": address}
     try:
         proc = subprocess.run(
             [str(activate)], env=env, text=True, capture_output=True, check=False, timeout=BOOT_STEP_TIMEOUT
@@ -1011,10 +1042,9 @@ def boot() -> tuple[Manager, str]:
     bid = new_boot_id()
     log(f"booting {host} ({address}), boot id {bid}")
     setup_identity(host, address)
-    install_entry_points()
     setup_sshd(address)
-    activate_system()
-    return Manager(host), bid
+    activate_system(address)
+    return Manager(host, address), bid
 
 
 # --------------------------------------------------------------------------- main loop and power

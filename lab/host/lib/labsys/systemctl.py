@@ -32,6 +32,13 @@ TIMESTAMP_PROPS = (
     "NextElapseUSecRealtime",
     "LastTriggerUSec",
 )
+# systemd prints these as "n/a" when unset (bus_print_property: FORMAT_TIMESTAMP(0) is NULL → strna).
+NA_WHEN_UNSET = ("NextElapseUSecRealtime", "LastTriggerUSec")
+# Monotonic times (seconds of CLOCK_MONOTONIC here) that systemctl show prints as time spans.
+MONOTONIC_PROPS = ("NextElapseUSecMonotonic", "LastTriggerUSecMonotonic")
+USEC = 1_000_000
+SPAN_UNITS = (("y", 31557600 * USEC), ("month", 2629800 * USEC), ("w", 604800 * USEC), ("d", 86400 * USEC),
+              ("h", 3600 * USEC), ("min", 60 * USEC), ("s", USEC), ("ms", 1000), ("us", 1))  # fmt: skip
 
 
 class UsageError(Exception):
@@ -142,7 +149,62 @@ def fmt_span(seconds: float) -> str:
     return " ".join(parts[:2])
 
 
+def format_timespan(usec: int) -> str:
+    """systemd's format_timespan(t, accuracy=1us): `1h 2min 3.456789s`, `0` for nothing."""
+    if usec <= 0:
+        return "0"
+    parts = []
+    t = usec
+    for unit, size in SPAN_UNITS:
+        if t <= 0:
+            break
+        if t < size:
+            continue
+        whole, rest = divmod(t, size)
+        if t < 60 * USEC and rest > 0 and size >= 1000:
+            # below a minute the remainder goes behind a dot (as systemd's "dot notation")
+            digits = len(str(size)) - 1
+            frac = f"{rest:0{digits}d}".rstrip("0")
+            parts.append(f"{whole}.{frac}{unit}")
+            t = 0
+            break
+        parts.append(f"{whole}{unit}")
+        t = rest
+    return " ".join(parts)
+
+
+def format_relative(delta: float, *, left: bool) -> str:
+    """systemd's format_timestamp_relative: `19h ago`; with implicit "left" (list-timers) no suffix."""
+    d = int(abs(delta) * USEC)
+    day, hour, minute, sec = 86400 * USEC, 3600 * USEC, 60 * USEC, USEC
+    if d >= 2 * day:
+        text = f"{d // day} days"
+    elif d >= 25 * hour:
+        text = f"1 day {(d - day) // hour}h"
+    elif d >= 6 * hour:
+        text = f"{d // hour}h"
+    elif d >= hour:
+        text = f"{d // hour}h {(d % hour) // minute}min"
+    elif d >= 5 * minute:
+        text = f"{d // minute}min"
+    elif d >= minute:
+        text = f"{d // minute}min {(d % minute) // sec}s"
+    elif d >= sec:
+        text = f"{d // sec}s"
+    elif d >= 1000:
+        text = f"{d // 1000}ms"
+    elif d > 0:
+        text = f"{d}us"
+    else:
+        return "now"
+    return text if left else f"{text} ago"
+
+
 def show_value(prop: str, value: Any) -> str:
+    if prop in NA_WHEN_UNSET and not value:
+        return "n/a"
+    if prop in MONOTONIC_PROPS:
+        return format_timespan(int(float(value or 0) * USEC))
     if prop in TIMESTAMP_PROPS:
         return fmt_timestamp(float(value or 0))
     if isinstance(value, list):
@@ -153,7 +215,7 @@ def show_value(prop: str, value: Any) -> str:
 def format_show(snaps: list[dict[str, Any]], props: list[str], value_only: bool) -> str:
     blocks = []
     for snap in snaps:
-        keys = props or [k for k in snap if k != "Pids"]
+        keys = props or [k for k in snap if k != "Pids" and not k.startswith("_")]
         lines = []
         for k in keys:
             if k not in snap:
@@ -250,29 +312,40 @@ def format_list_units(snaps: list[dict[str, Any]], plain: bool, no_legend: bool,
     return "\n".join(lines)
 
 
-def format_list_timers(snaps: list[dict[str, Any]], now: float, no_legend: bool) -> str:
+def format_list_timers(snaps: list[dict[str, Any]], now: float, no_legend: bool, show_all: bool = False) -> str:
+    """`systemctl list-timers` as systemd 25x prints it: LEFT and PASSED right-aligned, `-` when unset."""
     header = ("NEXT", "LEFT", "LAST", "PASSED", "UNIT", "ACTIVATES")
-    rows = []
+    entries = []
     for s in snaps:
-        nxt = float(s.get("NextElapseUSecRealtime") or 0)
+        nxt = float(s.get("_NextElapse") or s.get("NextElapseUSecRealtime") or 0)
         last = float(s.get("LastTriggerUSec") or 0)
+        entries.append((nxt or float("inf"), s["Id"], nxt, last, s))
+    rows = []
+    for _key, _name, nxt, last, s in sorted(entries, key=lambda e: (e[0], e[1])):
         rows.append(
             (
                 fmt_timestamp(nxt) or "-",
-                f"{fmt_span(max(nxt - now, 0))} left" if nxt else "-",
+                format_relative(nxt - now, left=True) if nxt else "-",
                 fmt_timestamp(last) or "-",
-                f"{fmt_span(max(now - last, 0))} ago" if last else "-",
+                format_relative(now - last, left=False) if last else "-",
                 s["Id"],
                 str(s.get("Unit", "")),
             )
         )
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
-    lines = []
+    right = (1, 3)
+
+    def line(cells: tuple[str, ...]) -> str:
+        return " ".join(
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    lines = [] if no_legend else [line(header)]
+    lines += [line(r) for r in rows]
     if not no_legend:
-        lines.append(" ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
-    lines += [" ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    if not no_legend:
-        lines += ["", f"{len(rows)} timers listed.", "Pass --all to see loaded but inactive timers, too."]
+        lines += ["", f"{len(rows)} timers listed."]
+        if not show_all:
+            lines.append("Pass --all to see loaded but inactive timers, too.")
     return "\n".join(lines)
 
 
@@ -390,7 +463,7 @@ def verb_list_timers(a: Args) -> int:
     snaps = [s for s in show([], all_=a.all) if s["Id"].endswith(".timer")]
     if not a.all:
         snaps = [s for s in snaps if s["ActiveState"] == "active"]
-    print(format_list_timers(snaps, time.time(), a.no_legend))
+    print(format_list_timers(snaps, time.time(), a.no_legend, a.all))
     return EXIT_OK
 
 
