@@ -116,16 +116,6 @@ def test_server_static_proxy_and_errors(servers: int) -> None:
     assert fetch(servers, "nope.t")[0] == 404
 
 
-def test_cli_needs_listen_and_routes() -> None:
-    with pytest.raises(lab_httpd.ConfigError, match="--listen"):
-        lab_httpd.build(["--respond", "x"])
-    with pytest.raises(lab_httpd.ConfigError, match="nothing to serve"):
-        lab_httpd.build(["--listen", "127.0.1.1:80"])
-    addr, routes = lab_httpd.build(["--listen", "127.0.1.1:5000", "--respond", "hi", "--status", "503"])
-    assert addr == ("127.0.1.1", 5000)
-    assert routes == [lab_httpd.Route("_", "/", "respond", "hi", 503)]
-
-
 # --------------------------------------------------------------------------- labctl
 
 
@@ -154,11 +144,33 @@ def test_customise_base(tmp_path: Path) -> None:
     (tmp_path / "etc/ssh").mkdir(parents=True)
     (tmp_path / "etc/ssh/ssh_host_ed25519_key").write_text("secret")
     (tmp_path / "etc/systemd/system").mkdir(parents=True)
+    (tmp_path / "etc/nix").mkdir(parents=True)
+    (tmp_path / "etc/nix/nix.conf").write_text("build-users-group = nixbld\n")
+    usr_bin, usr_sbin = tmp_path / "usr/bin", tmp_path / "usr/sbin"
+    usr_bin.mkdir(parents=True)
+    usr_sbin.mkdir(parents=True)
+    (usr_bin / "python3.11").write_text("ELF")
+    for name in ("python3", "python3-config", "pydoc3.11", "rrsync"):
+        (usr_bin / name).symlink_to("python3.11")
+    (usr_bin / "rsync").write_text("ELF rsync")
+    (usr_bin / "systemctl").write_text("ELF")
+    (usr_bin / "ls").write_text("ELF ls")
+    for name in ("shutdown", "reboot", "poweroff", "halt"):
+        (usr_sbin / name).symlink_to("/bin/systemctl")
     labctl.customise_base(tmp_path)
     assert not (tmp_path / "etc/ssh/ssh_host_ed25519_key").exists()
     assert (tmp_path / "etc/systemd/system").readlink() == Path("/etc/static/systemd/system")
-    for d in ("opt/lab", "var/lib/lab/faults", "etc/nixos", "var/src", "nix/var/nix/profiles"):
+    for d in ("opt/lab", "var/lib/lab/faults", "var/lib/lab/tls", "etc/nixos", "var/src", "nix/var/nix/profiles"):
         assert (tmp_path / d).is_dir()
+    # the strict base: Python and rsync only in /usr/lib/lab/bin, no systemd entry points, no nix.conf
+    assert sorted(p.name for p in usr_bin.iterdir()) == ["ls"]
+    assert list(usr_sbin.iterdir()) == []
+    libexec = tmp_path / "usr/lib/lab/bin"
+    assert (libexec / "python3.11").read_text() == "ELF"
+    assert (libexec / "python3").readlink() == Path("python3.11")
+    assert (libexec / "rsync").read_text() == "ELF rsync"
+    assert not (tmp_path / "etc/nix/nix.conf").exists()
+    assert "PATH" not in (tmp_path / "etc/profile").read_text().replace("keeps the PATH", "")
 
 
 def test_write_inventory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -167,7 +179,7 @@ def test_write_inventory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     labctl.write_inventory([labctl.Host(1), labctl.Host(4)])
     text = out.read_text()
     assert "            machine4:\n              ansible_host: 127.0.1.4\n" in text
-    assert "ansible_python_interpreter: /usr/bin/python3" in text
+    assert "ansible_python_interpreter: /run/current-system/sw/bin/python3" in text
 
 
 def test_apt_mirror_deb822_and_one_line(tmp_path: Path) -> None:
