@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,6 +117,7 @@ class BuildRequest:
         if address:
             argv += ["--argstr", "address", address]
         argv += ["--argstr", "kernelVersion", knobs.kernel_version()]
+        argv += ["--argstr", "python", sys.executable]  # the lab's own interpreter (/usr/lib/lab/bin/python3)
         if self.flake is not None:
             argv += ["--argstr", "flakeDir", str(self.flake.directory())]
         else:

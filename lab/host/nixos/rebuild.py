@@ -28,7 +28,7 @@ from .state import HostPaths
 BUILD_ACTIONS = ("switch", "boot", "test", "build", "dry-build", "dry-activate")
 UNSUPPORTED = ("edit", "repl", "build-image", "build-vm", "build-vm-with-bootloader")
 STC_PREFIX = [
-    "systemd-run",
+    "/opt/lab/bin/systemd-run",  # the real tool's wrapper puts systemd on its PATH; the lab's is here
     "-E",
     "LOCALE_ARCHIVE",
     "-E",

@@ -67,4 +67,9 @@ case "\${1-}" in
 esac
 SCRIPT
 
+# The lab's systemd and nixos-rebuild: on NixOS these exist only in the system's sw/bin.
+for tool in systemctl systemd-run journalctl shutdown reboot poweroff halt nixos-rebuild; do
+    ln -s "/opt/lab/bin/$tool" "$out/sw/bin/$tool"
+done
+
 chmod +x "$out/activate" "$out/dry-activate" "$out/bin/switch-to-configuration" "$out/init" "$out/sw/bin/nixos-version"
