@@ -1,7 +1,9 @@
 """LAB STAND-IN: ``$system/activate`` of a lab NixOS system.
 
-Does what NixOS's activation script does that matters to the lab: ``setting up /etc...`` (repoint
-/etc/static to ``$system/etc``; /etc/systemd/system resolves through it) and set /run/current-system.
+Does what NixOS's activation script does that matters to the lab: ``setting up /etc...`` as
+setup-etc.pl (repoint /etc/static to ``$system/etc``, link every /etc entry of the system to
+/etc/static/…, copy those with a mode, drop the links and copies of the previous generation that
+are gone; /etc/systemd/system is one link) and set /run/current-system.
 When run by switch-to-configuration (NIXOS_ACTION set) it honours the fault knobs
 ``ssh-drop``, ``activation-hangs`` and ``activation-fails`` (one-shot, consumed when used) and
 ``activation-delay SECONDS`` (kept while set);
@@ -13,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import sys
 import time
@@ -38,12 +41,105 @@ def replace_symlink(link: Path, target: Path) -> None:
     tmp.replace(link)
 
 
+# Linked as a whole (NixOS's etc tree has one link there, to the units' directory).
+WHOLE = frozenset({"systemd/system"})
+# Copied with mode 0444 rather than linked: NixOS gives authorized_keys.d files a mode (sshd's
+# StrictModes refuses keys reached through the group-writable /nix/store).
+COPIED_DIRS = ("ssh/authorized_keys.d/",)
+META_SUFFIXES = (".mode", ".uid", ".gid")
+CLEAN_FILE = ".clean"
+
+
+def etc_leaves(etc: Path) -> list[str]:
+    """Relative paths of the entries setup-etc creates: files and links, WHOLE dirs, linked dirs."""
+    leaves = []
+    for dirpath, dirnames, filenames in os.walk(etc):
+        rel_dir = os.path.relpath(dirpath, etc)
+        rel_dir = "" if rel_dir == "." else rel_dir + "/"
+        for d in list(dirnames):
+            if rel_dir + d in WHOLE or (Path(dirpath) / d).is_symlink():
+                leaves.append(rel_dir + d)
+                dirnames.remove(d)
+        leaves += [rel_dir + f for f in filenames if not f.endswith(META_SUFFIXES)]
+    return sorted(leaves)
+
+
+def copy_mode(etc: Path, rel: str) -> int | None:
+    """The mode a file is copied with (``NAME.mode`` beside it, as setup-etc.pl), or None: link it."""
+    mode_file = etc / (rel + ".mode")
+    if mode_file.is_file():
+        text = mode_file.read_text(encoding="utf-8").strip()
+        return None if text == "direct-symlink" else int(text, 8)
+    if rel.startswith(COPIED_DIRS):
+        return 0o444
+    return None
+
+
+def is_static_link(path: Path, static: Path) -> bool:
+    return path.is_symlink() and str(path.readlink()).startswith(str(static) + "/")
+
+
 def setup_etc(paths: HostPaths, system: Path) -> None:
+    """NixOS's setup-etc: /etc/static → $system/etc; /etc/X → /etc/static/X; obsolete links removed."""
     eprint("setting up /etc...")
-    replace_symlink(paths.etc_static, system / "etc")
-    unit_dir = paths.unit_dir
-    if not unit_dir.is_symlink() and not unit_dir.exists():
-        replace_symlink(unit_dir, paths.etc_static / "systemd" / "system")
+    etc, static = paths.etc, paths.etc_static
+    replace_symlink(static, system / "etc")
+    new_etc = system / "etc"
+    copied: list[str] = []
+    created: set[str] = set()
+    for rel in etc_leaves(new_etc):
+        target = etc / rel
+        created.add(rel)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            eprint(f"warning: cannot create {target.parent}: {exc}")
+            continue
+        if target.is_dir() and not target.is_symlink():
+            if all(is_static_link(p, static) for p in target.rglob("*") if not p.is_dir() or p.is_symlink()):
+                shutil.rmtree(target)
+            else:
+                eprint(f"{target} directory already exists, not overwriting")
+                continue
+        mode = copy_mode(new_etc, rel)
+        if mode is None:
+            replace_symlink(target, static / rel)
+            continue
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        shutil.copyfile(new_etc / rel, tmp)
+        tmp.chmod(mode)
+        tmp.replace(target)
+        copied.append(rel)
+    remove_obsolete_links(etc, static)
+    clean = etc / CLEAN_FILE
+    try:
+        previous = clean.read_text(encoding="utf-8").split()
+    except OSError:
+        previous = []
+    for rel in previous:
+        if rel not in created:
+            eprint(f"removing obsolete file \u2018{etc / rel}\u2019...")
+            (etc / rel).unlink(missing_ok=True)
+    clean.write_text("".join(f"{rel}\n" for rel in copied), encoding="utf-8")
+    (etc / "NIXOS").touch()
+    if not paths.unit_dir.is_symlink() and not paths.unit_dir.exists():
+        replace_symlink(paths.unit_dir, static / "systemd" / "system")
+
+
+def remove_obsolete_links(etc: Path, static: Path) -> None:
+    """Links into /etc/static whose entry the new system no longer has (setup-etc.pl's cleanup)."""
+    for dirpath, dirnames, filenames in os.walk(etc):
+        here = Path(dirpath)
+        if here == etc and "static" in dirnames:
+            dirnames.remove("static")
+        for name in filenames + [d for d in dirnames if (here / d).is_symlink()]:
+            link = here / name
+            if not is_static_link(link, static):
+                continue
+            rel = os.path.relpath(link, etc)
+            if not os.path.lexists(static / rel):
+                eprint(f"removing obsolete symlink \u2018{link}\u2019...")
+                link.unlink()
 
 
 def drop_ssh(paths: HostPaths) -> None:

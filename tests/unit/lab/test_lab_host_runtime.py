@@ -183,7 +183,7 @@ def test_every_unit_gets_lab_address_and_the_system_path(manager: lab_init.Manag
 def test_sshd_gets_nixos_path_nix_path_and_authorized_keys_d(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(lab_init, "sh", lambda *a, **k: None)
     lab_init.setup_sshd("127.0.1.7", root=tmp_path)
-    text = (tmp_path / "etc/ssh/sshd_config.d/00-lab.conf").read_text()
+    text = (tmp_path / "run/lab/sshd_config").read_text()
     assert "ListenAddress 127.0.1.7:22\n" in text
     assert "AuthorizedKeysFile %h/.ssh/authorized_keys /etc/ssh/authorized_keys.d/%u\n" in text
     setenv = next(line for line in text.splitlines() if line.startswith("SetEnv "))

@@ -74,7 +74,7 @@ SSHD_UNIT = """\
 [Unit]
 Description=SSH Daemon (lab: supervised by lab-init)
 [Service]
-ExecStart=/usr/sbin/sshd -D -e
+ExecStart=/usr/sbin/sshd -D -e -f /run/lab/sshd_config
 Restart=always
 RestartSec=0.2
 [Install]
@@ -933,12 +933,18 @@ def new_boot_id() -> str:
     return bid
 
 
+def write_unless_linked(path: Path, text: str) -> None:
+    """Boot-time /etc files, unless the system provides them (setup-etc linked them to /etc/static)."""
+    if not path.is_symlink():
+        path.write_text(text)
+
+
 def setup_identity(host: str, address: str) -> None:
-    Path("/etc/hostname").write_text(host + "\n")
+    write_unless_linked(Path("/etc/hostname"), host + "\n")
     with contextlib.suppress(OSError):
         socket.sethostname(host)
-    Path("/etc/hosts").write_text(
-        f"127.0.0.1\tlocalhost\n{address}\t{host}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+    write_unless_linked(
+        Path("/etc/hosts"), f"127.0.0.1\tlocalhost\n{address}\t{host}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
     )
     mid = Path("/etc/machine-id")
     if not mid.exists() or not mid.read_text().strip():
@@ -948,10 +954,11 @@ def setup_identity(host: str, address: str) -> None:
 def setup_sshd(address: str, root: Path = Path("/")) -> None:
     sh(["ssh-keygen", "-A"])
     (root / "run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
-    conf = root / "etc/ssh/sshd_config.d/00-lab.conf"
+    # The lab's own sshd configuration (not /etc/ssh/sshd_config, which the system may replace).
+    conf = root / "run/lab/sshd_config"
     conf.parent.mkdir(parents=True, exist_ok=True)
     conf.write_text(
-        "# lab stand-in: written by lab-init at boot\n"
+        "# lab stand-in: written by lab-init at boot; sshd runs with -f this file\n"
         f"ListenAddress {address}:22\n"
         # NixOS's services.openssh: keys from the system's /etc/ssh/authorized_keys.d/%u (the lab
         # puts none in ~/.ssh, so a configuration without root's key locks the deploy out).
@@ -965,6 +972,9 @@ def setup_sshd(address: str, root: Path = Path("/")) -> None:
         "MaxStartups 200:30:400\n"
         "MaxSessions 200\n"
         "PrintMotd no\n"
+        "X11Forwarding no\n"
+        "AcceptEnv LANG LC_*\n"
+        "Subsystem sftp /usr/lib/openssh/sftp-server\n"
     )
 
 
