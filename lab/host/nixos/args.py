@@ -147,11 +147,13 @@ def parse(argv: list[str], flavour: str = "ng") -> argparse.Namespace:
     return args
 
 
-def nix_build_flags(args: argparse.Namespace) -> list[str]:
-    """The Nix flags nixos-rebuild passes through to nix-build, in a stable order."""
+def nix_build_flags(args: argparse.Namespace, flake: bool = False) -> list[str]:
+    """The Nix flags nixos-rebuild passes through to nix-build (classic: with -I) or nix build (flake:
+    with the flake flags), in a stable order."""
     flags: list[str] = []
-    for include in args.include or []:
-        flags += ["-I", include]
+    if not flake:
+        for include in args.include or []:
+            flags += ["-I", include]
     flags += ["-v"] * args.v
     for name, value in (("--max-jobs", args.max_jobs), ("--cores", args.cores), ("--builders", args.builders)):
         if value is not None:
@@ -168,4 +170,19 @@ def nix_build_flags(args: argparse.Namespace) -> list[str]:
             flags.append(name)
     for key, value in args.option or []:
         flags += ["--option", key, value]
+    if flake:
+        flags += flake_flags(args)
+    return flags
+
+
+FLAKE_SWITCHES = ("accept_flake_config", "refresh", "impure", "offline", "no_net", "recreate_lock_file",
+                  "no_update_lock_file", "no_write_lock_file", "no_registries", "commit_lock_file")  # fmt: skip
+
+
+def flake_flags(args: argparse.Namespace) -> list[str]:
+    flags = ["--" + name.replace("_", "-") for name in FLAKE_SWITCHES if getattr(args, name)]
+    for name in args.update_input or []:
+        flags += ["--update-input", name]
+    for name, ref in args.override_input or []:
+        flags += ["--override-input", name, ref]
     return flags

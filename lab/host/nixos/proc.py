@@ -6,17 +6,38 @@ import os
 import subprocess
 from collections.abc import Mapping, Sequence
 
+from .state import HostPaths
+
 # Generous bound for any one command; a stuck Nix build or systemctl must not hang a test forever.
 DEFAULT_TIMEOUT = 600.0
 
-# Settings the lab's own Nix calls need on a lab host (no nixbld group, no binary cache reachable,
-# builders use the host's /bin/sh and coreutils).
-LAB_NIX_CONFIG = "build-users-group =\nsandbox = false\nsubstituters =\nexperimental-features = nix-command flakes"
+# What a lab host's Nix cannot work without (no nixbld group, no sandbox, no binary cache reachable):
+# added to NIX_CONFIG for the lab's own Nix calls only when the host's /etc/nix/nix.conf (from its
+# system) does not set it. Never experimental-features: flakes work only when the system enables
+# them, as on NixOS.
+LAB_NIX_SETTINGS = (("build-users-group", ""), ("sandbox", "false"), ("substituters", ""))
 
 
-def nix_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def nix_conf_keys(text: str) -> set[str]:
+    keys = set()
+    for line in text.splitlines():
+        name = line.split("#", 1)[0].split("=", 1)[0].strip()
+        if name and "=" in line:
+            keys.add(name.removeprefix("extra-"))
+    return keys
+
+
+def nix_env(paths: HostPaths | None = None, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    env["NIX_CONFIG"] = (env.get("NIX_CONFIG", "") + "\n" + LAB_NIX_CONFIG).strip()
+    conf = (paths or HostPaths.from_env()).etc / "nix" / "nix.conf"
+    try:
+        have = nix_conf_keys(conf.read_text(encoding="utf-8"))
+    except OSError:
+        have = set()
+    have |= nix_conf_keys(env.get("NIX_CONFIG", ""))
+    missing = [f"{k} = {v}".rstrip() for k, v in LAB_NIX_SETTINGS if k not in have]
+    if missing:
+        env["NIX_CONFIG"] = "\n".join([env.get("NIX_CONFIG", ""), *missing]).strip()
     env.setdefault("LC_ALL", "C")
     if extra:
         env.update(extra)

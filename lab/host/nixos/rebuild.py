@@ -21,7 +21,6 @@ from pathlib import Path
 from . import args as cli
 from . import proc
 from .build import BuildRequest, resolve_flake
-from .build import real_evaluation_argv as real_eval_argv
 from .generations import RebuildError, list_generations, previous_generation, render
 from .state import HostPaths
 
@@ -63,25 +62,22 @@ class Rebuild:
 
     # --- build -------------------------------------------------------------------------------------
     def request(self) -> BuildRequest:
+        flake = resolve_flake(self.args.flake, self.paths)
         return BuildRequest(
             paths=self.paths,
-            nix_flags=cli.nix_build_flags(self.args),
-            flake=resolve_flake(self.args.flake, self.paths),
+            nix_flags=cli.nix_build_flags(self.args, flake=flake is not None),
+            flake=flake,
             out_link=self.action == "build",
             dry_run=self.action == "dry-build",
         )
 
     def build(self) -> Path:
         request = self.request()
-        env = request.environment()
-        nixpkgs = os.environ.get("LAB_NIXPKGS")
-        if nixpkgs:
-            checked(real_eval_argv(request, nixpkgs), capture=True, env=env)
-        return Path(checked(request.argv(), capture=True, env=env))
+        return Path(checked(request.argv(), capture=True, env=request.environment()))
 
     def rollback(self) -> Path:
         if self.action in ("switch", "boot"):
-            checked(["nix-env", "--rollback", "-p", str(self.profile)], env=proc.nix_env())
+            checked(["nix-env", "--rollback", "-p", str(self.profile)], env=proc.nix_env(self.paths))
             return self.profile
         if self.action in ("test", "build"):
             previous = previous_generation(self.profile)
@@ -98,7 +94,7 @@ class Rebuild:
                 f"This is the evaluated NixOS configuration path: {path}."
             )
         self.profile.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-        checked(["nix-env", "-p", str(self.profile), "--set", str(path)], env=proc.nix_env())
+        checked(["nix-env", "-p", str(self.profile), "--set", str(path)], env=proc.nix_env(self.paths))
 
     def switch_to_configuration(self, path: Path) -> None:
         if self.args.specialisation:

@@ -11,8 +11,11 @@ LAB_HOST = Path(__file__).resolve().parents[3] / "lab" / "host"
 sys.path.insert(0, str(LAB_HOST))
 
 import nixos.args as cli  # noqa: E402
-from nixos.build import Flake  # noqa: E402
+from nixos import proc  # noqa: E402
+from nixos.build import TOPLEVEL_ATTR as TOPLEVEL  # noqa: E402
+from nixos.build import BuildRequest, Flake, resolve_flake  # noqa: E402
 from nixos.generations import parse_nix_env_generations, tabulate  # noqa: E402
+from nixos.state import HostPaths  # noqa: E402
 from nixos.units import (  # noqa: E402
     EQUAL,
     RELOAD,
@@ -235,3 +238,65 @@ def test_tabulate_like_nixos_rebuild_ng() -> None:
     rows = [{"generation": 12, "current": True}, {"generation": 3, "current": False}]
     text = tabulate(rows, {"generation": "Generation", "current": "Current"})
     assert text.splitlines() == ["Generation  Current", "12          True", "3           False"]
+
+
+# --- the build's command line: nixos-rebuild-ng's ------------------------------------------------------
+
+
+def request_for(argv: list[str], tmp_path: Path) -> BuildRequest:
+    args = cli.parse(argv)
+    paths = HostPaths(tmp_path)
+    flake = resolve_flake(args.flake, paths)
+    return BuildRequest(
+        paths=paths,
+        nix_flags=cli.nix_build_flags(args, flake=flake is not None),
+        flake=flake,
+        out_link=args.action == "build",
+        dry_run=args.action == "dry-build",
+    )
+
+
+def test_classic_build_is_nix_build_of_nixpkgs_nixos(tmp_path: Path) -> None:
+    req = request_for(
+        ["switch", "-I", "nixpkgs=/var/src/nixpkgs", "--option", "experimental-features", "flakes"], tmp_path
+    )
+    assert req.argv() == [
+        "nix-build", "<nixpkgs/nixos>", "--attr", "config.system.build.toplevel", "--no-out-link",
+        "-I", "nixpkgs=/var/src/nixpkgs", "--option", "experimental-features", "flakes",
+    ]  # fmt: skip
+    assert request_for(["build"], tmp_path).argv() == ["nix-build", "<nixpkgs/nixos>", "--attr", TOPLEVEL]
+    assert request_for(["dry-build"], tmp_path).argv()[-1] == "--dry-run"
+
+
+def test_flake_build_is_nix_build_with_the_flake_flags_of_ng(tmp_path: Path) -> None:
+    req = request_for(["switch", "--flake", "/var/src/cfg#machine2", "-I", "x=/y", "--refresh", "--impure"], tmp_path)
+    assert req.argv() == [
+        "nix", "--extra-experimental-features", "nix-command flakes", "build", "--print-out-paths",
+        f'/var/src/cfg#nixosConfigurations."machine2".{TOPLEVEL}', "--no-link", "--refresh", "--impure",
+    ]  # fmt: skip
+    req = request_for(["build", "--flake", ".#m", "--override-input", "nixpkgs", "path:/n"], tmp_path)
+    assert req.argv()[-3:] == ["--override-input", "nixpkgs", "path:/n"]
+    assert "--no-link" not in req.argv()
+
+
+def test_etc_nixos_flake_implies_flake_mode(tmp_path: Path) -> None:
+    (tmp_path / "etc/nixos").mkdir(parents=True)
+    (tmp_path / "etc/nixos/flake.nix").write_text("{ outputs = _: { }; }\n")
+    assert request_for(["switch"], tmp_path).argv()[0] == "nix"
+    assert request_for(["switch", "--no-flake"], tmp_path).argv()[0] == "nix-build"
+
+
+def test_lab_nix_settings_only_when_nix_conf_lacks_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NIX_CONFIG", raising=False)
+    paths = HostPaths(tmp_path)
+    env = proc.nix_env(paths)
+    assert env["NIX_CONFIG"].splitlines() == ["build-users-group =", "sandbox = false", "substituters ="]
+    (tmp_path / "etc/nix").mkdir(parents=True)
+    (tmp_path / "etc/nix/nix.conf").write_text(
+        "build-users-group = \nsandbox = false\nsubstituters = \nexperimental-features = nix-command flakes\n"
+    )
+    assert "NIX_CONFIG" not in proc.nix_env(paths)
+    (tmp_path / "etc/nix/nix.conf").write_text("sandbox = true\n")
+    assert proc.nix_env(paths)["NIX_CONFIG"].splitlines() == ["build-users-group =", "substituters ="]
+    for text in (proc.nix_env(HostPaths(tmp_path / "none"))["NIX_CONFIG"],):
+        assert "experimental-features" not in text  # never: flakes only when the system enables them
