@@ -1,11 +1,11 @@
 # TEST HARNESS entry point: evaluates NixOS modules for the evaluation tests.
 #
-#   import ./. { }                              minilib.nix + nixos-stubs.nix + pkgs.nix
+#   import ./. { }                              lab/nixpkgs/lib/minilib.nix + nixos-stubs.nix + pkgs.nix
 #   import ./. { lib = import <nixpkgs/lib>; }   nixpkgs' real lib.evalModules, same stubs
 #   import ./. { nixpkgs = /path/to/nixpkgs; }  nixpkgs' nixos/lib/eval-config.nix (real
 #                                               NixOS options and pkgs; no stubs)
 {
-  lib ? import ./minilib.nix,
+  lib ? import ../../../../lab/nixpkgs/lib/minilib.nix,
   nixpkgs ? null,
   system ? "x86_64-linux",
 }:

@@ -45,6 +45,12 @@ let
   isDerivation = x: isAttrs x && (x.type or null) == "derivation";
   isStringLike = x: isString x || isPath x || (isAttrs x && x ? outPath);
   hasPrefix = p: s: substring 0 (stringLength p) s == p;
+  setAttrByPath = path: value: foldl' (acc: n: { ${n} = acc; }) value (builtins.genList (i: builtins.elemAt path (length path - 1 - i)) (length path));
+  # As nixpkgs' recursiveUpdate: the right side wins, attribute sets are merged through.
+  recursiveUpdate =
+    lhs: rhs:
+    lhs
+    // mapAttrs (n: v: if isAttrs v && lhs ? ${n} && isAttrs lhs.${n} && !isDerivation v then recursiveUpdate lhs.${n} v else v) rhs;
 
   showName = n: if builtins.match "[a-zA-Z_][a-zA-Z0-9_'-]*" n != null then n else builtins.toJSON n;
   showOption = loc: concatStringsSep "." (map showName loc);
@@ -224,6 +230,20 @@ let
       check = isString;
       merge = mergeEqualOption;
     };
+    strMatching =
+      pattern:
+      mkOptionType {
+        name = "strMatching ${builtins.toJSON pattern}";
+        description = "string matching the pattern ${pattern}";
+        check = x: isString x && builtins.match pattern x != null;
+        merge = mergeEqualOption;
+      };
+    nonEmptyStr = mkOptionType {
+      name = "nonEmptyStr";
+      description = "non-empty string";
+      check = x: isString x && builtins.match "[ \t\n]*" x == null;
+      merge = mergeEqualOption;
+    };
     lines = mkOptionType {
       name = "lines";
       description = "strings concatenated with \"\\n\"";
@@ -398,20 +418,30 @@ let
       specialArgs ? { },
     }:
     let
-      args = specialArgs // {
-        inherit lib config;
+      # As nixpkgs: the fixed arguments, then specialArgs, then config._module.args (lazily,
+      # one attribute per argument the module function names).
+      fixedArgs = {
+        inherit lib config specialArgs;
         options = optionTree;
-      };
+      }
+      // specialArgs;
+      applyArgs =
+        f:
+        f (
+          fixedArgs
+          // mapAttrs (n: _: fixedArgs.${n} or config._module.args.${n}) (functionArgs f)
+        );
       load =
         file: m:
         let
           imported = if isPath m || isString m then import m else m;
-          applied = if isFunction imported then imported (intersectAttrs (functionArgs imported) args) else imported;
+          applied = if isFunction imported then applyArgs imported else imported;
           structured = applied ? options || applied ? config;
         in
         {
           file = applied._file or file;
           imports = applied.imports or [ ];
+          freeformType = applied.freeformType or null;
           options = if structured then applied.options or { } else { };
           config =
             if structured then
@@ -424,21 +454,40 @@ let
                 "meta"
                 "_class"
                 "disabledModules"
+                "freeformType"
               ];
         };
       item = parentKey: parentFile: i: m: {
         key = if isPath m || isString m then toString m else "${parentKey}:${toString i}";
         module = load (if isPath m || isString m then toString m else parentFile) m;
       };
+      # Built in, as in nixpkgs: _module.args (the modules' extra arguments), _module.check.
+      internalModule = {
+        _file = "lib/modules.nix";
+        options._module = {
+          args = mkOption {
+            type = types.attrsOf types.raw;
+            default = { };
+            internal = true;
+          };
+          check = mkOption {
+            type = types.bool;
+            default = true;
+            internal = true;
+          };
+        };
+      };
       closure = builtins.genericClosure {
-        startSet = imap0 (item "<root>" "<unknown-file>") modules;
+        startSet = imap0 (item "<root>" "<unknown-file>") ([ internalModule ] ++ modules);
         operator = it: imap0 (item it.key it.module.file) it.module.imports;
       };
       loaded = map (it: it.module) closure;
       optionTree = foldl' (mergeOptionDecls prefix) { } (map (m: m.options) loaded);
+      freeformTypes = filter (t: t != null) (map (m: m.freeformType) loaded);
+      freeformType = if freeformTypes == [ ] then null else last freeformTypes;
 
       evalNode =
-        loc: opts: defs:
+        loc: rel: opts: defs:
         let
           pushed = concatMap (
             d:
@@ -450,11 +499,14 @@ let
                 throw "A definition for `${showOption loc}' in `${d.file}' is not an attribute set."
             ) (pushDownProperties d.value)
           ) defs;
+          # Definitions no option matches: an error, or the freeform type's (see below).
           undeclared = concatMap (
             d:
-            map (n: "The option `${showOption (loc ++ [ n ])}' does not exist. Definition values:\n- In `${d.file}'") (
-              filter (n: !(opts ? ${n})) (attrNames d.value)
-            )
+            map (n: {
+              path = rel ++ [ n ];
+              inherit (d) file;
+              value = d.value.${n};
+            }) (filter (n: !(opts ? ${n})) (attrNames d.value))
           ) pushed;
           sub = n: concatMap (d: if d.value ? ${n} then [ { inherit (d) file; value = d.value.${n}; } ] else [ ]) pushed;
           children = mapAttrs (
@@ -465,7 +517,7 @@ let
                 unmatched = [ ];
               }
             else
-              evalNode (loc ++ [ n ]) o (sub n)
+              evalNode (loc ++ [ n ]) (rel ++ [ n ]) o (sub n)
           ) opts;
         in
         {
@@ -482,12 +534,33 @@ let
         in
         if opt ? apply then opt.apply merged else merged;
 
-      root = evalNode prefix optionTree (map (m: { inherit (m) file; value = m.config; }) loaded);
-      config = root.value;
+      root = evalNode prefix [ ] optionTree (map (m: { inherit (m) file; value = m.config; }) loaded);
+      firstUnmatched = head root.unmatched;
+      unmatchedMessage = "The option `${showOption (prefix ++ firstUnmatched.path)}' does not exist. Definition values:\n${
+        showDefs [ firstUnmatched ]
+      }";
+      freeformConfig =
+        if root.unmatched == [ ] then
+          { }
+        else
+          freeformType.merge prefix (
+            map (d: {
+              inherit (d) file;
+              value = setAttrByPath d.path d.value;
+            }) root.unmatched
+          );
+      config =
+        if freeformType == null then
+          (if root.unmatched == [ ] || !root.value._module.check then root.value else throw unmatchedMessage)
+        else
+          recursiveUpdate freeformConfig root.value;
     in
+    # As nixpkgs: `config` without `_module` (modules still see config._module), which is its own
+    # attribute.
     {
       options = optionTree;
-      config = if root.unmatched == [ ] then config else throw (head root.unmatched);
+      config = removeAttrs config [ "_module" ];
+      _module = config._module;
     };
 
   lib = {
@@ -528,6 +601,24 @@ let
     mkBefore = mkOrder 500;
     mkAfter = mkOrder 1500;
     optional = c: x: if c then [ x ] else [ ];
+    unique = foldl' (acc: e: if elem e acc then acc else acc ++ [ e ]) [ ];
+    # As nixpkgs' lib.warn before Nix 2.23 (builtins.warn where Nix has it).
+    warn = builtins.warn or (msg: v: builtins.trace "[1;35mevaluation warning:[0m ${msg}" v);
+    showWarnings = warnings: res: builtins.foldl' (acc: w: lib.warn w acc) res (builtins.genList (i: builtins.elemAt warnings (length warnings - 1 - i)) (length warnings));
+    toList = x: if isList x then x else [ x ];
+    flatten = x: if isList x then concatMap lib.flatten x else [ x ];
+    setAttrByPath = setAttrByPath;
+    recursiveUpdate = recursiveUpdate;
+    nameValuePair = name: value: { inherit name value; };
+    mapAttrs' = f: set: listToAttrs (map (n: f n set.${n}) (attrNames set));
+    concatMapStrings = f: xs: concatStringsSep "" (map f xs);
+    concatMapStringsSep = sep: f: xs: concatStringsSep sep (map f xs);
+    makeBinPath = paths: concatStringsSep ":" (map (p: "${p}/bin") paths);
+    escapeShellArgs = xs: concatStringsSep " " (map lib.escapeShellArg xs);
+    attrByPath = path: default: set: if path == [ ] then set else if set ? ${head path} then lib.attrByPath (builtins.tail path) default set.${head path} else default;
+    id = x: x;
+    const = x: _: x;
+    versionAtLeast = a: b: builtins.compareVersions a b >= 0;
     optionals = c: xs: if c then xs else [ ];
     optionalString = c: s: if c then s else "";
     optionalAttrs = c: a: if c then a else { };
