@@ -7,7 +7,7 @@ an installed NixOS would have it:
   (lab/nixpkgs, read-only at /opt/lab-nixpkgs), so ``<nixpkgs>`` resolves through NixOS's default
   NIX_PATH and nothing else (no /var/src/nixpkgs);
 - /etc/nixos/configuration.nix and hardware-configuration.nix as ``nixos-generate-config`` writes
-  them, plus what an installer adds by hand: the host name, ``services.openssh.enable``, root's key
+  them for a BIOS virtual machine (GRUB on /dev/vda), plus what an installer adds by hand: the host name, ``services.openssh.enable``, root's key
   (the lab key, /var/lib/lab/lab-key.pub) and ``system.stateVersion = "25.05"``; no Python, no
   flakes;
 - built like ``nix-build '<nixpkgs/nixos>' -A config.system.build.toplevel`` with that NIX_PATH and
@@ -46,9 +46,13 @@ CONFIGURATION_NIX = """\
       ./hardware-configuration.nix
     ];
 
-  # Use the systemd-boot EFI boot loader.
-  boot.loader.systemd-boot.enable = true;
-  boot.loader.efi.canTouchEfiVariables = true;
+  # Use the GRUB 2 boot loader.
+  boot.loader.grub.enable = true;
+  # boot.loader.grub.efiSupport = true;
+  # boot.loader.grub.efiInstallAsRemovable = true;
+  # boot.loader.efi.efiSysMountPoint = "/boot/efi";
+  # Define on which hard drive you want to install Grub.
+  boot.loader.grub.device = "/dev/vda"; # or "nodev" for efi only
 
   networking.hostName = "{host}"; # Define your hostname.
 
@@ -86,12 +90,6 @@ HARDWARE_CONFIGURATION_NIX = """\
   fileSystems."/" =
     { device = "/dev/disk/by-label/nixos";
       fsType = "ext4";
-    };
-
-  fileSystems."/boot" =
-    { device = "/dev/disk/by-label/boot";
-      fsType = "vfat";
-      options = [ "fmask=0077" "dmask=0077" ];
     };
 
   swapDevices = [ ];

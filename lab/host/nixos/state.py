@@ -85,11 +85,6 @@ class HostPaths:
     def etc_nixos(self) -> Path:
         return self.at("/etc/nixos")
 
-    @property
-    def label(self) -> str:
-        """The ``labRoot`` argument of system.nix."""
-        return str(self.root)
-
 
 class Knobs:
     """The fault knobs in /var/lib/lab/faults (set from outside with ``labctl fault``)."""
