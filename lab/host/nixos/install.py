@@ -7,9 +7,9 @@ an installed NixOS would have it:
   (lab/nixpkgs, read-only at /opt/lab-nixpkgs), so ``<nixpkgs>`` resolves through NixOS's default
   NIX_PATH and nothing else (no /var/src/nixpkgs);
 - /etc/nixos/configuration.nix and hardware-configuration.nix as ``nixos-generate-config`` writes
-  them for a BIOS virtual machine (GRUB on /dev/vda), plus what an installer adds by hand: the host name, ``services.openssh.enable``, root's key
-  (the lab key, /var/lib/lab/lab-key.pub) and ``system.stateVersion = "25.05"``; no Python, no
-  flakes;
+  them for a BIOS virtual machine (GRUB on /dev/vda), plus what an installer adds by hand: the
+  host name, ``services.openssh.enable``, root's key (the lab key, /var/lib/lab/lab-key.pub) and
+  ``system.stateVersion = "25.05"``; no Python, no flakes;
 - built like ``nix-build '<nixpkgs/nixos>' -A config.system.build.toplevel`` with that NIX_PATH and
   set as generation 1 of the system profile.
 
