@@ -77,14 +77,81 @@ def test_each_host_has_its_own_hostname_and_sshd(lab: Lab) -> None:
         assert host.out("cat /proc/1/cmdline | tr '\\0' ' '").startswith("lab-init")
 
 
-def test_ansible_ping_reaches_every_host(lab: Lab) -> None:
+SESSION_PATH = (
+    "/run/wrappers/bin:/root/.nix-profile/bin:/nix/profile/bin:/nix/var/nix/profiles/default/bin"
+    ":/run/current-system/sw/bin:/usr/bin:/bin"
+)
+NIXOS_NIX_PATH = (
+    "nixpkgs=/nix/var/nix/profiles/per-user/root/channels/nixos:nixos-config=/etc/nixos/configuration.nix"
+    ":/nix/var/nix/profiles/per-user/root/channels"
+)
+SW = "/run/current-system/sw/bin"
+SYSTEM_PYTHON = f"{SW}/python3"
+
+
+def test_a_fresh_host_has_no_python_as_on_nixos(lab: Lab) -> None:
+    """`ansible -m raw -a 'command -v python3'`: no Python anywhere a command could find it."""
     proc = subprocess.run(
-        [str(ANSIBLE), "-i", str(INVENTORY), "all", "-m", "ansible.builtin.ping"],
+        [str(ANSIBLE), "-i", str(INVENTORY), "all", "-m", "ansible.builtin.raw", "-a", "command -v python3"],
         capture_output=True, text=True, timeout=120, env=ansible_env(), check=False,
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    for name in ("machine1", "machine2", "machine3"):
-        assert f"{name} | SUCCESS" in proc.stdout
+    for name in ("machine1", "machine2"):
+        assert f"{name} | FAILED | rc=1 >>" in proc.stdout, proc.stdout + proc.stderr
+    host = lab["machine1"]
+    assert host.ssh("command -v python3 || command -v python || ls /usr/bin/python3*").returncode != 0
+    assert host.ssh("test -e /usr/bin/python3 || test -e /usr/local/bin/python3").returncode == 1
+    assert host.out("/usr/lib/lab/bin/python3 -c 'print(1)'") == "1"  # the lab's own, off PATH
+
+
+def test_ssh_sessions_get_nixos_path_and_nix_path(lab: Lab) -> None:
+    host = lab["machine2"]
+    assert host.out("echo $PATH") == SESSION_PATH
+    assert host.out("echo $NIX_PATH") == NIXOS_NIX_PATH
+    assert host.out("bash -lc 'echo $PATH'") == SESSION_PATH  # a login shell's /etc/profile keeps it
+
+
+def test_systemd_tools_rsync_and_nixos_rebuild_only_in_the_system(lab: Lab) -> None:
+    host = lab["machine1"]
+    for tool in ("systemctl", "systemd-run", "journalctl", "shutdown", "reboot", "poweroff", "halt", "nixos-rebuild",
+                 "rsync"):  # fmt: skip
+        assert host.out(f"command -v {tool}") == f"{SW}/{tool}"
+    for d in ("/usr/local/bin", "/usr/local/sbin", "/usr/sbin", "/usr/bin"):
+        for tool in ("shutdown", "reboot", "systemctl", "nixos-rebuild", "rsync"):
+            assert host.ssh(f"test -e {d}/{tool}").returncode == 1, f"{d}/{tool}"
+
+
+def test_stock_host_has_its_channel_and_no_var_src_nixpkgs(lab: Lab) -> None:
+    host = lab["machine1"]
+    assert host.out("nix-instantiate --find-file nixpkgs") == "/nix/var/nix/profiles/per-user/root/channels/nixos"
+    assert host.out("readlink -f /nix/var/nix/profiles/per-user/root/channels/nixos").startswith("/nix/store/")
+    assert host.ssh("test -e /var/src/nixpkgs").returncode == 1
+    assert host.out("readlink /nix/var/nix/profiles/system") == "system-1-link"
+    config = host.out("cat /etc/nixos/configuration.nix")
+    assert "./hardware-configuration.nix" in config and 'system.stateVersion = "25.05";' in config
+    assert "python" not in config and "experimental-features" not in config
+
+
+def test_root_key_comes_from_the_system_and_nix_conf_too(lab: Lab) -> None:
+    host = lab["machine1"]
+    key = (REPO / "lab/run/ssh/id_ed25519.pub").read_text().split()[1]
+    assert key in host.out("cat /etc/ssh/authorized_keys.d/root")
+    assert key in host.out("cat /etc/static/ssh/authorized_keys.d/root")
+    assert host.ssh("test -s /root/.ssh/authorized_keys").returncode == 1
+    assert host.out("readlink /etc/nix/nix.conf") == "/etc/static/nix/nix.conf"
+    assert "experimental-features" not in host.out("cat /etc/nix/nix.conf")
+    assert host.out("grep -c nixos-config /etc/static/lab/system.json") == "1"
+
+
+def test_host_certificate_is_mounted_read_only(lab: Lab) -> None:
+    host = lab["machine2"]
+    sans = subprocess.run(
+        ["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", str(RUN / "hosts/machine2/tls/cert.pem")],
+        capture_output=True, text=True, check=True, timeout=10,
+    ).stdout  # fmt: skip
+    assert "DNS:machine2.lab.test, DNS:*.machine2.lab.test" in sans
+    assert host.out("cat /var/lib/lab/tls/cert.pem") == (RUN / "hosts/machine2/tls/cert.pem").read_text().strip()
+    assert host.out("cat /var/lib/lab/tls/ca.pem") == (RUN / "ca/ca.pem").read_text().strip()
+    assert host.ssh("touch /var/lib/lab/tls/x").returncode != 0
 
 
 @pytest.mark.parametrize("directory", ["/var/src", "/etc/nixos", "/nix/var/nix/profiles", "/run", "/tmp"])
@@ -101,12 +168,10 @@ def test_state_is_private_to_each_host(lab: Lab, directory: str) -> None:
 
 def test_lab_tooling_is_mounted_read_only(lab: Lab) -> None:
     host = lab["machine1"]
-    assert host.ssh("touch /opt/lab/should-not-exist").returncode != 0
+    for path in ("/opt/lab/should-not-exist", "/opt/lab/bin/should-not-exist", "/opt/lab-nixpkgs/x"):
+        assert host.ssh(f"touch {path}").returncode != 0, path
     assert host.out("readlink /etc/systemd/system") == "/etc/static/systemd/system"
-    for tool in ("systemctl", "systemd-run", "journalctl"):
-        assert host.out(f"command -v {tool}") == f"/usr/local/bin/{tool}"
-    for tool in ("reboot", "shutdown", "nixos-rebuild"):
-        assert host.out(f"command -v {tool}") == f"/usr/local/sbin/{tool}"
+    assert host.out(f"readlink -f {SW}/systemctl") == "/opt/lab/bin/systemctl"
 
 
 # --------------------------------------------------------------------------- systemctl
@@ -229,6 +294,29 @@ def test_timer_fires_and_stop_cancels(lab: Lab) -> None:
     host.ssh(f"rm -f /tmp/{fires}; systemctl stop {fires}.timer")
 
 
+def test_timer_states_as_systemd_reports_them(lab: Lab) -> None:
+    """waiting → running (while the unit runs) → elapsed, and what `systemctl show` prints."""
+    host = lab["machine1"]
+    name = unique("rollback")
+    show = f"systemctl show -p LastTriggerUSec,ActiveState,SubState,Result {name}.timer"
+    host.out(f"systemd-run --on-active=3 --unit={name} -- /bin/sh -c 'sleep 2'")
+    try:
+        assert host.out(show).splitlines() == [
+            "LastTriggerUSec=n/a", "ActiveState=active", "SubState=waiting", "Result=success"
+        ]  # fmt: skip
+        wait_for(lambda: "SubState=running" in host.out(show), 10, "the timer to fire")
+        wait_for(lambda: "SubState=elapsed" in host.out(show), 10, "the timer's unit to end")
+        values = dict(line.split("=", 1) for line in host.out(show).splitlines())
+        assert values["ActiveState"] == "active"  # RemainAfterElapse=yes: still active, not inactive
+        assert values["LastTriggerUSec"] != "n/a"
+        assert host.out(f"systemctl is-active {name}.timer") == "active"
+        listed = host.out("systemctl list-timers --no-pager")
+        row = next(line for line in listed.splitlines() if f"{name}.timer" in line)
+        assert row.startswith("-") and " ago " in row and row.endswith(f"{name}.timer {name}.service")
+    finally:
+        host.ssh(f"systemctl stop {name}.timer {name}.service")
+
+
 def test_transient_unit_survives_the_ssh_session(lab: Lab) -> None:
     host = lab["machine1"]
     marker = unique("survivor")
@@ -284,7 +372,7 @@ def test_drop_ssh_kills_sessions_but_not_units(lab: Lab) -> None:
     session = subprocess.Popen([*host.ssh_argv(), "sleep 60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         time.sleep(0.7)
-        drop = labctl("exec", "machine1", "python3", "-c",
+        drop = labctl("exec", "machine1", "/usr/lib/lab/bin/python3", "-c",
                       "import sys; sys.path.insert(0, '/opt/lab/lib'); from labsys import protocol; "
                       "print(protocol.call({'op': 'drop-ssh'})['killed'])")  # fmt: skip
         assert drop.returncode == 0, drop.stderr
@@ -341,8 +429,37 @@ def get_ok(get: object) -> bool:
 # --------------------------------------------------------------------------- reboot and power
 
 
-def test_ansible_reboot_changes_boot_id_and_restarts_sshd(lab: Lab, tmp_path: Path) -> None:
+def add_module(host: LabHost, text: str) -> None:
+    """Import /etc/nixos/lab-test.nix (TEXT) from the stock configuration.nix and switch to it."""
+    host.out(f"cat > /etc/nixos/lab-test.nix <<'EOF'\n{text}\nEOF")
+    host.out(
+        "grep -q lab-test.nix /etc/nixos/configuration.nix || "
+        "sed -i 's|\\./hardware-configuration.nix|./hardware-configuration.nix ./lab-test.nix|' "
+        "/etc/nixos/configuration.nix"
+    )
+    result = host.ssh("nixos-rebuild switch", timeout=300)
+    assert result.returncode == 0, result.stderr
+
+
+def drop_module(host: LabHost) -> None:
+    host.ssh("sed -i 's| ./lab-test.nix||' /etc/nixos/configuration.nix && rm -f /etc/nixos/lab-test.nix "
+             "&& nixos-rebuild switch", timeout=300)  # fmt: skip
+
+
+@pytest.fixture
+def with_python(lab: Lab) -> Iterator[LabHost]:
+    """machine3 with a system that has Python (as the collection's shared configuration adds it)."""
     host = lab["machine3"]
+    add_module(host, "{ pkgs, ... }: { environment.systemPackages = [ pkgs.python3 ]; }")
+    assert host.out("command -v python3") == SYSTEM_PYTHON
+    yield host
+    drop_module(host)
+    assert host.ssh("command -v python3").returncode == 1
+
+
+def test_ansible_reboot_changes_boot_id_and_restarts_sshd(with_python: LabHost, tmp_path: Path) -> None:
+    """NixOS has shutdown only in the system's sw/bin: ansible.builtin.reboot needs search_paths."""
+    host = with_python
     leftover = unique("before-reboot")
     host.out(f"systemd-run --unit={leftover} -- /bin/sleep 600")
     before = host.out("cat /proc/sys/kernel/random/boot_id")
@@ -351,9 +468,11 @@ def test_ansible_reboot_changes_boot_id_and_restarts_sshd(lab: Lab, tmp_path: Pa
     playbook.write_text(
         "- hosts: machine3\n  gather_facts: false\n  tasks:\n"
         "    - ansible.builtin.reboot:\n        reboot_timeout: 60\n"
+        f"        search_paths: [{SW}]\n"
     )
     proc = subprocess.run(
-        [str(ANSIBLE_PLAYBOOK), "-i", str(INVENTORY), str(playbook)],
+        [str(ANSIBLE_PLAYBOOK), "-i", str(INVENTORY), "-e", f"ansible_python_interpreter={SYSTEM_PYTHON}",
+         str(playbook)],
         capture_output=True, text=True, timeout=150, env=ansible_env(), check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -401,6 +520,6 @@ def test_down_leaves_nothing_behind_and_up_works(lab: Lab) -> None:
     assert up.returncode == 0, up.stderr
     assert labctl("up").returncode == 0  # idempotent
     assert subprocess.run(
-        [str(ANSIBLE), "-i", str(INVENTORY), "all", "-m", "ansible.builtin.ping"],
+        [str(ANSIBLE), "-i", str(INVENTORY), "all", "-m", "ansible.builtin.raw", "-a", "true"],
         capture_output=True, text=True, timeout=120, env=ansible_env(), check=False,
     ).returncode == 0  # fmt: skip
