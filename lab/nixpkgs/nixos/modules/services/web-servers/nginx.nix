@@ -279,8 +279,7 @@ in
     systemd.services.nginx = {
       description = "Nginx Web Server";
       wantedBy = [ "multi-user.target" ];
-      wants = [ "network-online.target" ];
-      after = [ "network.target" "network-online.target" ];
+      after = [ "network.target" ];
       stopIfChanged = false;
       serviceConfig = {
         # lab-httpd, not nginx (see the top of this file).
