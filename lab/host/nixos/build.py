@@ -20,7 +20,7 @@ import socket
 from dataclasses import dataclass, field
 
 from . import proc
-from .state import HostPaths
+from .state import HostPaths, Knobs
 
 TOPLEVEL_ATTR = "config.system.build.toplevel"
 CLASSIC_PATH = "<nixpkgs/nixos>"
@@ -71,7 +71,12 @@ class BuildRequest:
     dry_run: bool = False
 
     def environment(self) -> dict[str, str]:
-        return proc.nix_env(self.paths)
+        env = proc.nix_env(self.paths)
+        knobs = Knobs(self.paths)
+        if knobs.is_set("kernel-change"):
+            # the lab's fault knob reaches the lab nixpkgs' kernel stand-in (impure evaluation only)
+            env["LAB_KERNEL_VERSION"] = knobs.kernel_version()
+        return env
 
     def argv(self) -> list[str]:
         if self.flake is not None:
