@@ -15,6 +15,7 @@ sandbox, no binary cache), and only when the host's /etc/nix/nix.conf does not a
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 from dataclasses import dataclass, field
@@ -80,7 +81,10 @@ class BuildRequest:
 
     def argv(self) -> list[str]:
         if self.flake is not None:
-            argv = ["nix", *FLAKE_FLAGS, "build", "--print-out-paths", self.flake.to_attr(TOPLEVEL_ATTR)]
+            # -ng: --print-out-paths; Debian's Nix 2.8 underneath the lab lacks it (added in 2.9), so
+            # there the stand-in asks for --json and prints the path itself (see out_path()).
+            prints = "--print-out-paths" if nix_prints_out_paths() else "--json"
+            argv = ["nix", *FLAKE_FLAGS, "build", prints, self.flake.to_attr(TOPLEVEL_ATTR)]
             if not self.out_link:
                 argv.append("--no-link")
         else:
@@ -90,3 +94,21 @@ class BuildRequest:
         if self.dry_run:
             argv.append("--dry-run")
         return argv + self.nix_flags
+
+    def out_path(self, stdout: str) -> str:
+        """The built toplevel from the build's stdout (a path, or nix build --json's outputs)."""
+        text = stdout.strip()
+        if self.flake is None or not text.startswith("["):
+            return text
+        results = json.loads(text)
+        return str(results[0]["outputs"]["out"]) if results else ""
+
+
+def nix_prints_out_paths() -> bool:
+    """Whether `nix build --print-out-paths` exists (Nix >= 2.9)."""
+    try:
+        version = proc.run(["nix", "--version"], capture=True, timeout=30).stdout
+    except OSError:
+        return True
+    m = re.search(r"(\d+)\.(\d+)", version or "")
+    return m is None or (int(m.group(1)), int(m.group(2))) >= (2, 9)

@@ -73,7 +73,7 @@ class Rebuild:
 
     def build(self) -> Path:
         request = self.request()
-        return Path(checked(request.argv(), capture=True, env=request.environment()))
+        return Path(request.out_path(checked(request.argv(), capture=True, env=request.environment())))
 
     def rollback(self) -> Path:
         if self.action in ("switch", "boot"):

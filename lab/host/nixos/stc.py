@@ -70,11 +70,11 @@ class Systemctl:
         names = sorted(names)
         return self.call(verb, "--", *names) if names else 0
 
-    def active_units(self) -> dict[str, str]:
-        """Unit → ACTIVE state of every loaded unit that is not inactive.
+    def active_units(self, *, crash_looping_failed: bool = False) -> dict[str, str]:
+        """Unit → ACTIVE state of every loaded unit that is not inactive (what the plan compares).
 
-        A unit in SUB state ``auto-restart`` whose main process exited non-zero counts as
-        ``failed`` (as switch-to-configuration decides).
+        With ``crash_looping_failed`` (the final report) a unit in SUB state ``auto-restart`` whose
+        main process exited non-zero counts as ``failed``, as switch-to-configuration decides.
         """
         result = proc.run([self.cmd, "list-units", "--plain", "--no-legend"], capture=True, timeout=SYSTEMCTL_TIMEOUT)
         units: dict[str, str] = {}
@@ -82,9 +82,8 @@ class Systemctl:
             fields = line.split()
             if len(fields) < 4 or fields[2] == "inactive":
                 continue
-            units[fields[0]] = (
-                "failed" if fields[3] == "auto-restart" and self.main_status(fields[0]) != "0" else fields[2]
-            )
+            crashed = crash_looping_failed and fields[3] == "auto-restart" and self.main_status(fields[0]) != "0"
+            units[fields[0]] = "failed" if crashed else fields[2]
         return units
 
     def main_status(self, unit: str) -> str:
@@ -197,7 +196,7 @@ class Switch:
                 plan.hidden.add(unit)
 
     def report_outcome(self, before: dict[str, str]) -> int:
-        after = self.systemctl.active_units()
+        after = self.systemctl.active_units(crash_looping_failed=True)
         failed = sorted(u for u, state in after.items() if state == "failed")
         new = sorted(u for u, state in after.items() if state != "failed" and u not in before)
         report("the following new units were started:", new)

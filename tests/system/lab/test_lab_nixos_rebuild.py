@@ -1,16 +1,20 @@
 """The nixos-rebuild stand-in on the running lab hosts (``lab/labctl up`` first).
 
-Uses one host (LAB_TEST_HOST, default machine2) over SSH with the lab key, sets fault knobs from
-outside through lab/run/hosts/HOST/faults, and restores the host's /etc/nixos afterwards.
+Uses one host (LAB_TEST_HOST, default machine2) over SSH with the lab key, changes its stock
+/etc/nixos/configuration.nix through an imported lab-test.nix, sets fault knobs from outside through
+lab/run/hosts/HOST/faults, and restores the host's /etc/nixos afterwards (through `labctl exec`, so
+a lockout test cannot leave the host unreachable).
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
+import ssl
 import subprocess
-import urllib.request
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,8 +101,24 @@ def profile_link() -> str:
 
 
 def bump_config(token: str) -> None:
-    config = "/etc/nixos/configuration.nix"
-    out(f"sed -i '/^# lab-test /d' {config} && echo '# lab-test {token}' >> {config}")
+    """A change that changes the system: a comment does not (Nix sees only values)."""
+    module(f'{{ ... }}: {{ environment.etc."lab-test-token".text = "{token}"; }}')
+
+
+def module(text: str) -> None:
+    """Make /etc/nixos/lab-test.nix TEXT and import it from the stock configuration.nix."""
+    out(f"cat > /etc/nixos/lab-test.nix <<'EOF'\n{text}\nEOF")
+    out(
+        "grep -q lab-test.nix /etc/nixos/configuration.nix || "
+        "sed -i 's|\\./hardware-configuration.nix|./hardware-configuration.nix ./lab-test.nix|' "
+        "/etc/nixos/configuration.nix"
+    )
+
+
+def labctl_exec(command: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
+    """Inside the host without SSH (after a lockout)."""
+    return subprocess.run([str(REPO / "lab" / "labctl"), "exec", HOST, "/bin/sh", "-c", command],
+                          capture_output=True, text=True, timeout=timeout, check=False)  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -106,9 +126,12 @@ def restore_host() -> Iterator[None]:
     saved = out("tar -C /etc -cf - nixos | base64 -w0")
     yield
     faults = RUN / "hosts" / HOST / "faults"
-    for name in ("activation-fails", "activation-hangs", "reboot-required", "ssh-drop", "kernel-change", "unit-fails"):
+    for name in ("activation-fails", "activation-hangs", "reboot-required", "ssh-drop", "kernel-change", "unit-fails",
+                 "activation-delay"):  # fmt: skip
         (faults / name).unlink(missing_ok=True)
-    ssh(f"rm -rf /etc/nixos && echo {saved} | base64 -d | tar -C /etc -xf - && nixos-rebuild switch >/dev/null 2>&1")
+    restored = labctl_exec(f"rm -rf /etc/nixos && echo {saved} | base64 -d | tar -C /etc -xf - && nixos-rebuild switch",
+                           timeout=300)  # fmt: skip
+    assert restored.returncode == 0, restored.stderr
 
 
 def test_switch_twice_makes_one_generation() -> None:
@@ -122,6 +145,7 @@ def test_switch_twice_makes_one_generation() -> None:
     assert len(generations()) == count
     assert "building the system configuration..." in second.stderr
     assert "activating the configuration..." in second.stderr
+    assert out("cat /etc/lab-test-token") == "twice"
 
 
 def test_rollback_returns_to_previous_generation() -> None:
@@ -133,6 +157,7 @@ def test_rollback_returns_to_previous_generation() -> None:
     assert result.returncode == 0, result.stderr
     assert current() == before
     assert profile_link() == link
+    assert ssh("test -e /etc/lab-test-token").returncode == 1  # setup-etc removed the obsolete link
 
 
 def test_list_generations_json_and_text() -> None:
@@ -161,20 +186,116 @@ def test_dry_activate_changes_nothing() -> None:
     assert out(state) == before
 
 
-def test_web_app_dist_is_not_an_input() -> None:
-    out("mkdir -p /var/src/web-app-dist && date +%s%N > /var/src/web-app-dist/stamp.txt")
-    first = out("cd /tmp && nixos-rebuild build")
-    out("date +%s%N > /var/src/web-app-dist/stamp.txt")
-    assert out("cd /tmp && nixos-rebuild build") == first
+# --------------------------------------------------------------------------- evaluation is real
 
 
-def test_evaluation_error_exits_1_with_message() -> None:
+def test_syntax_error_exits_1_with_nix_message() -> None:
     count = len(generations())
-    out("echo '{ hostName = ; }' > /etc/nixos/machine.nix")
+    module("{ ... }: { networking.hostName = ; }")
     result = ssh("nixos-rebuild switch")
     assert result.returncode == 1
-    assert "error: syntax error" in result.stderr
+    assert "error: syntax error" in result.stderr and "lab-test.nix" in result.stderr
     assert len(generations()) == count
+
+
+def test_undeclared_option_fails_as_on_nixos() -> None:
+    module("{ ... }: { services.frobnicator.enable = true; }")
+    result = ssh("nixos-rebuild build")
+    assert result.returncode == 1
+    assert "The option `services.frobnicator' does not exist." in result.stderr, result.stderr
+
+
+def test_wrong_type_fails_with_the_module_systems_error() -> None:
+    module('{ ... }: { services.openssh.enable = "yes"; }')
+    result = ssh("nixos-rebuild build")
+    assert result.returncode == 1
+    assert "services.openssh.enable" in result.stderr and "is not of type" in result.stderr, result.stderr
+
+
+def test_no_nixpkgs_on_the_nix_path_fails_like_nix() -> None:
+    result = ssh("NIX_PATH=/var/src nixos-rebuild switch")
+    assert result.returncode == 1
+    assert "file 'nixpkgs/nixos' was not found in the Nix search path" in result.stderr, result.stderr
+
+
+GET_FLAKE = """{ ... }: {
+  environment.etc."lab-flake-value".text = toString (builtins.getFlake "path:/tmp/lab-flake").value;
+}"""
+
+
+def test_get_flake_needs_flakes_enabled_by_the_system_or_the_option() -> None:
+    out("mkdir -p /tmp/lab-flake && echo '{ outputs = _: { value = 42; }; }' > /tmp/lab-flake/flake.nix")
+    module(GET_FLAKE)
+    refused = ssh("nixos-rebuild build")
+    assert refused.returncode == 1
+    # Nix's own words: "attribute 'getFlake' missing" (Nix 2.8, the lab's) or "experimental Nix feature
+    # 'flakes' is disabled" (newer Nix)
+    assert "attribute 'getFlake' missing" in refused.stderr or "feature 'flakes' is disabled" in refused.stderr, (
+        refused.stderr
+    )
+    built = ssh("nixos-rebuild switch --option experimental-features 'nix-command flakes'")
+    assert built.returncode == 0, built.stderr
+    assert out("cat /etc/lab-flake-value") == "42"
+
+
+def test_flakes_enabled_by_nix_settings_reach_etc_nix_nix_conf() -> None:
+    module('{ ... }: { nix.settings.experimental-features = [ "nix-command" "flakes" ]; }')
+    assert ssh("nixos-rebuild switch").returncode == 0
+    assert out("readlink /etc/nix/nix.conf") == "/etc/static/nix/nix.conf"
+    assert "experimental-features = nix-command flakes" in out("cat /etc/nix/nix.conf")
+    out("mkdir -p /tmp/lab-flake && echo '{ outputs = _: { value = 7; }; }' > /tmp/lab-flake/flake.nix")
+    out("cp /etc/nixos/lab-test.nix /etc/nixos/lab-flakes.nix")
+    module(GET_FLAKE.replace("{ ... }: {", "{ ... }: { imports = [ ./lab-flakes.nix ];", 1))
+    result = ssh("nixos-rebuild switch")  # no --option: the host's nix.conf enables flakes now
+    assert result.returncode == 0, result.stderr
+    assert out("cat /etc/lab-flake-value") == "7"
+
+
+def test_flake_mode_builds_nixos_configurations() -> None:
+    out("rm -rf /tmp/lab-cfg && mkdir -p /tmp/lab-cfg && cp /etc/nixos/*.nix /tmp/lab-cfg/")
+    out(
+        "cat > /tmp/lab-cfg/flake.nix <<'EOF'\n"
+        '{ inputs.nixpkgs.url = "path:/nix/var/nix/profiles/per-user/root/channels/nixos";\n'
+        f"  outputs = {{ nixpkgs, ... }}: {{ nixosConfigurations.{HOST} = nixpkgs.lib.nixosSystem {{\n"
+        '    system = "x86_64-linux"; modules = [ ./configuration.nix ]; }; }; }\nEOF'
+    )
+    result = ssh(f"cd /tmp && nixos-rebuild build --flake /tmp/lab-cfg#{HOST}")
+    assert result.returncode == 0, result.stderr
+    built = result.stdout.strip()
+    assert out(f"cat {built}/etc/hostname") == HOST
+    missing = ssh("cd /tmp && nixos-rebuild build --flake /tmp/lab-cfg#nope")
+    assert missing.returncode == 1
+    assert "nixosConfigurations" in missing.stderr and "nope" in missing.stderr, missing.stderr
+
+
+def test_a_configuration_without_roots_key_locks_ssh_out() -> None:
+    module("{ lib, ... }: { users.users.root.openssh.authorizedKeys.keys = lib.mkForce [ ]; }")
+    result = ssh("nixos-rebuild switch")
+    assert result.returncode == 0, result.stderr
+    locked = ssh("true")
+    assert locked.returncode == 255 and "Permission denied" in locked.stderr
+    assert labctl_exec("test -e /etc/ssh/authorized_keys.d/root").returncode == 1
+
+
+# --------------------------------------------------------------------------- switch-to-configuration
+
+
+def test_lock_held_exits_11_as_switch_to_configuration_ng() -> None:
+    bump_config("lock")
+    result = ssh("mkdir -p /run/nixos && flock /run/nixos/switch-to-configuration.lock -c 'nixos-rebuild test'")
+    assert result.returncode == 11, result.stderr
+    assert "Could not acquire lock" in result.stderr
+    assert "returned non-zero exit status 11." in result.stderr
+
+
+def test_activation_delay_makes_the_switch_slow() -> None:
+    bump_config("delay")
+    knob("activation-delay", "3")
+    started = time.monotonic()
+    result = ssh("nixos-rebuild test")
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started >= 3
+    assert "lab fault activation-delay: the activation takes 3s" in result.stderr
 
 
 def test_reboot_required_exits_100() -> None:
@@ -192,9 +313,20 @@ def test_activation_fails_exits_2() -> None:
     assert "activating the configuration..." in result.stderr
 
 
+NGINX = """{ ... }: {
+  security.acme = { acceptTerms = true; defaults.email = "lab@example.org"; };
+  services.nginx.enable = true;
+  services.nginx.virtualHosts."app.HOST.lab.test" = {
+    forceSSL = true;
+    enableACME = true;
+    root = "/var/src/web-app-dist";
+  };
+}""".replace("HOST", HOST)
+
+
 def test_unit_fails_exits_4() -> None:
     knob("unit-fails", "nginx.service")
-    out("sed -i 's/services = { };/services = { webapp.enable = true; };/' /etc/nixos/machine.nix")
+    module(NGINX)
     result = ssh("nixos-rebuild switch")
     assert result.returncode == 4, result.stderr
     assert "warning: the following units failed: nginx.service" in result.stderr
@@ -233,16 +365,29 @@ def test_activation_hangs_until_killed() -> None:
     ssh("systemctl stop nixos-rebuild-switch-to-configuration.service")
 
 
-def test_app_vhost_serves_web_app_dist() -> None:
-    if ssh("test -x /opt/lab/bin/lab-httpd").returncode != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail("lab-httpd missing on the host")
-        pytest.skip("lab-httpd (LAB-A) not installed yet")
+# --------------------------------------------------------------------------- nginx: forceSSL and TLS
+
+
+def https_get(host: str, path: str = "/") -> tuple[int, str]:
+    ctx = ssl.create_default_context(cafile=str(RUN / "ca" / "ca.pem"))
+    conn = http.client.HTTPSConnection(ADDRESS, 443, timeout=10, context=ctx)
+    conn.sock = ctx.wrap_socket(socket.create_connection((ADDRESS, 443), timeout=10), server_hostname=host)
+    conn.request("GET", path, headers={"Host": host})
+    resp = conn.getresponse()
+    return resp.status, resp.read().decode()
+
+
+def test_force_ssl_vhost_answers_301_and_serves_https_with_the_lab_ca() -> None:
     out("mkdir -p /var/src/web-app-dist && echo lab-app-ok > /var/src/web-app-dist/index.html")
-    out("sed -i 's/services = { };/services = { webapp.enable = true; };/' /etc/nixos/machine.nix")
+    module(NGINX)
     result = ssh("nixos-rebuild switch")
     assert result.returncode == 0, result.stderr
-    domain = out("sed -n 's/.*domain = \"\\(.*\\)\";/\\1/p' /etc/nixos/machine.nix")
-    request = urllib.request.Request(f"http://{ADDRESS}/", headers={"Host": f"app.{domain}"})
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - lab loopback address
-        assert response.read().decode().strip() == "lab-app-ok"
+    vhost = f"app.{HOST}.lab.test"
+    conn = http.client.HTTPConnection(ADDRESS, 80, timeout=10)
+    conn.request("GET", "/x", headers={"Host": vhost})
+    resp = conn.getresponse()
+    assert (resp.status, resp.getheader("Location")) == (301, f"https://{vhost}/x")
+    assert https_get(vhost) == (200, "lab-app-ok\n")
+    with pytest.raises(ssl.SSLCertVerificationError):
+        plain = ssl.create_default_context()
+        plain.wrap_socket(socket.create_connection((ADDRESS, 443), timeout=10), server_hostname=vhost)

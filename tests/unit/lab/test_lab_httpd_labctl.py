@@ -120,6 +120,7 @@ def test_server_static_proxy_and_errors(servers: int) -> None:
 
 
 def test_hosts_and_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LAB_NET", raising=False)
     h = labctl.host_by_name("machine12")
     assert (h.name, h.address) == ("machine12", "127.0.1.12")
     for bad in ("machine0", "machine255", "web1", "machine"):
@@ -174,6 +175,7 @@ def test_customise_base(tmp_path: Path) -> None:
 
 
 def test_write_inventory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("LAB_NET", raising=False)
     out = tmp_path / "inventory.yml"
     monkeypatch.setattr(labctl, "INVENTORY_OUT", out)
     labctl.write_inventory([labctl.Host(1), labctl.Host(4)])

@@ -11,7 +11,7 @@ LAB_HOST = Path(__file__).resolve().parents[3] / "lab" / "host"
 sys.path.insert(0, str(LAB_HOST))
 
 import nixos.args as cli  # noqa: E402
-from nixos import proc  # noqa: E402
+from nixos import build, proc  # noqa: E402
 from nixos.build import TOPLEVEL_ATTR as TOPLEVEL  # noqa: E402
 from nixos.build import BuildRequest, Flake, resolve_flake  # noqa: E402
 from nixos.generations import parse_nix_env_generations, tabulate  # noqa: E402
@@ -268,7 +268,8 @@ def test_classic_build_is_nix_build_of_nixpkgs_nixos(tmp_path: Path) -> None:
     assert request_for(["dry-build"], tmp_path).argv()[-1] == "--dry-run"
 
 
-def test_flake_build_is_nix_build_with_the_flake_flags_of_ng(tmp_path: Path) -> None:
+def test_flake_build_is_nix_build_with_the_flake_flags_of_ng(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(build, "nix_prints_out_paths", lambda: True)
     req = request_for(["switch", "--flake", "/var/src/cfg#machine2", "-I", "x=/y", "--refresh", "--impure"], tmp_path)
     assert req.argv() == [
         "nix", "--extra-experimental-features", "nix-command flakes", "build", "--print-out-paths",
@@ -300,3 +301,13 @@ def test_lab_nix_settings_only_when_nix_conf_lacks_them(tmp_path: Path, monkeypa
     assert proc.nix_env(paths)["NIX_CONFIG"].splitlines() == ["build-users-group =", "substituters ="]
     for text in (proc.nix_env(HostPaths(tmp_path / "none"))["NIX_CONFIG"],):
         assert "experimental-features" not in text  # never: flakes only when the system enables them
+
+
+def test_flake_build_on_nix_2_8_reads_the_path_from_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(build, "nix_prints_out_paths", lambda: False)
+    req = request_for(["switch", "--flake", "/cfg#m"], tmp_path)
+    assert req.argv()[:5] == ["nix", "--extra-experimental-features", "nix-command flakes", "build", "--json"]
+    out = '[{"drvPath":"/nix/store/a.drv","outputs":{"out":"/nix/store/b-nixos-system"}}]\n'
+    assert req.out_path(out) == "/nix/store/b-nixos-system"
+    classic = request_for(["switch"], tmp_path)
+    assert classic.out_path("/nix/store/c-nixos-system\n") == "/nix/store/c-nixos-system"
