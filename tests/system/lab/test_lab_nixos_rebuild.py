@@ -253,11 +253,13 @@ def test_flakes_enabled_by_nix_settings_reach_etc_nix_nix_conf() -> None:
 
 def test_flake_mode_builds_nixos_configurations() -> None:
     out("rm -rf /tmp/lab-cfg && mkdir -p /tmp/lab-cfg && cp /etc/nixos/*.nix /tmp/lab-cfg/")
+    # the channel's store path itself: a path: flake behind the profile's symlinks "escapes" its source
+    channel = out("readlink -f /nix/var/nix/profiles/per-user/root/channels/nixos")
     out(
         "cat > /tmp/lab-cfg/flake.nix <<'EOF'\n"
-        '{ inputs.nixpkgs.url = "path:/nix/var/nix/profiles/per-user/root/channels/nixos";\n'
+        '{ inputs.nixpkgs.url = "path:CHANNEL";\n'
         f"  outputs = {{ nixpkgs, ... }}: {{ nixosConfigurations.{HOST} = nixpkgs.lib.nixosSystem {{\n"
-        '    system = "x86_64-linux"; modules = [ ./configuration.nix ]; }; }; }\nEOF'
+        '    system = "x86_64-linux"; modules = [ ./configuration.nix ]; }; }; }\nEOF'.replace("CHANNEL", channel)
     )
     result = ssh(f"cd /tmp && nixos-rebuild build --flake /tmp/lab-cfg#{HOST}")
     assert result.returncode == 0, result.stderr
