@@ -166,6 +166,16 @@ def test_state_is_private_to_each_host(lab: Lab, directory: str) -> None:
         one.ssh(f"rm -f {directory}/{token}")
 
 
+def test_nixpkgs_lib_is_the_real_one_when_the_lab_came_up_with_it(lab: Lab) -> None:
+    """`NIXPKGS_LIB=… labctl up`: nixpkgs' lib at /opt/lab/nixpkgs-lib, which <nixpkgs/lib> uses."""
+    host = lab["machine1"]
+    if host.ssh("test -d /opt/lab/nixpkgs-lib").returncode != 0:
+        pytest.skip("the lab came up without NIXPKGS_LIB (the hosts evaluate with the lab's minilib)")
+    assert host.ssh("touch /opt/lab/nixpkgs-lib/x").returncode != 0
+    version = host.out("nix-instantiate --eval -E '(import <nixpkgs/lib>).trivial.version or \"none\"'")
+    assert version.strip('"') not in ("", "none"), version
+
+
 def test_lab_tooling_is_mounted_read_only(lab: Lab) -> None:
     host = lab["machine1"]
     for path in ("/opt/lab/should-not-exist", "/opt/lab/bin/should-not-exist", "/opt/lab-nixpkgs/x"):
