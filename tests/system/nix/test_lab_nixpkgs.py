@@ -525,3 +525,101 @@ def test_flake_nixos_system(tmp_path: Path) -> None:
     assert (out / "etc/hostname").read_text() == "machine1\n"
     # Pure evaluation cannot read /opt/lab: the scripts use the host's lab tools at run time.
     assert "PYTHONPATH=/opt/lab\n" in (out / "activate").read_text()
+
+
+# ── the service stand-ins run (lab-httpd from this checkout in place of /opt/lab/bin's) ──
+LAB_HTTPD = REPO / "lab" / "host" / "bin" / "lab-httpd"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve_once(program: Path, argv: list[str], env: dict[str, str], tmp_path: Path) -> str:
+    """Run a store program with lab-httpd swapped in; return what it answers on env's port."""
+    import time
+    import urllib.request
+
+    copy = tmp_path / f"{program.name}.lab"
+    copy.write_text(program.read_text().replace("/opt/lab/bin/lab-httpd", str(LAB_HTTPD)))
+    port = env["PORT"]
+    proc = subprocess.Popen(
+        ["/bin/sh", str(copy), *argv],
+        env={"PATH": "/usr/bin:/bin", "LAB_DOMAIN": "machine3.lab.test", **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as reply:
+                    return str(reply.read().decode())
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"{program} did not answer: {proc.stderr.read() if proc.stderr else ''}"
+                    ) from None
+                time.sleep(0.1)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_atbb_fixture_module_is_the_collections(tmp_path: Path) -> None:
+    """The lab's atBB fixture carries nix/module.nix (machine-services imports it from /var/src/atbb)."""
+    assert (ATBB_FIXTURE / "nix/module.nix").read_text() == (NIX_MODULES / "atbb/nix/module.nix").read_text()
+
+
+def test_service_stand_ins_answer(tmp_path: Path) -> None:
+    atbb = tmp_path / "var-src" / "atbb"
+    lnbits_src = tmp_path / "var-src" / "lnbits-src"
+    services = f"""\
+lnbits = {{ enable = true; port = 5000; source = "{lnbits_src}"; }};
+pictrs = {{ enable = true; port = 8080; }};
+atbb = {{ enable = true; domain = "forum.machine3.lab.test"; forumDid = "did:plc:labmachine3forum000000000";
+         pdsUrl = "https://pds.machine3.lab.test"; environmentFile = "/var/lib/secrets/atbb.env";
+         source = "{atbb}"; }};"""
+    data = machine_data("machine3", services, ["access.nix"])
+    nix_path = var_src(tmp_path, "machine3", data, {"access.nix": ACCESS_NIX})
+    shutil.copytree(ATBB_FIXTURE, atbb)
+    package = atbb / "nix" / "package.nix"
+    package.write_text(package.read_text().replace("hash = lib.fakeHash;", f'hash = "{pnpm_hash(atbb)}";'))
+    built = build_ok("minilib", nix_path)
+
+    def exec_start(unit: str) -> list[str]:
+        found = re.search(r"^ExecStart=(.+)$", built.unit(unit), re.M)
+        assert found, unit
+        return found.group(1).split()
+
+    port = str(free_port())
+    lnbits = exec_start("lnbits.service")
+    body = serve_once(Path(lnbits[0]), ["--port", port, "--host", "127.0.0.1"], {"PORT": port}, tmp_path)
+    assert re.fullmatch(rf"lnbits on machine3\.lab\.test port {port} src /nix/store/\S+-lnbits-lab-source\n?", body)
+
+    port = str(free_port())
+    pictrs = exec_start("pict-rs.service")
+    assert pictrs[1:] == ["run"]
+    env = {"PORT": port, "PICTRS__SERVER__ADDRESS": f"127.0.0.1:{port}"}
+    body = serve_once(Path(pictrs[0]), ["run"], env, tmp_path)
+    assert re.fullmatch(rf"pict-rs on machine3\.lab\.test port {port} src /nix/store/\S+-pict-rs-0\.5\.16-lab\n?", body)
+
+    for unit, name, port_var in (
+        ("atbb-appview.service", "atbb-appview", "PORT"),
+        ("atbb-web.service", "atbb-web", "WEB_PORT"),
+    ):
+        node, program = exec_start(unit)
+        port = str(free_port())
+        env = {"PORT": port, port_var: port, "OAUTH_PUBLIC_URL": "https://forum.machine3.lab.test"}
+        # The lab's node runs the stand-in script; run it the same way (sh PROGRAM).
+        assert "exec /bin/sh" in Path(node).read_text()
+        body = serve_once(Path(program), [], env, tmp_path)
+        domain = "forum.machine3.lab.test" if name == "atbb-appview" else "machine3.lab.test"
+        assert re.fullmatch(rf"{name} for {re.escape(domain)} port {port} src /nix/store/\S+-atbb-0\.1\.0\n?", body), (
+            body
+        )
