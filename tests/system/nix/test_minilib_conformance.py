@@ -262,7 +262,9 @@ def toplevel(nix_path: str) -> Any:
 
 def machine2(tmp_path: Path) -> str:
     services = "webapp = { enable = true; };\npictrs = { enable = true; port = 8080; };"
-    return var_src(tmp_path, "machine2", machine_data("machine2", services, ["access.nix"]), {"access.nix": ACCESS_NIX})
+    return str(
+        var_src(tmp_path, "machine2", machine_data("machine2", services, ["access.nix"]), {"access.nix": ACCESS_NIX})
+    )
 
 
 def machine3(tmp_path: Path) -> str:
@@ -280,7 +282,7 @@ atbb = {{ enable = true; domain = "forum.machine3.lab.test"; forumDid = "did:plc
     shutil.copytree(ATBB_FIXTURE, atbb)
     package = atbb / "nix" / "package.nix"
     package.write_text(package.read_text().replace("hash = lib.fakeHash;", f'hash = "{pnpm_hash(atbb)}";'))
-    return nix_path
+    return str(nix_path)
 
 
 MACHINES = {
