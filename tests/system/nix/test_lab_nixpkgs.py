@@ -622,3 +622,93 @@ atbb = {{ enable = true; domain = "forum.machine3.lab.test"; forumDid = "did:plc
         assert re.fullmatch(rf"{name} for {re.escape(domain)} port {port} src /nix/store/\S+-atbb-0\.1\.0\n?", body), (
             body
         )
+
+
+UNIT_RULES = """\
+  boot.isContainer = true;
+  system.stateVersion = "25.05";
+  warnings = [ "lab test warning" ];
+  systemd.services.job = {
+    description = "A job";
+    after = [ "network.target" "b.service" ];
+    requires = [ "b.service" ];
+    wantedBy = [ "multi-user.target" ];
+    environment = { GREETING = "hello \\"world\\""; UNSET = null; };
+    path = [ pkgs.gnugrep ];
+    preStart = "echo pre";
+    script = "echo main";
+    scriptArgs = "--flag";
+    postStart = "echo post";
+    restartTriggers = [ "trigger-one" ./configuration.nix ];
+    restartIfChanged = false;
+    stopIfChanged = false;
+    serviceConfig = { Type = "oneshot"; RemainAfterExit = true; ExecStartPre = [ "/bin/true" ]; RestartSec = 5; };
+    startAt = "daily";
+  };
+  systemd.services.reloader = { reloadIfChanged = true; serviceConfig.ExecStart = "/bin/sleep infinity"; };
+  systemd.services.off = { enable = false; serviceConfig.ExecStart = "/bin/false"; };
+"""
+
+
+def test_systemd_unit_rules(lib_level: str, tmp_path: Path) -> None:
+    proc = build(lib_level, stock_config(tmp_path / "etc-nixos", UNIT_RULES))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "evaluation warning: lab test warning" in re.sub(r"\x1b\[[0-9;]*m", "", proc.stderr)
+    built = Built(Path(proc.stdout.strip().splitlines()[-1]))
+    assert built.units() == ["job.service", "job.timer", "reloader.service"]
+    job = built.unit("job.service")
+    head, service, install = (
+        job.split("\n\n")[0],
+        job.split("[Service]\n")[1].split("\n[Install]")[0],
+        job.split("[Install]\n")[1],
+    )
+    assert head.splitlines() == [
+        "[Unit]",
+        "After=network.target b.service",
+        "Description=A job",
+        "Requires=b.service",
+        head.splitlines()[4],
+    ]
+    triggers = re.fullmatch(r"X-Restart-Triggers=(/nix/store/\S+-X-Restart-Triggers-job)", head.splitlines()[4])
+    assert triggers
+    assert re.fullmatch(r"trigger-one /nix/store/\S+-configuration\.nix", Path(triggers.group(1)).read_text())
+    lines = service.splitlines()
+    assert lines[0] == 'Environment="GREETING=hello \\"world\\""'
+    assert re.fullmatch(
+        r'Environment="PATH=/nix/store/\S+-gnugrep-lab/bin:\S+:/nix/store/\S+-gnugrep-lab/sbin:\S+"', lines[1]
+    )
+    assert not any("UNSET" in line for line in lines)
+    assert lines[2:4] == ["X-RestartIfChanged=false", "X-StopIfChanged=false"]
+    script = r"/nix/store/\S+-unit-script-job-{0}/bin/job-{0}"
+    assert [line for line in lines if line.startswith("Exec")] == [
+        line
+        for line in lines
+        if re.fullmatch("ExecStart=" + script.format("start") + " --flag", line)
+        or re.fullmatch("ExecStartPost=" + script.format("post-start"), line)
+        or line == "ExecStartPre=/bin/true"
+        or re.fullmatch("ExecStartPre=" + script.format("pre-start"), line)
+    ]
+    assert len([line for line in lines if line.startswith("Exec")]) == 4
+    start = next(line for line in lines if line.startswith("ExecStart="))
+    assert Path(start.split("=", 1)[1].split()[0]).read_text().splitlines()[1:] == ["set -e", "", "echo main"]
+    assert "RemainAfterExit=true" in lines and "RestartSec=5" in lines and "Type=oneshot" in lines
+    assert install == "WantedBy=multi-user.target\n"
+    timer = built.unit("job.timer")
+    assert "[Timer]\nOnCalendar=daily\n" in timer
+    assert "WantedBy=timers.target\n" in timer
+    assert "X-ReloadIfChanged=true\n" in built.unit("reloader.service")
+
+
+def test_nixpkgs_lib_that_is_not_a_lib_is_refused(tmp_path: Path) -> None:
+    env = nix_env("minilib", stock_config(tmp_path / "etc-nixos"))
+    env["NIXPKGS_LIB"] = str(tmp_path)
+    proc = subprocess.run(
+        ["nix-instantiate", "<nixpkgs/nixos>", "-A", "config.system.build.toplevel"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        timeout=TIMEOUT,
+    )
+    assert proc.returncode == 1
+    assert f"NIXPKGS_LIB={tmp_path} holds neither default.nix nor lib/default.nix" in proc.stderr

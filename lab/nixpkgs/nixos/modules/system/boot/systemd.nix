@@ -79,12 +79,19 @@ let
     let
       scriptName = shellEscapeName name;
     in
+    # As nixpkgs: the derivation is unit-script-NAME, the program bin/NAME.
     "${
-      pkgs.writeShellScriptBin scriptName ''
-        set -e
+      pkgs.writeTextFile {
+        name = "unit-script-${scriptName}";
+        executable = true;
+        destination = "/bin/${scriptName}";
+        text = ''
+          #!${pkgs.runtimeShell}
+          set -e
 
-        ${text}
-      ''
+          ${text}
+        '';
+      }
     }/bin/${scriptName}";
 
   commonUnitOptions = {
