@@ -282,6 +282,8 @@ def var_src(tmp_path: Path, machine: str, data: str, extra_modules: dict[str, st
 
 
 def machine_data(host: str, services: str, extra: list[str]) -> str:
+    """machine.nix as machine_config renders it (bootLoader, networking and rootAuthorizedKeys are
+    read by the whole-machine machine-services.nix and ignored by older ones)."""
     modules = " ".join(f'"{m}"' for m in extra)
     return textwrap.dedent(f"""\
         {{
@@ -289,6 +291,9 @@ def machine_data(host: str, services: str, extra: list[str]) -> str:
           domain = "{host}.lab.test";
           acmeEmail = "admin@lab.test";
           stateVersion = "25.05";
+          bootLoader = {{ type = "assets"; settings = {{ }}; }};
+          networking = {{ type = "dhcp"; settings = {{ useDHCP = true; }}; }};
+          rootAuthorizedKeys = [ "{ROOT_KEY}" ];
           extraModules = [ {modules} ];
           services = {{
         {textwrap.indent(services, "    ")}

@@ -185,7 +185,11 @@ MODULE_SETS = {
     "atbb": ATBB,
     "atbb-no-terms": ATBB.replace("acceptTerms = true;", ""),
     "machine-services": f'(import {NIX_MODULES}/machine-services.nix {{ hostName = "m1"; domain = "m1.example.org";'
-    ' acmeEmail = "a@example.org"; services = { webapp.enable = true; pictrs = { enable = true; port = 8080; }; }; })'
+    ' acmeEmail = "a@example.org"; stateVersion = "25.05"; bootLoader = { type = "grub";'
+    ' settings.grub = { enable = true; devices = [ "/dev/sda" ]; }; }; networking = { type = "static";'
+    ' settings = { useDHCP = false; interfaces.ens3.ipv4.addresses = [ { address = "10.0.0.5"; prefixLength = 24; } ];'
+    ' defaultGateway = "10.0.0.1"; nameservers = [ "1.1.1.1" ]; }; }; rootAuthorizedKeys = [ "ssh-ed25519 AAAA k" ];'
+    " services = { webapp.enable = true; pictrs = { enable = true; port = 8080; }; }; })"
     f" {{ {LNBITS_PKG} }}",
     "example-machine-modules": f"{NIX_MODULES}/example-machine/boot.nix"
     f" {NIX_MODULES}/example-machine/example-service.nix",
