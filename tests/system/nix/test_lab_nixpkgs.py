@@ -357,6 +357,11 @@ def test_machine1_webapp_and_lnbits(lib_level: str, tmp_path: Path) -> None:
     config_file = re.search(r"--config (\S+)", nginx_unit)
     assert config_file and json.loads(Path(config_file.group(1)).read_text()) == nginx
 
+    # lnbits.nix's state folder and extensions link, for the lab's activation to create.
+    tmpfiles = built.text("etc/tmpfiles.d/00-nixos.conf").splitlines()
+    assert "d /var/lib/lnbits 0750 lnbits lnbits - -" in tmpfiles
+    assert "L+ /var/lib/lnbits/extensions - - - - /var/src/lnbits-extensions" in tmpfiles
+
     # shared.nix: rsync for the deploy, openssh with root's key from the machine's module.
     assert Path(built.path / "sw/bin/rsync").resolve(strict=False) == Path("/usr/lib/lab/bin/rsync")
     assert built.text("etc/ssh/authorized_keys.d/root").startswith(ROOT_KEY + "\n")
