@@ -291,7 +291,7 @@ let
           if length nulls == length defs then
             null
           else if nulls != [ ] then
-            throw "The option `${showOption loc}' is defined both null and not null:\n${showDefs defs}"
+            throw "The option `${showOption loc}` is defined both null and not null, in ${concatStringsSep " and " (map (d: "`${d.file}'") defs)}."
           else
             t.merge loc defs;
       };

@@ -145,6 +145,9 @@ ERROR_CASES = {
     "conflicting-values",
     "mkif-non-bool",
     "not-an-attrset",
+    "anything-conflicting-lists",
+    "bool-conflict",
+    "nullor-both",
 } | {n for n in case_names() if n.startswith("wrong-type")}
 
 

@@ -187,6 +187,68 @@ in
     ];
     select = c: c;
   };
+  anything-merges-attrs = {
+    modules = [
+      { options.x = opt types.anything { }; }
+      { x.a = 1; x.n.p = "q"; }
+      { x.b = true; x.n.r = [ "s" ]; }
+    ];
+    select = c: c;
+  };
+  anything-conflicting-lists = {
+    modules = [
+      { options.x = opt types.anything { }; }
+      { x.l = [ 1 ]; }
+      { x.l = [ 2 ]; }
+    ];
+    select = c: c;
+  };
+  bool-conflict = {
+    modules = [
+      { options.x = opt types.bool false; }
+      { x = true; }
+      { x = false; }
+    ];
+    select = c: c;
+  };
+  equal-definitions-agree = {
+    modules = [
+      { options.x = opt types.str ""; options.n = opt types.int 0; }
+      { x = "same"; n = 3; }
+      { x = "same"; n = 3; }
+    ];
+    select = c: c;
+  };
+  either-merge = {
+    modules = [
+      { options.x = opt (types.either types.str (types.listOf types.str)) [ ]; }
+      { x = [ "a" ]; }
+      { x = [ "b" ]; }
+    ];
+    select = c: c;
+  };
+  nullor-both = {
+    modules = [
+      { options.x = opt (types.nullOr types.str) null; }
+      { x = null; }
+      { x = "set"; }
+    ];
+    select = c: c;
+  };
+  mkforce-in-submodule-list-order = {
+    modules = [
+      {
+        options.s = opt (types.attrsOf (types.submodule {
+          options.l = opt (types.listOf types.int) [ ];
+          options.v = opt types.str "d";
+        })) { };
+      }
+      { s.a.l = [ 1 ]; s.a.v = lib.mkForce "forced"; }
+      { s.a.l = lib.mkBefore [ 0 ]; s.a.v = "plain"; s.b = { }; }
+      { s.a.l = lib.mkAfter [ 9 ]; }
+    ];
+    select = c: c;
+  };
   apply-and-config-reference = {
     modules = [
       {
