@@ -40,6 +40,7 @@ let
     ;
 
   concatMap = f: xs: concatLists (map f xs);
+  reverseList = xs: builtins.genList (i: builtins.elemAt xs (length xs - 1 - i)) (length xs);
   last = xs: builtins.elemAt xs (length xs - 1);
   imap0 = f: xs: builtins.genList (i: f i (builtins.elemAt xs i)) (length xs);
   isDerivation = x: isAttrs x && (x.type or null) == "derivation";
@@ -111,7 +112,7 @@ let
       concatMap dischargeProperties v.contents
     else if t == "if" then
       if !isBool v.condition then
-        throw "mkIf called with a non-Boolean condition"
+        throw "‘mkIf’ called with a non-Boolean condition"
       else if v.condition then
         dischargeProperties v.content
       else
@@ -290,7 +291,7 @@ let
           if length nulls == length defs then
             null
           else if nulls != [ ] then
-            throw "The option `${showOption loc}' is defined both null and not null:\n${showDefs defs}"
+            throw "The option `${showOption loc}` is defined both null and not null, in ${concatStringsSep " and " (map (d: "`${d.file}'") defs)}."
           else
             t.merge loc defs;
       };
@@ -375,7 +376,12 @@ let
         merge =
           loc: defs:
           (evalModulesAt loc {
-            modules = [ module ] ++ map (d: {
+            # As nixpkgs' types.submodule (shorthandOnlyDefinesConfig): an attribute set
+            # definition is the submodule's config; anything else is a module.
+            modules = [ module ] ++ map (d: if isAttrs d.value && !isFunction d.value then {
+              _file = d.file;
+              config = d.value;
+            } else {
               _file = d.file;
               imports = [ d.value ];
             }) defs;
@@ -481,7 +487,9 @@ let
         startSet = imap0 (item "<root>" "<unknown-file>") ([ internalModule ] ++ modules);
         operator = it: imap0 (item it.key it.module.file) it.module.imports;
       };
-      loaded = map (it: it.module) closure;
+      # nixpkgs collects modules depth-first and ends up with the reverse of the breadth-first
+      # order genericClosure gives: definitions (list order, conflicts) follow nixpkgs'.
+      loaded = reverseList (map (it: it.module) closure);
       optionTree = foldl' (mergeOptionDecls prefix) { } (map (m: m.options) loaded);
       freeformTypes = filter (t: t != null) (map (m: m.freeformType) loaded);
       freeformType = if freeformTypes == [ ] then null else last freeformTypes;
@@ -496,7 +504,15 @@ let
               if isAttrs value then
                 { inherit (d) file; inherit value; }
               else
-                throw "A definition for `${showOption loc}' in `${d.file}' is not an attribute set."
+                throw ''
+                  In module `${d.file}', you're trying to define a value of type `${typeOf value}'
+                  rather than an attribute set for the option
+                  `${concatStringsSep "." loc}'!
+
+                  This usually happens if `${concatStringsSep "." loc}' has option
+                  definitions inside that are not matched. Please check how to properly define
+                  this option by e.g. referring to `man 5 configuration.nix'!
+                ''
             ) (pushDownProperties d.value)
           ) defs;
           # Definitions no option matches: an error, or the freeform type's (see below).

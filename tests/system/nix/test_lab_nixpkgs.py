@@ -20,6 +20,7 @@ import subprocess
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,11 +59,11 @@ class Built:
         return (self.path / rel).read_text()
 
     @property
-    def system(self) -> dict[str, object]:
+    def system(self) -> Any:
         return json.loads(self.text("etc/lab/system.json"))
 
     @property
-    def nginx(self) -> dict[str, object]:
+    def nginx(self) -> Any:
         return json.loads(self.text("etc/lab/nginx.json"))
 
     def units(self) -> list[str]:
@@ -212,7 +213,7 @@ def test_python_flakes_and_no_keys(lib_level: str, tmp_path: Path) -> None:
     assert not (built.path / "etc/ssh/authorized_keys.d").exists()
     assert built.system["authorizedKeys"] == []
     assert built.system["stateVersion"] == "24.11"
-    assert "python3" in built.system["packages"]  # type: ignore[operator]
+    assert "python3" in built.system["packages"]
 
 
 def test_minimal_profile_has_no_rsync(lib_level: str, tmp_path: Path) -> None:
@@ -281,6 +282,8 @@ def var_src(tmp_path: Path, machine: str, data: str, extra_modules: dict[str, st
 
 
 def machine_data(host: str, services: str, extra: list[str]) -> str:
+    """machine.nix as machine_config renders it (bootLoader, networking and rootAuthorizedKeys are
+    read by the whole-machine machine-services.nix and ignored by older ones)."""
     modules = " ".join(f'"{m}"' for m in extra)
     return textwrap.dedent(f"""\
         {{
@@ -288,6 +291,9 @@ def machine_data(host: str, services: str, extra: list[str]) -> str:
           domain = "{host}.lab.test";
           acmeEmail = "admin@lab.test";
           stateVersion = "25.05";
+          bootLoader = {{ type = "assets"; settings = {{ }}; }};
+          networking = {{ type = "dhcp"; settings = {{ useDHCP = true; }}; }};
+          rootAuthorizedKeys = [ "{ROOT_KEY}" ];
           extraModules = [ {modules} ];
           services = {{
         {textwrap.indent(services, "    ")}
@@ -351,6 +357,11 @@ def test_machine1_webapp_and_lnbits(lib_level: str, tmp_path: Path) -> None:
     config_file = re.search(r"--config (\S+)", nginx_unit)
     assert config_file and json.loads(Path(config_file.group(1)).read_text()) == nginx
 
+    # lnbits.nix's state folder and extensions link, for the lab's activation to create.
+    tmpfiles = built.text("etc/tmpfiles.d/00-nixos.conf").splitlines()
+    assert "d /var/lib/lnbits 0750 lnbits lnbits - -" in tmpfiles
+    assert "L+ /var/lib/lnbits/extensions - - - - /var/src/lnbits-extensions" in tmpfiles
+
     # shared.nix: rsync for the deploy, openssh with root's key from the machine's module.
     assert Path(built.path / "sw/bin/rsync").resolve(strict=False) == Path("/usr/lib/lab/bin/rsync")
     assert built.text("etc/ssh/authorized_keys.d/root").startswith(ROOT_KEY + "\n")
@@ -365,9 +376,7 @@ def test_machine2_pictrs(lib_level: str, tmp_path: Path) -> None:
     unit = built.unit("pict-rs.service")
     assert 'Environment="PICTRS__SERVER__ADDRESS=127.0.0.1:8080"\n' in unit
     assert re.search(r"^ExecStart=/nix/store/\S+-pict-rs-0.5.16-lab/bin/pict-rs run$", unit, re.M)
-    assert built.nginx["vhosts"]["img.machine2.lab.test"]["locations"] == [  # type: ignore[index]
-        {"prefix": "/", "proxy": "127.0.0.1:8080"}
-    ]
+    assert built.nginx["vhosts"]["img.machine2.lab.test"]["locations"] == [{"prefix": "/", "proxy": "127.0.0.1:8080"}]
 
 
 def test_machine3_atbb_and_lnbits_merge(lib_level: str, tmp_path: Path) -> None:
@@ -394,7 +403,7 @@ atbb = {{ enable = true; domain = "forum.machine3.lab.test"; forumDid = "did:plc
         "nginx.service",
         "postgresql.service",
     ]
-    forum = built.nginx["vhosts"]["forum.machine3.lab.test"]  # type: ignore[index]
+    forum = built.nginx["vhosts"]["forum.machine3.lab.test"]
     assert sorted(forum["locations"], key=lambda loc: loc["prefix"]) == [
         {"prefix": "/", "proxy": "127.0.0.1:3001"},
         {"prefix": "/.well-known/", "proxy": "127.0.0.1:3000"},
@@ -525,3 +534,191 @@ def test_flake_nixos_system(tmp_path: Path) -> None:
     assert (out / "etc/hostname").read_text() == "machine1\n"
     # Pure evaluation cannot read /opt/lab: the scripts use the host's lab tools at run time.
     assert "PYTHONPATH=/opt/lab\n" in (out / "activate").read_text()
+
+
+# ── the service stand-ins run (lab-httpd from this checkout in place of /opt/lab/bin's) ──
+LAB_HTTPD = REPO / "lab" / "host" / "bin" / "lab-httpd"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve_once(program: Path, argv: list[str], env: dict[str, str], tmp_path: Path) -> str:
+    """Run a store program with lab-httpd swapped in; return what it answers on env's port."""
+    import time
+    import urllib.request
+
+    copy = tmp_path / f"{program.name}.lab"
+    copy.write_text(program.read_text().replace("/opt/lab/bin/lab-httpd", str(LAB_HTTPD)))
+    port = env["PORT"]
+    proc = subprocess.Popen(
+        ["/bin/sh", str(copy), *argv],
+        env={"PATH": "/usr/bin:/bin", "LAB_DOMAIN": "machine3.lab.test", **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as reply:
+                    return str(reply.read().decode())
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"{program} did not answer: {proc.stderr.read() if proc.stderr else ''}"
+                    ) from None
+                time.sleep(0.1)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_atbb_fixture_module_is_the_collections(tmp_path: Path) -> None:
+    """The lab's atBB fixture carries nix/module.nix (machine-services imports it from /var/src/atbb)."""
+    assert (ATBB_FIXTURE / "nix/module.nix").read_text() == (NIX_MODULES / "atbb/nix/module.nix").read_text()
+
+
+def test_service_stand_ins_answer(tmp_path: Path) -> None:
+    atbb = tmp_path / "var-src" / "atbb"
+    lnbits_src = tmp_path / "var-src" / "lnbits-src"
+    services = f"""\
+lnbits = {{ enable = true; port = 5000; source = "{lnbits_src}"; }};
+pictrs = {{ enable = true; port = 8080; }};
+atbb = {{ enable = true; domain = "forum.machine3.lab.test"; forumDid = "did:plc:labmachine3forum000000000";
+         pdsUrl = "https://pds.machine3.lab.test"; environmentFile = "/var/lib/secrets/atbb.env";
+         source = "{atbb}"; }};"""
+    data = machine_data("machine3", services, ["access.nix"])
+    nix_path = var_src(tmp_path, "machine3", data, {"access.nix": ACCESS_NIX})
+    shutil.copytree(ATBB_FIXTURE, atbb)
+    package = atbb / "nix" / "package.nix"
+    package.write_text(package.read_text().replace("hash = lib.fakeHash;", f'hash = "{pnpm_hash(atbb)}";'))
+    built = build_ok("minilib", nix_path)
+
+    def exec_start(unit: str) -> list[str]:
+        found = re.search(r"^ExecStart=(.+)$", built.unit(unit), re.M)
+        assert found, unit
+        return found.group(1).split()
+
+    port = str(free_port())
+    lnbits = exec_start("lnbits.service")
+    body = serve_once(Path(lnbits[0]), ["--port", port, "--host", "127.0.0.1"], {"PORT": port}, tmp_path)
+    assert re.fullmatch(rf"lnbits on machine3\.lab\.test port {port} src /nix/store/\S+-lnbits-lab-source\n?", body)
+
+    port = str(free_port())
+    pictrs = exec_start("pict-rs.service")
+    assert pictrs[1:] == ["run"]
+    env = {"PORT": port, "PICTRS__SERVER__ADDRESS": f"127.0.0.1:{port}"}
+    body = serve_once(Path(pictrs[0]), ["run"], env, tmp_path)
+    assert re.fullmatch(rf"pict-rs on machine3\.lab\.test port {port} src /nix/store/\S+-pict-rs-0\.5\.16-lab\n?", body)
+
+    for unit, name, port_var in (
+        ("atbb-appview.service", "atbb-appview", "PORT"),
+        ("atbb-web.service", "atbb-web", "WEB_PORT"),
+    ):
+        node, program = exec_start(unit)
+        port = str(free_port())
+        env = {"PORT": port, port_var: port, "OAUTH_PUBLIC_URL": "https://forum.machine3.lab.test"}
+        # The lab's node runs the stand-in script; run it the same way (sh PROGRAM).
+        assert "exec /bin/sh" in Path(node).read_text()
+        body = serve_once(Path(program), [], env, tmp_path)
+        domain = "forum.machine3.lab.test" if name == "atbb-appview" else "machine3.lab.test"
+        assert re.fullmatch(rf"{name} for {re.escape(domain)} port {port} src /nix/store/\S+-atbb-0\.1\.0\n?", body), (
+            body
+        )
+
+
+UNIT_RULES = """\
+  boot.isContainer = true;
+  system.stateVersion = "25.05";
+  warnings = [ "lab test warning" ];
+  systemd.services.job = {
+    description = "A job";
+    after = [ "network.target" "b.service" ];
+    requires = [ "b.service" ];
+    wantedBy = [ "multi-user.target" ];
+    environment = { GREETING = "hello \\"world\\""; UNSET = null; };
+    path = [ pkgs.gnugrep ];
+    preStart = "echo pre";
+    script = "echo main";
+    scriptArgs = "--flag";
+    postStart = "echo post";
+    restartTriggers = [ "trigger-one" ./configuration.nix ];
+    restartIfChanged = false;
+    stopIfChanged = false;
+    serviceConfig = { Type = "oneshot"; RemainAfterExit = true; ExecStartPre = [ "/bin/true" ]; RestartSec = 5; };
+    startAt = "daily";
+  };
+  systemd.services.reloader = { reloadIfChanged = true; serviceConfig.ExecStart = "/bin/sleep infinity"; };
+  systemd.services.off = { enable = false; serviceConfig.ExecStart = "/bin/false"; };
+"""
+
+
+def test_systemd_unit_rules(lib_level: str, tmp_path: Path) -> None:
+    proc = build(lib_level, stock_config(tmp_path / "etc-nixos", UNIT_RULES))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "evaluation warning: lab test warning" in re.sub(r"\x1b\[[0-9;]*m", "", proc.stderr)
+    built = Built(Path(proc.stdout.strip().splitlines()[-1]))
+    assert built.units() == ["job.service", "job.timer", "reloader.service"]
+    job = built.unit("job.service")
+    head, service, install = (
+        job.split("\n\n")[0],
+        job.split("[Service]\n")[1].split("\n[Install]")[0],
+        job.split("[Install]\n")[1],
+    )
+    assert head.splitlines() == [
+        "[Unit]",
+        "After=network.target b.service",
+        "Description=A job",
+        "Requires=b.service",
+        head.splitlines()[4],
+    ]
+    triggers = re.fullmatch(r"X-Restart-Triggers=(/nix/store/\S+-X-Restart-Triggers-job)", head.splitlines()[4])
+    assert triggers
+    assert re.fullmatch(r"trigger-one /nix/store/\S+-configuration\.nix", Path(triggers.group(1)).read_text())
+    lines = service.splitlines()
+    assert lines[0] == 'Environment="GREETING=hello \\"world\\""'
+    assert re.fullmatch(
+        r'Environment="PATH=/nix/store/\S+-gnugrep-lab/bin:\S+:/nix/store/\S+-gnugrep-lab/sbin:\S+"', lines[1]
+    )
+    assert not any("UNSET" in line for line in lines)
+    assert lines[2:4] == ["X-RestartIfChanged=false", "X-StopIfChanged=false"]
+    script = r"/nix/store/\S+-unit-script-job-{0}/bin/job-{0}"
+    assert [line for line in lines if line.startswith("Exec")] == [
+        line
+        for line in lines
+        if re.fullmatch("ExecStart=" + script.format("start") + " --flag", line)
+        or re.fullmatch("ExecStartPost=" + script.format("post-start"), line)
+        or line == "ExecStartPre=/bin/true"
+        or re.fullmatch("ExecStartPre=" + script.format("pre-start"), line)
+    ]
+    assert len([line for line in lines if line.startswith("Exec")]) == 4
+    start = next(line for line in lines if line.startswith("ExecStart="))
+    assert Path(start.split("=", 1)[1].split()[0]).read_text().splitlines()[1:] == ["set -e", "", "echo main"]
+    assert "RemainAfterExit=true" in lines and "RestartSec=5" in lines and "Type=oneshot" in lines
+    assert install == "WantedBy=multi-user.target\n"
+    timer = built.unit("job.timer")
+    assert "[Timer]\nOnCalendar=daily\n" in timer
+    assert "WantedBy=timers.target\n" in timer
+    assert "X-ReloadIfChanged=true\n" in built.unit("reloader.service")
+
+
+def test_nixpkgs_lib_that_is_not_a_lib_is_refused(tmp_path: Path) -> None:
+    env = nix_env("minilib", stock_config(tmp_path / "etc-nixos"))
+    env["NIXPKGS_LIB"] = str(tmp_path)
+    proc = subprocess.run(
+        ["nix-instantiate", "<nixpkgs/nixos>", "-A", "config.system.build.toplevel"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        timeout=TIMEOUT,
+    )
+    assert proc.returncode == 1
+    assert f"NIXPKGS_LIB={tmp_path} holds neither default.nix nor lib/default.nix" in proc.stderr

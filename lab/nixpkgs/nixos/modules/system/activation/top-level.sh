@@ -17,6 +17,7 @@ for dep in $extraDependencies; do printf '%s\n' "$dep" >> "$out/extra-dependenci
 ln -s "$systemPath" "$out/sw"
 
 # environment.etc: etc/TARGET, a copy of its source (files and directories).
+# shellcheck disable=SC2086  # store paths: word splitting intended
 set -- $etcSources
 for target in $etcTargets; do
     mkdir -p "$(dirname "$out/etc/$target")"
@@ -56,4 +57,5 @@ SCRIPT
 
 chmod +x "$out/activate" "$out/dry-activate" "$out/bin/switch-to-configuration" "$out/init"
 
+# shellcheck disable=SC1090  # system.extraSystemBuilderCmds, written by the configuration
 . "$extraSystemBuilderCmdsPath"

@@ -79,12 +79,19 @@ let
     let
       scriptName = shellEscapeName name;
     in
+    # As nixpkgs: the derivation is unit-script-NAME, the program bin/NAME.
     "${
-      pkgs.writeShellScriptBin scriptName ''
-        set -e
+      pkgs.writeTextFile {
+        name = "unit-script-${scriptName}";
+        executable = true;
+        destination = "/bin/${scriptName}";
+        text = ''
+          #!${pkgs.runtimeShell}
+          set -e
 
-        ${text}
-      ''
+          ${text}
+        '';
+      }
     }/bin/${scriptName}";
 
   commonUnitOptions = {
@@ -318,5 +325,36 @@ in
       }) (filter (n: cfg.services.${n}.startAt != [ ]) (attrNames cfg.services))
     );
     systemd.units = unitsOf "service" serviceText cfg.services // unitsOf "timer" timerText cfg.timers;
+
+    # nixos/modules/system/boot/systemd/tmpfiles.nix: the rules as tmpfiles.d files, which the
+    # lab's activation applies (d, L+, ...) as systemd-tmpfiles does on NixOS.
+    environment.etc = {
+      "tmpfiles.d/00-nixos.conf".text = ''
+        # This file is created automatically and should not be modified.
+        # Please change the option ‘systemd.tmpfiles.rules’ instead.
+
+        ${concatStringsSep "\n" cfg.tmpfiles.rules}
+      '';
+    }
+    // listToAttrs (
+      map (file: {
+        name = "tmpfiles.d/${file}.conf";
+        value.text = concatStringsSep "" (
+          concatLists (
+            map (
+              path:
+              map (
+                type:
+                let
+                  r = cfg.tmpfiles.settings.${file}.${path}.${type};
+                  f = k: toString (r.${k} or "-");
+                in
+                "${type} ${path} ${f "mode"} ${f "user"} ${f "group"} ${f "age"} ${f "argument"}\n"
+              ) (attrNames cfg.tmpfiles.settings.${file}.${path})
+            ) (attrNames cfg.tmpfiles.settings.${file})
+          )
+        );
+      }) (attrNames cfg.tmpfiles.settings)
+    );
   };
 }
