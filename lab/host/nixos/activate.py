@@ -142,6 +142,55 @@ def remove_obsolete_links(etc: Path, static: Path) -> None:
                 link.unlink()
 
 
+def tmpfiles_lines(etc: Path) -> list[list[str]]:
+    """The rules of etc/tmpfiles.d/*.conf, in file-name order (systemd-tmpfiles' order)."""
+    rules = []
+    for conf in sorted((etc / "tmpfiles.d").glob("*.conf")):
+        for raw in conf.read_text(encoding="utf-8").splitlines():
+            line = raw.strip()
+            if line and not line.startswith("#"):
+                fields = line.split(None, 6)
+                rules.append(fields + ["-"] * (7 - len(fields)))
+    return rules
+
+
+def apply_tmpfiles(paths: HostPaths, etc: Path) -> None:
+    """What systemd-tmpfiles --create --remove does for the types the fleet uses (d D f F L L+ z r).
+
+    Owners are not applied (every lab unit runs as root); other types are ignored.
+    """
+    for kind, path, mode, _user, _group, _age, arg in tmpfiles_lines(etc):
+        target = paths.at(path)
+        base = kind.rstrip("!-=~^")
+        try:
+            if base in ("d", "D"):
+                target.mkdir(parents=True, exist_ok=True)
+                if mode != "-":
+                    target.chmod(int(mode.lstrip("~"), 8))
+            elif base in ("f", "f+", "F"):
+                if base != "f" or not target.exists():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_text("" if arg == "-" else arg.encode().decode("unicode_escape"), encoding="utf-8")
+                if mode != "-":
+                    target.chmod(int(mode.lstrip("~"), 8))
+            elif base in ("L", "L+"):
+                if base == "L+" and (target.is_symlink() or target.is_file()):
+                    target.unlink()
+                elif base == "L+" and target.is_dir():
+                    shutil.rmtree(target)
+                if not target.is_symlink() and not target.exists():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.symlink_to(arg)
+            elif base == "z" and mode != "-" and target.exists():
+                target.chmod(int(mode.lstrip("~"), 8))
+            elif base == "r" and (target.is_symlink() or target.is_file()):
+                target.unlink()
+            elif base == "r" and target.is_dir() and not any(target.iterdir()):
+                target.rmdir()
+        except (OSError, ValueError) as exc:
+            eprint(f"lab tmpfiles: {kind} {path}: {exc}")
+
+
 def drop_ssh(paths: HostPaths) -> None:
     """Ask lab-init to kill every SSH session (the ``ssh-drop`` knob)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
@@ -182,6 +231,9 @@ def activate(paths: HostPaths, system: Path, *, by_switch: bool) -> int:
     if by_switch:
         delay(knobs)
     setup_etc(paths, system)
+    # NixOS applies systemd.tmpfiles at boot (systemd-tmpfiles-setup) and on switch
+    # (systemd-tmpfiles-resetup, part of sysinit-reactivation.target); the lab does it here.
+    apply_tmpfiles(paths, system / "etc")
     failed = by_switch and knobs.consume("activation-fails")
     if failed:
         eprint("Activation script snippet 'lab-fault-activation-fails' failed (1)")

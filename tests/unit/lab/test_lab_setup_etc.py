@@ -116,3 +116,28 @@ def test_existing_directory_that_is_not_the_systems_is_kept(
     err = activate(host, system, capsys)
     assert f"{host.etc / 'linked-dir'} directory already exists, not overwriting" in err
     assert (host.etc / "linked-dir/mine").read_text() == "operator's\n"
+
+
+def test_tmpfiles_rules_are_applied(tmp_path: Path, host: HostPaths, capsys: pytest.CaptureFixture[str]) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    (host.at("/var/src/lnbits-extensions")).mkdir(parents=True)
+    rules = (
+        "# This file is created automatically and should not be modified.\n"
+        "d /var/lib/lnbits 0750 lnbits lnbits - -\n"
+        "L+ /var/lib/lnbits/extensions - - - - /var/src/lnbits-extensions\n"
+        "f /var/lib/lnbits/.env 0600 root root - KEY=1\n"
+        "q /var/tmp 1777 root root 30d\n"
+    )
+    system = make_system(store, "gen1", {"tmpfiles.d/00-nixos.conf": rules})
+    activate(host, system, capsys)
+    lnbits = host.at("/var/lib/lnbits")
+    assert lnbits.is_dir() and lnbits.stat().st_mode & 0o777 == 0o750
+    assert str((lnbits / "extensions").readlink()) == "/var/src/lnbits-extensions"
+    assert (lnbits / ".env").read_text() == "KEY=1" and (lnbits / ".env").stat().st_mode & 0o777 == 0o600
+    (lnbits / ".env").write_text("KEY=2")
+    (lnbits / "extensions").unlink()
+    (lnbits / "extensions").symlink_to("/elsewhere")
+    activate(host, system, capsys)
+    assert (lnbits / ".env").read_text() == "KEY=2"  # f: only when missing
+    assert str((lnbits / "extensions").readlink()) == "/var/src/lnbits-extensions"  # L+: replaced
