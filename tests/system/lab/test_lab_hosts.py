@@ -510,6 +510,20 @@ def test_stop_and_start_keep_disk_state(lab: Lab) -> None:
         host.ssh(f"rm -f /var/src/{token}")
 
 
+def ours_processes() -> list[int]:
+    """Processes whose root is inside this checkout's lab/run (a lab host's)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                root = (proc / "root").resolve()
+            except OSError:
+                continue
+            if root != Path("/") and str(root).startswith(str(RUN)):
+                pids.append(int(proc.name))
+    return pids
+
+
 @pytest.mark.lab_lifecycle
 def test_down_leaves_nothing_behind_and_up_works(lab: Lab) -> None:
     if os.environ.get("CI") != "true" and os.environ.get("LAB_TEST_DOWN") != "1":
@@ -520,9 +534,11 @@ def test_down_leaves_nothing_behind_and_up_works(lab: Lab) -> None:
         mounts = Path("/proc/mounts").read_text()
         assert str(RUN) not in mounts
         assert not RUN.exists()
+        # this checkout's lab only: other labs (other LAB_NET, other checkouts) may run beside it
+        assert not [pid for pid in ours_processes() if pid]
         ps = subprocess.run(["ps", "-eo", "pid,stat,args"], capture_output=True, text=True, check=True, timeout=10)
         live = [line for line in ps.stdout.splitlines()[1:] if " Z" not in line]
-        assert not [line for line in live if "lab-init" in line or "labctl _stage0" in line]
+        assert not [line for line in live if "labctl _stage0" in line and str(REPO) in line]
         assert not [line for line in live if "sshd" in line and f"{LAB_NET}." in line]
         assert labctl("down").returncode == 0  # idempotent
     finally:
