@@ -18,16 +18,18 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
+# Every pattern here is used with fullmatch (never match/search with ^...$): `$` also matches
+# before a trailing newline, and a value with a newline must not pass into a .nix file.
 # A lower-case DNS name with at least two labels (machine1.example.org).
-DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+DOMAIN_RE = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 # networking.hostName: one DNS label (NixOS rejects dots).
-HOSTNAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+HOSTNAME_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 # A file name in the machine's assets folder nix/: no directories, ends in .nix.
-MODULE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*\.nix$")
-STATE_VERSION_RE = re.compile(r"^[0-9]{2}\.[0-9]{2}$")
-EMAIL_RE = re.compile(r"^[^@\s\"\\$]+@[a-z0-9.-]+\.[a-z]{2,63}$")
-DID_RE = re.compile(r"^did:[a-z0-9]+:[A-Za-z0-9._%:-]*[A-Za-z0-9._%-]$")
-HTTPS_RE = re.compile(r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\s]*)?$")
+MODULE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*\.nix")
+STATE_VERSION_RE = re.compile(r"[0-9]{2}\.(0[1-9]|1[0-2])")
+EMAIL_RE = re.compile(r"[^@\s\"\\$]+@[a-z0-9.-]+\.[a-z]{2,63}")
+DID_RE = re.compile(r"did:[a-z0-9]+:[A-Za-z0-9._%:-]*[A-Za-z0-9._%-]")
+HTTPS_RE = re.compile(r"https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\s]*)?")
 
 # File names the deploy itself writes into /var/src/config-machine: an extra module may not take them.
 RESERVED_MODULES = frozenset({"configuration.nix", "machine.nix", "hardware-configuration.nix"})
@@ -81,15 +83,15 @@ def _check_value(kind: str, value: object) -> str | None:
     if kind == "port":
         return None if is_port(value) else "must be a port (an integer from 1 to 65535)"
     if kind == "domain":
-        ok = isinstance(value, str) and DOMAIN_RE.match(value) is not None
+        ok = isinstance(value, str) and DOMAIN_RE.fullmatch(value) is not None
         return None if ok else "must be a lower-case DNS name such as forum.example.org"
     if kind == "mode":
         return None if value in EXTENSIONS_MODES else "must be one of " + ", ".join(EXTENSIONS_MODES)
     if kind == "did":
-        ok = isinstance(value, str) and DID_RE.match(value) is not None
+        ok = isinstance(value, str) and DID_RE.fullmatch(value) is not None
         return None if ok else "must be a DID such as did:plc:abcdefghijklmnopqrstuvwx"
     if kind == "https":
-        ok = isinstance(value, str) and HTTPS_RE.match(value) is not None
+        ok = isinstance(value, str) and HTTPS_RE.fullmatch(value) is not None
         return None if ok else "must be an https:// URL"
     raise ValueError(f"unknown kind {kind}")  # pragma: no cover - a programming error
 
@@ -111,7 +113,7 @@ def check_machine(
         errors.append(f"{host}: {var} {what} (got {_show(value)})")
 
     host_name = data.get("host_name", host)
-    if not isinstance(host_name, str) or not HOSTNAME_RE.match(host_name):
+    if not isinstance(host_name, str) or not HOSTNAME_RE.fullmatch(host_name):
         err("host_name", "must be one DNS label (letters, digits, '-'), the machine's networking.hostName", host_name)
 
     if "domain" not in data or data["domain"] is None:
@@ -122,11 +124,11 @@ def check_machine(
             err("domain", problem.replace("forum.example.org", "machine1.example.org"), data["domain"])
 
     email = data.get("acme_email")
-    if email not in (None, "") and not (isinstance(email, str) and EMAIL_RE.match(email)):
+    if email not in (None, "") and not (isinstance(email, str) and EMAIL_RE.fullmatch(email)):
         err("acme_email", "must be an email address (the ACME account)", email)
 
     version = data.get("state_version")
-    if version not in (None, "") and not (isinstance(version, str) and STATE_VERSION_RE.match(version)):
+    if version not in (None, "") and not (isinstance(version, str) and STATE_VERSION_RE.fullmatch(version)):
         err("state_version", "must be a NixOS release such as '25.05' (quoted, a string)", version)
 
     errors.extend(_check_services(host, data.get("services")))
@@ -190,7 +192,7 @@ def _check_modules(host: str, modules: object, available: Sequence[str]) -> list
     errors: list[str] = []
     for i, name in enumerate(modules):
         var = f"extra_modules[{i}]"
-        if not isinstance(name, str) or not MODULE_RE.match(name):
+        if not isinstance(name, str) or not MODULE_RE.fullmatch(name):
             errors.append(f"{host}: {var} must be a file name ending in .nix, without a folder (got {_show(name)})")
         elif name in RESERVED_MODULES:
             errors.append(f"{host}: {var} {name} is a name the deploy writes itself; rename the module")

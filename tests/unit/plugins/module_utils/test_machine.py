@@ -78,6 +78,25 @@ def test_each_problem_names_the_host_and_the_variable(changes: dict[str, object]
     assert any(expected in e for e in found), found
 
 
+@pytest.mark.parametrize(
+    ("changes", "variable"),
+    [
+        ({"domain": "machine1.example.org\n"}, "domain"),
+        ({"host_name": "machine1\n"}, "host_name"),
+        ({"state_version": "25.05\n"}, "state_version"),
+        ({"acme_email": "admin@example.org\n"}, "acme_email"),
+        ({"extra_modules": ["wireguard.nix\n"]}, "extra_modules[0]"),
+        ({"services": {"lnbits": {"enable": True, "domain": "ln.example.org\n"}}}, "services.lnbits.domain"),
+        ({"services": {"atbb": {**GOOD["services"]["atbb"], "forum_did": "did:plc:abc\n"}}}, "services.atbb.forum_did"),
+        ({"services": {"atbb": {**GOOD["services"]["atbb"], "pds_url": "https://pds.example.org\n"}}}, "pds_url"),
+    ],
+)
+def test_a_trailing_newline_does_not_pass(changes: dict[str, object], variable: str) -> None:
+    # `$` matches before a final newline; every check must use fullmatch.
+    found = errors(**changes)
+    assert any(f"machine1: {variable}" in e or f".{variable} " in e for e in found), found
+
+
 def test_every_problem_is_reported_at_once() -> None:
     found = errors(domain="BAD", services={"x": {}, "lnbits": {"enable": True, "port": 0}})
     assert len(found) == 3, found
