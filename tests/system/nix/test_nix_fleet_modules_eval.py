@@ -101,12 +101,12 @@ def test_shared_sets_the_domain_and_enables_no_service_by_itself(harness: Harnes
     }
 
 
-class DeclaringHarness(Harness):
+class DeclaringHarness(Harness):  # type: ignore[misc]  # Harness is untyped here (see the import)
     """The harness plus ``declarations``: every evaluation here gets the missing option declarations."""
 
     def expression(self, modules: str, select: str) -> str:
         extra = declarations(self) if modules.strip() else "{ }"
-        return super().expression(f"{modules} {extra}", select)
+        return str(super().expression(f"{modules} {extra}", select))
 
 
 @pytest.fixture
@@ -305,7 +305,9 @@ def eval_machine(harness: Harness, d: Path, data: dict[str, Any], select: str, e
 
 def eval_machine_error(harness: Harness, d: Path, data: dict[str, Any], select: str, extra: str = "{ }") -> str:
     (d / "machine.nix").write_text(to_nix(data) + "\n")
-    return harness.eval_error(f"{d}/configuration.nix {extra}", select, search_path=(f"config-shared={NIX_MODULES}",))
+    return str(
+        harness.eval_error(f"{d}/configuration.nix {extra}", select, search_path=(f"config-shared={NIX_MODULES}",))
+    )
 
 
 SUMMARY = (

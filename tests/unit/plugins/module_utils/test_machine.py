@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import struct
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,7 @@ def public_key(kind: str = "ssh-ed25519", blob_kind: str | None = None, comment:
 
 KEY = public_key()
 
-GOOD = {
+GOOD: dict[str, Any] = {
     "domain": "machine1.example.org",
     "services": {
         "webapp": {"enable": True},
@@ -51,9 +52,14 @@ GOOD = {
 }
 
 
-def errors(hardware: bool = True, **changes: object) -> list[str]:
+def errors_with(hardware: bool, **changes: object) -> list[str]:
+    """check_machine over GOOD + changes; ``hardware``: the assets deploy a hardware-configuration.nix."""
     data = {**GOOD, **changes}
     return check_machine("machine1", data, ["wireguard.nix", "boot.nix"], hardware)
+
+
+def errors(**changes: object) -> list[str]:
+    return errors_with(True, **changes)
 
 
 def test_valid_machine_has_no_errors() -> None:
@@ -291,8 +297,8 @@ def test_bad_boot_loaders(boot_loader: object, expected: str) -> None:
 def test_type_assets_needs_a_nix_file_in_the_assets(var: str) -> None:
     # With a hardware-configuration.nix or an extra module deployed from the assets, it is fine.
     assert errors(**{var: {"type": "assets"}}) == []
-    assert errors(hardware=False, **{var: {"type": "assets"}}) == []  # extra_modules: wireguard.nix
-    found = errors(hardware=False, extra_modules=[], **{var: {"type": "assets"}})
+    assert errors_with(False, **{var: {"type": "assets"}}) == []  # extra_modules: wireguard.nix
+    found = errors_with(False, extra_modules=[], **{var: {"type": "assets"}})
     assert found == [
         f"machine1: {var}.type is assets, but the assets folder deploys no NixOS file that could set it "
         "(no hardware-configuration.nix there, extra_modules empty); add the module that sets it to the "
@@ -385,6 +391,7 @@ def test_bad_networking(networking: object, expected: str) -> None:
 
 
 def test_a_machine_without_root_keys_is_refused_as_a_lockout() -> None:
+    keys: list[str] | None
     for keys in (None, []):
         (message,) = errors(root_authorized_keys=keys)
         assert message.startswith("machine1: root_authorized_keys is empty and the fleet default ")
