@@ -92,11 +92,12 @@ def test_shared_sets_the_domain_and_enables_no_service_by_itself(harness: Harnes
         ' services = map (n: c.aiolabs.${n}.enable) [ "webapp" "lnbits" "pictrs" ];'
         " hosts = builtins.attrNames c.services.nginx.virtualHosts; ssh = c.services.openssh.enable; }",
     )
+    # NixOS's virtualHosts default is { localhost = { }; } while nothing defines one.
+    assert result.pop("hosts") in ([], ["localhost"])
     assert result == {
         "domain": "m1.example.org",
         "nginx": False,
         "services": [False, False, False],
-        "hosts": [],
         "ssh": True,
     }
 
@@ -157,7 +158,8 @@ def test_nginx_acme_fail2ban_and_websocket_friendly_proxying(harness: Harness) -
     assert result["acme"] == {"acceptTerms": True, "email": "ops@example.org"}
     assert result["f2b"] is True
     assert {"nginx-http-auth", "nginx-botsearch"} <= set(result["jails"])
-    assert sorted(result["ports"]) == [80, 443]
+    # 22 too where sshd's openFirewall (NixOS's default true) is declared.
+    assert sorted(set(result["ports"]) - {22}) == [80, 443]
     assert result["failed"] == []
 
 
@@ -166,9 +168,10 @@ def test_nginx_without_acme_email_is_an_actionable_assertion(harness: Harness) -
         f'(import {NIX_MODULES}/shared.nix {{ domain = "m1.example.org"; }}) {{ aiolabs.webapp.enable = true; }}',
         "h.failedAssertions c",
     )
-    assert len(failed) == 1
-    assert "app.m1.example.org" in failed[0]
-    assert "aiolabs_nixos_acme_email" in failed[0]
+    # Ours, beside the ones NixOS's ACME module adds for the same mistake (acceptTerms, email).
+    ours = [f for f in failed if "aiolabs_nixos_acme_email" in f]
+    assert len(ours) == 1, failed
+    assert "app.m1.example.org" in ours[0]
 
 
 def test_nginx_fail2ban_can_be_turned_off(harness: Harness) -> None:
@@ -337,7 +340,7 @@ def test_template_enables_the_services_of_the_machine_data(harness: Harness, mac
 
 def test_template_with_no_services(harness: Harness, machine_dir: Path) -> None:
     result = eval_machine(harness, machine_dir, machine_data(), SUMMARY)
-    assert result["vhosts"] == []
+    assert result["vhosts"] in ([], ["localhost"])  # NixOS's default virtualHosts
     assert result["units"] == []
 
 
