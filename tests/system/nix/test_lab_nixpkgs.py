@@ -152,6 +152,7 @@ def test_stock_configuration_builds_a_nixos_shaped_toplevel(lib_level: str, tmp_
     assert (top / "extra-dependencies").is_file()
     assert built.text("etc/hostname") == "machine1\n"
     assert built.text("system") == "x86_64-linux"
+    assert built.text("kernel-params") == f"init={top}/init loglevel=4"
     # The lab's activation programs are copied into the store: each generation has its own.
     assert "/nix/store/" in built.text("activate")
     assert "/usr/lib/lab/bin/python3 -m nixos.activate" in built.text("activate")
