@@ -411,10 +411,13 @@ let
   };
 
   # ── Module evaluation ─────────────────────────────────────────────────
+  # Declarations are not merged (nixpkgs merges submodule-typed ones): a second declaration is
+  # nixpkgs' "already declared" error. Options carry the file that declared them (_declFile).
+  markDecls = file: tree: mapAttrs (_: v: if isOption v then v // { _declFile = v._declFile or file; } else if isAttrs v then markDecls file v else v) tree;
   mergeOptionDecls =
     loc: a: b:
     if isOption a || isOption b then
-      throw "The option `${showOption loc}' is declared more than once (test harness: declarations are not merged)."
+      throw "The option `${showOption loc}' in `${b._declFile or "<unknown-file>"}' is already declared in `${a._declFile or "<unknown-file>"}'."
     else
       a
       // mapAttrs (n: v: if a ? ${n} then mergeOptionDecls (loc ++ [ n ]) a.${n} v else v) b;
@@ -492,7 +495,7 @@ let
       # nixpkgs collects modules depth-first and ends up with the reverse of the breadth-first
       # order genericClosure gives: definitions (list order, conflicts) follow nixpkgs'.
       loaded = reverseList (map (it: it.module) closure);
-      optionTree = foldl' (mergeOptionDecls prefix) { } (map (m: m.options) loaded);
+      optionTree = foldl' (mergeOptionDecls prefix) { } (map (m: markDecls m.file m.options) loaded);
       freeformTypes = filter (t: t != null) (map (m: m.freeformType) loaded);
       freeformType = if freeformTypes == [ ] then null else last freeformTypes;
 
