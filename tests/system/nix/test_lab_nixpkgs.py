@@ -723,3 +723,21 @@ def test_nixpkgs_lib_that_is_not_a_lib_is_refused(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert f"NIXPKGS_LIB={tmp_path} holds neither default.nix nor lib/default.nix" in proc.stderr
+
+
+def test_channel_store_copy_builds_the_same_system(tmp_path: Path) -> None:
+    """A lab host's channel is a store copy of this tree (lab-install): same system as the pushed tree."""
+    copy = subprocess.run(
+        ["nix-store", "--add", str(LAB_NIXPKGS)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=nix_env("minilib", ""),
+        timeout=TIMEOUT,
+    ).stdout.strip()
+    assert copy.startswith("/nix/store/")
+    etc = tmp_path / "etc-nixos"
+    stock_config(etc)
+    pushed = build_ok("minilib", f"nixpkgs={LAB_NIXPKGS}:nixos-config={etc / 'configuration.nix'}")
+    channel = build_ok("minilib", f"nixpkgs={copy}:nixos-config={etc / 'configuration.nix'}")
+    assert channel.path == pushed.path
