@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -555,7 +556,8 @@ def serve_once(program: Path, argv: list[str], env: dict[str, str], tmp_path: Pa
     import urllib.request
 
     copy = tmp_path / f"{program.name}.lab"
-    copy.write_text(program.read_text().replace("/opt/lab/bin/lab-httpd", str(LAB_HTTPD)))
+    # This checkout's lab-httpd under this interpreter (a lab host runs it with its hidden one).
+    copy.write_text(program.read_text().replace("/opt/lab/bin/lab-httpd", f"{sys.executable} {LAB_HTTPD}"))
     port = env["PORT"]
     proc = subprocess.Popen(
         ["/bin/sh", str(copy), *argv],
