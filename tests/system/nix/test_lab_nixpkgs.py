@@ -743,3 +743,24 @@ def test_channel_store_copy_builds_the_same_system(tmp_path: Path) -> None:
     pushed = build_ok("minilib", f"nixpkgs={LAB_NIXPKGS}:nixos-config={etc / 'configuration.nix'}")
     channel = build_ok("minilib", f"nixpkgs={copy}:nixos-config={etc / 'configuration.nix'}")
     assert channel.path == pushed.path
+
+
+def test_kernel_version_from_the_environment(tmp_path: Path) -> None:
+    """LAB_KERNEL_VERSION (the stand-in nixos-rebuild passes the kernel-change knob) gives another kernel."""
+    nix_path = stock_config(tmp_path / "etc-nixos")
+    default = build_ok("minilib", nix_path)
+    env = nix_env("minilib", nix_path) | {"LAB_KERNEL_VERSION": "6.12.0-lab"}
+    proc = subprocess.run(
+        ["nix-build", "<nixpkgs/nixos>", "-A", "config.system.build.toplevel", "--no-out-link"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        timeout=TIMEOUT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    other = Path(proc.stdout.strip())
+    assert other != default.path
+    assert (other / "kernel").resolve().read_text() == "lab stand-in kernel 6.12.0-lab\n"
+    assert (other / "kernel-modules/lib/modules/6.12.0-lab").is_dir()
+    assert (default.path / "kernel").resolve().read_text() == "lab stand-in kernel 6.6.63\n"
