@@ -1,15 +1,17 @@
-# TEST HARNESS, not product code: a small, self-contained stand-in for the part
-# of nixpkgs' `lib` that the aiolabs NixOS modules and their evaluation tests use,
-# including a minimal module system (`evalModules`).
+# LAB / TEST INFRASTRUCTURE, not product code: a small, self-contained stand-in for the part
+# of nixpkgs' `lib` that the aiolabs NixOS modules and the lab's NixOS option modules
+# (lab/nixpkgs/nixos/modules) use, including a minimal module system (`evalModules`).
 #
-# It exists so the evaluation tests run in CI, where nixpkgs cannot be fetched.
-# It follows nixpkgs' semantics where the modules depend on them: option
-# declarations, `mkIf`/`mkMerge`/`mkOverride` (pushed down through attribute
-# sets, discharged at options), priorities (`mkDefault` 1000, default 1500,
-# `mkForce` 50), type checks with nixpkgs' error wording ("is not of type",
-# "has no value defined", "does not exist"), submodules with a `name` argument,
-# and imports de-duplicated by path. The same tests run against the real
-# `lib.evalModules` when NIXPKGS_LIB is set (see test_nix_modules_eval.py).
+# It exists so the lab and the evaluation tests work where nixpkgs cannot be fetched (CI);
+# lab/nixpkgs/lib/default.nix uses nixpkgs' real lib instead whenever NIXPKGS_LIB is set. It
+# follows nixpkgs' semantics where the modules depend on them: option declarations,
+# `mkIf`/`mkMerge`/`mkOverride`/`mkOrder` (pushed down through attribute sets, discharged at
+# options), priorities (`mkDefault` 1000, default 1500, `mkForce` 50), nixpkgs' definition order
+# (reverse breadth-first over imports), type checks with nixpkgs' error wording ("is not of
+# type", "has no value defined", "does not exist"), submodules with a `name` argument and
+# attribute-set definitions as their config, freeform types, `_module.args` (lazy), and imports
+# de-duplicated by path. tests/system/nix/test_minilib_conformance.py holds it to the real lib
+# (the same modules through both, JSON or error compared) wherever NIXPKGS_LIB is set.
 let
   inherit (builtins)
     all
@@ -40,11 +42,18 @@ let
     ;
 
   concatMap = f: xs: concatLists (map f xs);
+  reverseList = xs: builtins.genList (i: builtins.elemAt xs (length xs - 1 - i)) (length xs);
   last = xs: builtins.elemAt xs (length xs - 1);
   imap0 = f: xs: builtins.genList (i: f i (builtins.elemAt xs i)) (length xs);
   isDerivation = x: isAttrs x && (x.type or null) == "derivation";
   isStringLike = x: isString x || isPath x || (isAttrs x && x ? outPath);
   hasPrefix = p: s: substring 0 (stringLength p) s == p;
+  setAttrByPath = path: value: foldl' (acc: n: { ${n} = acc; }) value (builtins.genList (i: builtins.elemAt path (length path - 1 - i)) (length path));
+  # As nixpkgs' recursiveUpdate: the right side wins, attribute sets are merged through.
+  recursiveUpdate =
+    lhs: rhs:
+    lhs
+    // mapAttrs (n: v: if isAttrs v && lhs ? ${n} && isAttrs lhs.${n} && !isDerivation v then recursiveUpdate lhs.${n} v else v) rhs;
 
   showName = n: if builtins.match "[a-zA-Z_][a-zA-Z0-9_'-]*" n != null then n else builtins.toJSON n;
   showOption = loc: concatStringsSep "." (map showName loc);
@@ -105,7 +114,7 @@ let
       concatMap dischargeProperties v.contents
     else if t == "if" then
       if !isBool v.condition then
-        throw "mkIf called with a non-Boolean condition"
+        throw "‘mkIf’ called with a non-Boolean condition"
       else if v.condition then
         dischargeProperties v.content
       else
@@ -224,6 +233,20 @@ let
       check = isString;
       merge = mergeEqualOption;
     };
+    strMatching =
+      pattern:
+      mkOptionType {
+        name = "strMatching ${builtins.toJSON pattern}";
+        description = "string matching the pattern ${pattern}";
+        check = x: isString x && builtins.match pattern x != null;
+        merge = mergeEqualOption;
+      };
+    nonEmptyStr = mkOptionType {
+      name = "nonEmptyStr";
+      description = "non-empty string";
+      check = x: isString x && builtins.match "[ \t\n]*" x == null;
+      merge = mergeEqualOption;
+    };
     lines = mkOptionType {
       name = "lines";
       description = "strings concatenated with \"\\n\"";
@@ -270,7 +293,7 @@ let
           if length nulls == length defs then
             null
           else if nulls != [ ] then
-            throw "The option `${showOption loc}' is defined both null and not null:\n${showDefs defs}"
+            throw "The option `${showOption loc}` is defined both null and not null, in ${concatStringsSep " and " (map (d: "`${d.file}'") defs)}."
           else
             t.merge loc defs;
       };
@@ -355,7 +378,12 @@ let
         merge =
           loc: defs:
           (evalModulesAt loc {
-            modules = [ module ] ++ map (d: {
+            # As nixpkgs' types.submodule (shorthandOnlyDefinesConfig): an attribute set
+            # definition is the submodule's config; anything else is a module.
+            modules = [ module ] ++ map (d: if isAttrs d.value && !isFunction d.value then {
+              _file = d.file;
+              config = d.value;
+            } else {
               _file = d.file;
               imports = [ d.value ];
             }) defs;
@@ -383,10 +411,13 @@ let
   };
 
   # ── Module evaluation ─────────────────────────────────────────────────
+  # Declarations are not merged (nixpkgs merges submodule-typed ones): a second declaration is
+  # nixpkgs' "already declared" error. Options carry the file that declared them (_declFile).
+  markDecls = file: tree: mapAttrs (_: v: if isOption v then v // { _declFile = v._declFile or file; } else if isAttrs v then markDecls file v else v) tree;
   mergeOptionDecls =
     loc: a: b:
     if isOption a || isOption b then
-      throw "The option `${showOption loc}' is declared more than once (test harness: declarations are not merged)."
+      throw "The option `${showOption loc}' in `${b._declFile or "<unknown-file>"}' is already declared in `${a._declFile or "<unknown-file>"}'."
     else
       a
       // mapAttrs (n: v: if a ? ${n} then mergeOptionDecls (loc ++ [ n ]) a.${n} v else v) b;
@@ -398,20 +429,30 @@ let
       specialArgs ? { },
     }:
     let
-      args = specialArgs // {
-        inherit lib config;
+      # As nixpkgs: the fixed arguments, then specialArgs, then config._module.args (lazily,
+      # one attribute per argument the module function names).
+      fixedArgs = {
+        inherit lib config specialArgs;
         options = optionTree;
-      };
+      }
+      // specialArgs;
+      applyArgs =
+        f:
+        f (
+          fixedArgs
+          // mapAttrs (n: _: fixedArgs.${n} or config._module.args.${n}) (functionArgs f)
+        );
       load =
         file: m:
         let
           imported = if isPath m || isString m then import m else m;
-          applied = if isFunction imported then imported (intersectAttrs (functionArgs imported) args) else imported;
+          applied = if isFunction imported then applyArgs imported else imported;
           structured = applied ? options || applied ? config;
         in
         {
           file = applied._file or file;
           imports = applied.imports or [ ];
+          freeformType = applied.freeformType or null;
           options = if structured then applied.options or { } else { };
           config =
             if structured then
@@ -424,21 +465,42 @@ let
                 "meta"
                 "_class"
                 "disabledModules"
+                "freeformType"
               ];
         };
       item = parentKey: parentFile: i: m: {
         key = if isPath m || isString m then toString m else "${parentKey}:${toString i}";
         module = load (if isPath m || isString m then toString m else parentFile) m;
       };
+      # Built in, as in nixpkgs: _module.args (the modules' extra arguments), _module.check.
+      internalModule = {
+        _file = "lib/modules.nix";
+        options._module = {
+          args = mkOption {
+            type = types.attrsOf types.raw;
+            default = { };
+            internal = true;
+          };
+          check = mkOption {
+            type = types.bool;
+            default = true;
+            internal = true;
+          };
+        };
+      };
       closure = builtins.genericClosure {
-        startSet = imap0 (item "<root>" "<unknown-file>") modules;
+        startSet = imap0 (item "<root>" "<unknown-file>") ([ internalModule ] ++ modules);
         operator = it: imap0 (item it.key it.module.file) it.module.imports;
       };
-      loaded = map (it: it.module) closure;
-      optionTree = foldl' (mergeOptionDecls prefix) { } (map (m: m.options) loaded);
+      # nixpkgs collects modules depth-first and ends up with the reverse of the breadth-first
+      # order genericClosure gives: definitions (list order, conflicts) follow nixpkgs'.
+      loaded = reverseList (map (it: it.module) closure);
+      optionTree = foldl' (mergeOptionDecls prefix) { } (map (m: markDecls m.file m.options) loaded);
+      freeformTypes = filter (t: t != null) (map (m: m.freeformType) loaded);
+      freeformType = if freeformTypes == [ ] then null else last freeformTypes;
 
       evalNode =
-        loc: opts: defs:
+        loc: rel: opts: defs:
         let
           pushed = concatMap (
             d:
@@ -447,14 +509,25 @@ let
               if isAttrs value then
                 { inherit (d) file; inherit value; }
               else
-                throw "A definition for `${showOption loc}' in `${d.file}' is not an attribute set."
+                throw ''
+                  In module `${d.file}', you're trying to define a value of type `${typeOf value}'
+                  rather than an attribute set for the option
+                  `${concatStringsSep "." loc}'!
+
+                  This usually happens if `${concatStringsSep "." loc}' has option
+                  definitions inside that are not matched. Please check how to properly define
+                  this option by e.g. referring to `man 5 configuration.nix'!
+                ''
             ) (pushDownProperties d.value)
           ) defs;
+          # Definitions no option matches: an error, or the freeform type's (see below).
           undeclared = concatMap (
             d:
-            map (n: "The option `${showOption (loc ++ [ n ])}' does not exist. Definition values:\n- In `${d.file}'") (
-              filter (n: !(opts ? ${n})) (attrNames d.value)
-            )
+            map (n: {
+              path = rel ++ [ n ];
+              inherit (d) file;
+              value = d.value.${n};
+            }) (filter (n: !(opts ? ${n})) (attrNames d.value))
           ) pushed;
           sub = n: concatMap (d: if d.value ? ${n} then [ { inherit (d) file; value = d.value.${n}; } ] else [ ]) pushed;
           children = mapAttrs (
@@ -465,7 +538,7 @@ let
                 unmatched = [ ];
               }
             else
-              evalNode (loc ++ [ n ]) o (sub n)
+              evalNode (loc ++ [ n ]) (rel ++ [ n ]) o (sub n)
           ) opts;
         in
         {
@@ -482,12 +555,33 @@ let
         in
         if opt ? apply then opt.apply merged else merged;
 
-      root = evalNode prefix optionTree (map (m: { inherit (m) file; value = m.config; }) loaded);
-      config = root.value;
+      root = evalNode prefix [ ] optionTree (map (m: { inherit (m) file; value = m.config; }) loaded);
+      firstUnmatched = head root.unmatched;
+      unmatchedMessage = "The option `${showOption (prefix ++ firstUnmatched.path)}' does not exist. Definition values:\n${
+        showDefs [ firstUnmatched ]
+      }";
+      freeformConfig =
+        if root.unmatched == [ ] then
+          { }
+        else
+          freeformType.merge prefix (
+            map (d: {
+              inherit (d) file;
+              value = setAttrByPath d.path d.value;
+            }) root.unmatched
+          );
+      config =
+        if freeformType == null then
+          (if root.unmatched == [ ] || !root.value._module.check then root.value else throw unmatchedMessage)
+        else
+          recursiveUpdate freeformConfig root.value;
     in
+    # As nixpkgs: `config` without `_module` (modules still see config._module), which is its own
+    # attribute.
     {
       options = optionTree;
-      config = if root.unmatched == [ ] then config else throw (head root.unmatched);
+      config = removeAttrs config [ "_module" ];
+      _module = config._module;
     };
 
   lib = {
@@ -528,6 +622,10 @@ let
     mkBefore = mkOrder 500;
     mkAfter = mkOrder 1500;
     optional = c: x: if c then [ x ] else [ ];
+    unique = foldl' (acc: e: if elem e acc then acc else acc ++ [ e ]) [ ];
+    # As nixpkgs' lib.warn before Nix 2.23 (builtins.warn where Nix has it).
+    warn = builtins.warn or (msg: v: builtins.trace "[1;35mevaluation warning:[0m ${msg}" v);
+    showWarnings = warnings: res: builtins.foldl' (acc: w: lib.warn w acc) res (builtins.genList (i: builtins.elemAt warnings (length warnings - 1 - i)) (length warnings));
     optionals = c: xs: if c then xs else [ ];
     optionalString = c: s: if c then s else "";
     optionalAttrs = c: a: if c then a else { };

@@ -1,0 +1,18 @@
+# LAB (test infrastructure, not NixOS): nixos-generate-config imports this for QEMU/KVM guests.
+{ lib, ... }:
+{
+  boot.initrd.availableKernelModules = [
+    "virtio_net"
+    "virtio_pci"
+    "virtio_mmio"
+    "virtio_blk"
+    "virtio_scsi"
+    "9p"
+    "9pnet_virtio"
+  ];
+  boot.initrd.kernelModules = [
+    "virtio_balloon"
+    "virtio_console"
+    "virtio_rng"
+  ];
+}
