@@ -1,9 +1,18 @@
 # Turns a machine's data (machine.nix, rendered from host_vars) into NixOS
-# configuration: shared.nix with the domain, and each service switched on with
-# its settings. Shape of the data (missing services are disabled):
+# configuration: the whole machine (stateVersion, boot loader, network, root's
+# SSH keys: the deploy replaces the host's own /etc/nixos configuration, so
+# these must come from here), shared.nix with the domain, and each service
+# switched on with its settings. Shape of the data (missing services are disabled):
 #   {
 #     hostName = "machine1";
 #     domain = "machine1.example.org";
+#     stateVersion = "25.05";                         # required, never guessed
+#     # boot.loader and networking settings, shaped as the NixOS options; empty
+#     # for type "assets" (a module of the machine's assets sets them).
+#     bootLoader = { type = "grub"; settings = { grub = { enable = true; devices = [ "/dev/sda" ]; }; }; };
+#     networking = { type = "dhcp"; settings = { useDHCP = true; }; };
+#     rootAccess = "keys";                            # or "other": access comes from the machine's modules
+#     rootAuthorizedKeys = [ "ssh-ed25519 AAAA… ops@example.org" ];
 #     acmeEmail = "admin@example.org";                # optional
 #     services = {
 #       webapp = { enable = true; };                   # app.<domain>
@@ -14,9 +23,21 @@
 #     };
 #   }
 machine:
-{ lib, ... }:
+{ config, lib, ... }:
 let
   inherit (lib) mkMerge optional optionalAttrs;
+
+  host = machine.hostName;
+  # machine_config validates these before anything is pushed; a machine.nix written by
+  # hand still gets a message naming the host_vars variable, not Nix's "attribute missing".
+  need =
+    name: var:
+    machine.${name} or (throw "${host}: machine.nix has no ${name}; set ${var} in host_vars/${host}.yml");
+  bootLoader = need "bootLoader" "boot_loader";
+  network = need "networking" "networking";
+  rootAccess = machine.rootAccess or "keys";
+  ssh = config.services.openssh;
+  rootKeys = config.users.users.root.openssh.authorizedKeys;
 
   services = machine.services or { };
   svc = name: services.${name} or { };
@@ -40,6 +61,28 @@ in
   ++ optional (enabled "atbb") (import "${atbbSource}/nix/module.nix" (builtins.getFlake "path:${atbbSource}"));
 
   config = mkMerge [
+    {
+      system.stateVersion = need "stateVersion" "state_version";
+      boot.loader = bootLoader.settings;
+      networking = network.settings;
+      # The deploy connects as root over SSH: these keys are how it (and you) get in after
+      # the switch. NixOS's sshd also reads ~/.ssh/authorized_keys, which the deploy leaves alone.
+      users.users.root.openssh.authorizedKeys.keys = machine.rootAuthorizedKeys or [ ];
+      assertions = lib.optionals (rootAccess == "keys") [
+        {
+          assertion = rootKeys.keys or [ ] ++ rootKeys.keyFiles or [ ] != [ ];
+          message = "${host}: root has no authorized SSH keys; set root_authorized_keys (or root_access: other).";
+        }
+        {
+          assertion = ssh.enable;
+          message = "${host}: services.openssh.enable is false, so the deploy (which connects as root over SSH) would be locked out; set root_access: other if the machine is reached another way.";
+        }
+        {
+          assertion = (ssh.settings.PermitRootLogin or "prohibit-password") != "no";
+          message = "${host}: services.openssh.settings.PermitRootLogin is \"no\", so root's keys cannot log in and the deploy would be locked out; set root_access: other if it connects as another user.";
+        }
+      ];
+    }
     {
       networking.hostName = machine.hostName;
       aiolabs.webapp = { enable = enabled "webapp"; } // pick (svc "webapp") [ "domain" "root" ];

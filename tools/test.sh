@@ -39,9 +39,43 @@ stage_sanity() {
   tools/sanity.sh
 }
 
+# Per-stage records for the summary at the end (tools/stage_summary.py): outside the tree,
+# so a run leaves no outputs behind.
+report_dir=$(mktemp -d "${TMPDIR:-/tmp}/aiolabs-test.XXXXXX")
+record="$report_dir/stages.tsv"
+current_stage=none
+
 # pytest exits 5 when it collects nothing; that must fail the run, and it does:
-# set -e sees any non-zero status.
-run_pytest() { python -m pytest -p no:cacheprovider "$@"; }
+# set -e sees any non-zero status. Each call writes a JUnit report for the summary.
+run_pytest() {
+  local n
+  n=$(find "$report_dir" -name "$current_stage-*.xml" | wc -l)
+  python -m pytest -p no:cacheprovider --junitxml="$report_dir/$current_stage-$n.xml" "$@"
+}
+
+# run_stage NAME FUNCTION: runs one stage with set -e, records its time, exit code and reports.
+run_stage() {
+  local name=$1 fn=$2 started=$SECONDS rc=0 reports
+  current_stage=$name
+  # Not `( … ) || rc=$?`: on the left of || bash ignores set -e inside the subshell too.
+  set +e
+  ( set -e; "$fn" )
+  rc=$?
+  set -e
+  reports=$(find "$report_dir" -name "$name-*.xml" | sort | paste -sd '\t' -)
+  printf '%s\t%s\t%s\t%s\n' "$name" "$((SECONDS - started))" "$rc" "$reports" >> "$record"
+  return "$rc"
+}
+
+lab_is_up=false
+finish() {
+  local rc=$?
+  if $lab_is_up; then banner "lab: down"; lab/labctl down || true; fi
+  if [[ -s $record ]]; then banner "stage summary"; python tools/stage_summary.py "$record" || true; fi
+  rm -rf "$report_dir"
+  exit "$rc"
+}
+trap finish EXIT
 
 stage_unit() {
   banner "unit tests"
@@ -71,8 +105,8 @@ lab_up() {
   # machine7 the web app, machine8 atBB.
   banner "lab: up (${LAB_TEST_HOSTS:-8} hosts)"
   export LAB_HOSTS=${LAB_TEST_HOSTS:-8}
+  lab_is_up=true
   lab/labctl up
-  trap 'banner "lab: down"; lab/labctl down' EXIT
 }
 
 stage_lab() {
@@ -98,26 +132,26 @@ stage_bench() {
 }
 
 case "${1:-all}" in
-  lint) stage_lint ;;
-  sanity) stage_sanity ;;
-  unit) stage_unit ;;
-  packaging) stage_packaging ;;
-  controller) stage_controller ;;
-  nix) stage_nix ;;
-  system) stage_nix; lab_up; stage_lab ;;
-  molecule) lab_up; stage_molecule ;;
-  bench) lab_up; stage_bench ;;
+  lint) run_stage lint stage_lint ;;
+  sanity) run_stage sanity stage_sanity ;;
+  unit) run_stage unit stage_unit ;;
+  packaging) run_stage packaging stage_packaging ;;
+  controller) run_stage controller stage_controller ;;
+  nix) run_stage nix stage_nix ;;
+  system) run_stage nix stage_nix; lab_up; run_stage lab stage_lab ;;
+  molecule) lab_up; run_stage molecule stage_molecule ;;
+  bench) lab_up; run_stage bench stage_bench ;;
   all)
     start=$SECONDS
-    stage_lint
-    stage_sanity
-    stage_unit
-    stage_packaging
-    stage_controller
-    stage_nix
+    run_stage lint stage_lint
+    run_stage sanity stage_sanity
+    run_stage unit stage_unit
+    run_stage packaging stage_packaging
+    run_stage controller stage_controller
+    run_stage nix stage_nix
     lab_up
-    stage_lab
-    stage_molecule
+    run_stage lab stage_lab
+    run_stage molecule stage_molecule
     banner "all stages passed in $((SECONDS - start)) s"
     ;;
   *) echo "usage: tools/test.sh {all|lint|sanity|unit|packaging|controller|nix|system|molecule|bench}" >&2; exit 2 ;;

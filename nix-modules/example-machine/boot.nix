@@ -1,4 +1,6 @@
-# Boot loader of the example machine. Pick the block that matches the machine.
+# Boot loader of the example machine (its machine data says boot_loader: {type: assets},
+# so this module is the one that sets it). Pick the block that matches the machine, or
+# drop this file and declare it in host_vars (boot_loader: {type: systemd-boot}).
 { lib, ... }:
 {
   # UEFI machines:

@@ -14,6 +14,5 @@ in
   ]
   # Generated on the machine by nixos-generate-config.
   ++ lib.optional (builtins.pathExists ./hardware-configuration.nix) ./hardware-configuration.nix;
-
-  system.stateVersion = "25.05";
+  # system.stateVersion, networking and root's keys come from machine.nix.
 }

@@ -17,7 +17,8 @@ in
     (import <config-shared/machine-services.nix> machine)
   ]
   ++ lib.optional (hardware != null) hardware
-  # Machine-specific modules pushed beside this file (boot loader, WireGuard, …).
+  # Machine-specific modules pushed beside this file (WireGuard, a boot loader when
+  # boot_loader.type is assets, …).
   ++ lib.optional (builtins.pathExists ./boot.nix) ./boot.nix
   ++ map (name: ./. + "/${name}") (machine.extraModules or [ ]);
 
@@ -30,6 +31,6 @@ in
       '';
     }
   ];
-
-  system.stateVersion = machine.stateVersion or "25.05";
+  # system.stateVersion, the boot loader, networking and root's SSH keys come from the
+  # machine data (machine-services.nix); stateVersion has no default: it is never guessed.
 }

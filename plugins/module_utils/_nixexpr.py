@@ -24,11 +24,13 @@ from pathlib import PurePath
 PATH_MARKER = "__nix_path__"
 
 # Nix's ID token, minus the keywords that cannot be attribute names unquoted.
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_'-]*$")
+# Both patterns are used with fullmatch: `$` would also match before a trailing newline, and
+# {"x\n": 1} rendered bare reads back as {"x": 1} (a path literal would break the file).
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_'-]*")
 _KEYWORDS = frozenset({"if", "then", "else", "assert", "with", "let", "in", "rec", "inherit", "or"})
 # Path literals Nix accepts without quoting: relative (./x, ../x), absolute and
 # home paths made of these characters, never ending in a slash.
-_PATH = re.compile(r"^(\.{1,2}|~)?(/[A-Za-z0-9._+-]+)+$")
+_PATH = re.compile(r"(\.{1,2}|~)?(/[A-Za-z0-9._+-]+)+")
 
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -53,7 +55,7 @@ def quote_string(value: str) -> str:
 
 def attr_name(name: str) -> str:
     """Return ``name`` as an attribute name: bare when Nix allows, else quoted."""
-    if _IDENT.match(name) and name not in _KEYWORDS:
+    if _IDENT.fullmatch(name) and name not in _KEYWORDS:
         return name
     return quote_string(name)
 
@@ -64,7 +66,7 @@ def nix_path(value: str) -> dict[str, str]:
 
 
 def _path_literal(value: str, where: str) -> str:
-    if not _PATH.match(value):
+    if not _PATH.fullmatch(value):
         raise NixExprError(
             f"{where}: {value!r} cannot be a Nix path literal "
             "(use ./relative, ../relative, /absolute or ~/home with letters, digits and ._+- only)"

@@ -1,15 +1,17 @@
-# TEST HARNESS, not product code: a small, self-contained stand-in for the part
-# of nixpkgs' `lib` that the aiolabs NixOS modules and their evaluation tests use,
-# including a minimal module system (`evalModules`).
+# LAB / TEST INFRASTRUCTURE, not product code: a small, self-contained stand-in for the part
+# of nixpkgs' `lib` that the aiolabs NixOS modules and the lab's NixOS option modules
+# (lab/nixpkgs/nixos/modules) use, including a minimal module system (`evalModules`).
 #
-# It exists so the evaluation tests run in CI, where nixpkgs cannot be fetched.
-# It follows nixpkgs' semantics where the modules depend on them: option
-# declarations, `mkIf`/`mkMerge`/`mkOverride` (pushed down through attribute
-# sets, discharged at options), priorities (`mkDefault` 1000, default 1500,
-# `mkForce` 50), type checks with nixpkgs' error wording ("is not of type",
-# "has no value defined", "does not exist"), submodules with a `name` argument,
-# and imports de-duplicated by path. The same tests run against the real
-# `lib.evalModules` when NIXPKGS_LIB is set (see test_nix_modules_eval.py).
+# It exists so the lab and the evaluation tests work where nixpkgs cannot be fetched (CI);
+# lab/nixpkgs/lib/default.nix uses nixpkgs' real lib instead whenever NIXPKGS_LIB is set. It
+# follows nixpkgs' semantics where the modules depend on them: option declarations,
+# `mkIf`/`mkMerge`/`mkOverride`/`mkOrder` (pushed down through attribute sets, discharged at
+# options), priorities (`mkDefault` 1000, default 1500, `mkForce` 50), nixpkgs' definition order
+# (reverse breadth-first over imports), type checks with nixpkgs' error wording ("is not of
+# type", "has no value defined", "does not exist"), submodules with a `name` argument and
+# attribute-set definitions as their config, freeform types, `_module.args` (lazy), and imports
+# de-duplicated by path. tests/system/nix/test_minilib_conformance.py holds it to the real lib
+# (the same modules through both, JSON or error compared) wherever NIXPKGS_LIB is set.
 let
   inherit (builtins)
     all
@@ -409,10 +411,13 @@ let
   };
 
   # ── Module evaluation ─────────────────────────────────────────────────
+  # Declarations are not merged (nixpkgs merges submodule-typed ones): a second declaration is
+  # nixpkgs' "already declared" error. Options carry the file that declared them (_declFile).
+  markDecls = file: tree: mapAttrs (_: v: if isOption v then v // { _declFile = v._declFile or file; } else if isAttrs v then markDecls file v else v) tree;
   mergeOptionDecls =
     loc: a: b:
     if isOption a || isOption b then
-      throw "The option `${showOption loc}' is declared more than once (test harness: declarations are not merged)."
+      throw "The option `${showOption loc}' in `${b._declFile or "<unknown-file>"}' is already declared in `${a._declFile or "<unknown-file>"}'."
     else
       a
       // mapAttrs (n: v: if a ? ${n} then mergeOptionDecls (loc ++ [ n ]) a.${n} v else v) b;
@@ -490,7 +495,7 @@ let
       # nixpkgs collects modules depth-first and ends up with the reverse of the breadth-first
       # order genericClosure gives: definitions (list order, conflicts) follow nixpkgs'.
       loaded = reverseList (map (it: it.module) closure);
-      optionTree = foldl' (mergeOptionDecls prefix) { } (map (m: m.options) loaded);
+      optionTree = foldl' (mergeOptionDecls prefix) { } (map (m: markDecls m.file m.options) loaded);
       freeformTypes = filter (t: t != null) (map (m: m.freeformType) loaded);
       freeformType = if freeformTypes == [ ] then null else last freeformTypes;
 
@@ -621,20 +626,6 @@ let
     # As nixpkgs' lib.warn before Nix 2.23 (builtins.warn where Nix has it).
     warn = builtins.warn or (msg: v: builtins.trace "[1;35mevaluation warning:[0m ${msg}" v);
     showWarnings = warnings: res: builtins.foldl' (acc: w: lib.warn w acc) res (builtins.genList (i: builtins.elemAt warnings (length warnings - 1 - i)) (length warnings));
-    toList = x: if isList x then x else [ x ];
-    flatten = x: if isList x then concatMap lib.flatten x else [ x ];
-    setAttrByPath = setAttrByPath;
-    recursiveUpdate = recursiveUpdate;
-    nameValuePair = name: value: { inherit name value; };
-    mapAttrs' = f: set: listToAttrs (map (n: f n set.${n}) (attrNames set));
-    concatMapStrings = f: xs: concatStringsSep "" (map f xs);
-    concatMapStringsSep = sep: f: xs: concatStringsSep sep (map f xs);
-    makeBinPath = paths: concatStringsSep ":" (map (p: "${p}/bin") paths);
-    escapeShellArgs = xs: concatStringsSep " " (map lib.escapeShellArg xs);
-    attrByPath = path: default: set: if path == [ ] then set else if set ? ${head path} then lib.attrByPath (builtins.tail path) default set.${head path} else default;
-    id = x: x;
-    const = x: _: x;
-    versionAtLeast = a: b: builtins.compareVersions a b >= 0;
     optionals = c: xs: if c then xs else [ ];
     optionalString = c: s: if c then s else "";
     optionalAttrs = c: a: if c then a else { };

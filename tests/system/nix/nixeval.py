@@ -2,10 +2,11 @@
 
 Three levels evaluate the same modules with the same assertions:
 
-* ``minilib``: ``harness/minilib.nix`` (a small stand-in for nixpkgs' ``lib`` with a
-  minimal module system) plus ``harness/nixos-stubs.nix`` (stand-in declarations of the
-  NixOS options the modules set). Needs nothing but ``nix-instantiate``; runs in CI.
-* ``nixpkgs-lib``: nixpkgs' real ``lib.evalModules`` with the same stub declarations,
+* ``minilib``: ``lab/nixpkgs/lib/minilib.nix`` (the project's small stand-in for nixpkgs'
+  ``lib`` with a module system, held to the real one by test_minilib_conformance.py) plus the
+  lab's declarations of the NixOS options the modules set (``lab/nixpkgs/nixos/modules``).
+  Needs nothing but ``nix-instantiate``; runs in CI.
+* ``nixpkgs-lib``: nixpkgs' real ``lib.evalModules`` with the same lab declarations,
   when ``NIXPKGS_LIB`` points at nixpkgs' ``lib/`` (or a checkout containing it, such as
   nix-community/nixpkgs.lib). Skipped, with the reason, where unset.
 * ``nixos``: nixpkgs' ``nixos/lib/eval-config.nix`` (real NixOS options and packages), when

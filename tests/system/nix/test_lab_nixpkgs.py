@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,6 +153,7 @@ def test_stock_configuration_builds_a_nixos_shaped_toplevel(lib_level: str, tmp_
     assert (top / "extra-dependencies").is_file()
     assert built.text("etc/hostname") == "machine1\n"
     assert built.text("system") == "x86_64-linux"
+    assert built.text("kernel-params") == f"init={top}/init loglevel=4"
     # The lab's activation programs are copied into the store: each generation has its own.
     assert "/nix/store/" in built.text("activate")
     assert "/usr/lib/lab/bin/python3 -m nixos.activate" in built.text("activate")
@@ -554,7 +556,8 @@ def serve_once(program: Path, argv: list[str], env: dict[str, str], tmp_path: Pa
     import urllib.request
 
     copy = tmp_path / f"{program.name}.lab"
-    copy.write_text(program.read_text().replace("/opt/lab/bin/lab-httpd", str(LAB_HTTPD)))
+    # This checkout's lab-httpd under this interpreter (a lab host runs it with its hidden one).
+    copy.write_text(program.read_text().replace("/opt/lab/bin/lab-httpd", f"{sys.executable} {LAB_HTTPD}"))
     port = env["PORT"]
     proc = subprocess.Popen(
         ["/bin/sh", str(copy), *argv],
@@ -722,3 +725,42 @@ def test_nixpkgs_lib_that_is_not_a_lib_is_refused(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert f"NIXPKGS_LIB={tmp_path} holds neither default.nix nor lib/default.nix" in proc.stderr
+
+
+def test_channel_store_copy_builds_the_same_system(tmp_path: Path) -> None:
+    """A lab host's channel is a store copy of this tree (lab-install): same system as the pushed tree."""
+    copy = subprocess.run(
+        ["nix-store", "--add", str(LAB_NIXPKGS)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=nix_env("minilib", ""),
+        timeout=TIMEOUT,
+    ).stdout.strip()
+    assert copy.startswith("/nix/store/")
+    etc = tmp_path / "etc-nixos"
+    stock_config(etc)
+    pushed = build_ok("minilib", f"nixpkgs={LAB_NIXPKGS}:nixos-config={etc / 'configuration.nix'}")
+    channel = build_ok("minilib", f"nixpkgs={copy}:nixos-config={etc / 'configuration.nix'}")
+    assert channel.path == pushed.path
+
+
+def test_kernel_version_from_the_environment(tmp_path: Path) -> None:
+    """LAB_KERNEL_VERSION (the stand-in nixos-rebuild passes the kernel-change knob) gives another kernel."""
+    nix_path = stock_config(tmp_path / "etc-nixos")
+    default = build_ok("minilib", nix_path)
+    env = nix_env("minilib", nix_path) | {"LAB_KERNEL_VERSION": "6.12.0-lab"}
+    proc = subprocess.run(
+        ["nix-build", "<nixpkgs/nixos>", "-A", "config.system.build.toplevel", "--no-out-link"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        timeout=TIMEOUT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    other = Path(proc.stdout.strip())
+    assert other != default.path
+    assert (other / "kernel").resolve().read_text() == "lab stand-in kernel 6.12.0-lab\n"
+    assert (other / "kernel-modules/lib/modules/6.12.0-lab").is_dir()
+    assert (default.path / "kernel").resolve().read_text() == "lab stand-in kernel 6.6.63\n"

@@ -148,6 +148,7 @@ ERROR_CASES = {
     "anything-conflicting-lists",
     "bool-conflict",
     "nullor-both",
+    "declared-twice",
 } | {n for n in case_names() if n.startswith("wrong-type")}
 
 

@@ -277,8 +277,10 @@ def test_atbb_nginx_and_acme_toggles(harness: Harness) -> None:
         "{ enable = c.services.nginx.enable; hosts = builtins.attrNames c.services.nginx.virtualHosts;"
         " failed = h.failedAssertions c; }",
     )
-    # Without nginx there is no certificate to get, so no ACME terms are needed.
-    assert no_nginx == {"enable": False, "hosts": [], "failed": []}
+    # Without nginx there is no certificate to get, so no ACME terms are needed. (NixOS's
+    # virtualHosts default is { localhost = { }; }, unused while nginx is off.)
+    assert no_nginx.pop("hosts") in ([], ["localhost"])
+    assert no_nginx == {"enable": False, "failed": []}
 
 
 def test_atbb_fleet_nginx_settings_win_over_the_modules_defaults(harness: Harness) -> None:
@@ -344,8 +346,13 @@ ASSERTION_CASES = [
 @pytest.mark.parametrize(("settings", "top", "messages"), ASSERTION_CASES)
 def test_atbb_assertions(harness: Harness, settings: dict[str, str], top: str, messages: list[str]) -> None:
     failed = harness.eval(atbb(base=settings, top=top), "h.failedAssertions c")
-    assert len(failed) == len(messages), failed
-    for message, expected in zip(failed, messages, strict=True):
+    # The module's own (every message names services.atbb); NixOS's ACME and PostgreSQL modules
+    # add theirs for the same mistakes where their declarations are evaluated.
+    ours = [f for f in failed if f.lstrip().startswith("services.atbb")]
+    assert len(ours) == len(messages), failed
+    if not messages:
+        assert failed == []
+    for message, expected in zip(ours, messages, strict=True):
         assert expected in message
 
 

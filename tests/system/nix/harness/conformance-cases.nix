@@ -39,6 +39,19 @@ in
     ];
     select = c: c;
   };
+  declared-twice = {
+    modules = [
+      {
+        _file = "first.nix";
+        options.a = opt types.int 0;
+      }
+      {
+        _file = "second.nix";
+        options.a = opt types.int 1;
+      }
+    ];
+    select = c: c;
+  };
   mkif-non-bool = one { a = opt types.int 0; } { a = lib.mkIf "yes" 1; };
   not-an-attrset = one { a.b = opt types.int 0; } { a = 1; };
 

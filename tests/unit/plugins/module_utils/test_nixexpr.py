@@ -73,6 +73,8 @@ def test_nul_is_rejected() -> None:
         ("x.y", '"x.y"'),
         ("", '""'),
         ("${x}", '"\\${x}"'),
+        # A trailing newline must not pass as an identifier (bare, Nix would read the key "x").
+        ("x\n", '"x\\n"'),
     ],
 )
 def test_attribute_names_are_bare_only_when_nix_allows(name: str, rendered: str) -> None:
@@ -112,7 +114,7 @@ def test_paths(path: str) -> None:
     assert to_nix(PurePosixPath(path)) == path
 
 
-@pytest.mark.parametrize("path", ["relative.nix", "./with space", "/trailing/", "./a;b", "/x${y}"])
+@pytest.mark.parametrize("path", ["relative.nix", "./with space", "/trailing/", "./a;b", "/x${y}", "/etc/x\n"])
 def test_bad_paths_are_errors(path: str) -> None:
     with pytest.raises(NixExprError, match="cannot be a Nix path literal"):
         to_nix({"imports": [nix_path(path)]})

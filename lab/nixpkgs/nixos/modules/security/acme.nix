@@ -36,14 +36,14 @@ in
   };
 
   config.assertions = lib.optionals (cfg.certs != { }) (
-    map (n: {
-      assertion = cfg.certs.${n}.email != null || cfg.defaults.email != null;
+    [ {
+      assertion = cfg.defaults.email != null || builtins.all (cert: cert.email != null) (builtins.attrValues cfg.certs);
       message = ''
         You must define `security.acme.certs.<name>.email` or
         `security.acme.defaults.email` to register with the CA. Note that using
         many different addresses for certs may trigger account rate limits.
       '';
-    }) (builtins.attrNames cfg.certs)
+    } ]
     ++ [
     {
       assertion = cfg.acceptTerms;

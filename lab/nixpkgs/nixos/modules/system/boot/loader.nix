@@ -66,6 +66,7 @@ in
       isContainer = opt types.bool false "Whether this NixOS machine is a lightweight container running in another NixOS system.";
       kernelPackages = opt types.unspecified pkgs.linuxPackages "This option allows you to override the Linux kernel used by NixOS.";
       kernelParams = strs "Parameters added to the kernel command line.";
+      consoleLogLevel = opt types.int 4 "The kernel console `loglevel`.";
       kernelModules = strs "The set of kernel modules to be loaded in the second stage of the boot process.";
       extraModulePackages = opt (types.listOf types.package) [ ] "A list of additional packages supplying kernel modules.";
       blacklistedKernelModules = strs "List of names of kernel modules that should not be loaded automatically.";
@@ -114,6 +115,8 @@ in
   };
 
   config = {
+    # nixos/modules/system/boot/kernel.nix
+    boot.kernelParams = [ "loglevel=${toString cfg.consoleLogLevel}" ];
     boot.loader.grub.mirroredBoots = lib.optional (grubDevices != [ ]) {
       path = "/boot";
       devices = grubDevices;
