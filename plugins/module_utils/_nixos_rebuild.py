@@ -444,14 +444,14 @@ def parse_dry_build(text: str) -> DryBuild:
     return DryBuild(will_build=tuple(build), will_fetch=tuple(fetch))
 
 
-_GENERATION_LINK = re.compile(r"^(?P<name>.+)-(?P<num>\d+)-link$")
+_GENERATION_LINK = re.compile(r"(?P<name>.+)-(?P<num>\d+)-link")
 
 
 def generation_of(link_target: str | None) -> int | None:
     """``system-42-link`` (what a profile symlink points to) -> 42."""
     if not link_target:
         return None
-    match = _GENERATION_LINK.match(Path(link_target).name)
+    match = _GENERATION_LINK.fullmatch(Path(link_target).name)
     return int(match.group("num")) if match else None
 
 
@@ -674,7 +674,7 @@ class Rebuild:
         except OSError:
             return out
         for entry in entries:
-            match = _GENERATION_LINK.match(entry.name)
+            match = _GENERATION_LINK.fullmatch(entry.name)
             if match and match.group("name") == profile.name:
                 out[int(match.group("num"))] = str(entry)
         return out
