@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ansible.plugins.action import ActionBase
@@ -44,7 +45,14 @@ class ActionModule(ActionBase):  # type: ignore[misc]
             return {**result, "failed": True, "msg": str(exc)}
         ca_path = args.get("ca_path") or None
         if ca_path is not None:
-            ca_path = str(ca_path)
+            ca_path = str(Path(str(ca_path)).expanduser())
+            if not Path(ca_path).is_file():
+                return {
+                    **result,
+                    "failed": True,
+                    "msg": f"http_check: ca_path {ca_path} is not a file on the controller"
+                    " (aiolabs_nixos_switch_http_ca_path: a PEM CA certificate, or empty for the system trust store)",
+                }
         run = run_checks(
             checks,
             retries=retries,
