@@ -350,3 +350,43 @@ def test_check_diff_touches_nothing_and_shows_the_plan(converged: Deploy,
     assert "-      port = 5000;" in proc.stdout and "+      port = 5001;" in proc.stdout, tail(proc)
     assert "check mode" in proc.stdout
     assert (tree_hash(lab, "machine1"), system_state(lab, "machine1")) == before
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["-e", "aiolabs_nixos_sources_rsync_path=/nonexistent/rsync"],
+            "machine2: /nonexistent/rsync is not on the machine's PATH, and the sources are pushed with rsync",
+        ),
+        (
+            [
+                "-e",
+                "aiolabs_nixos_sources_nixpkgs_src=",
+                "-e",
+                "aiolabs_nixos_sources_nixpkgs_channel=/nonexistent/nixos",
+            ],
+            "machine2: aiolabs_nixos_sources_nixpkgs_channel (/nonexistent/nixos) has no nixos/default.nix",
+        ),
+        (
+            ["-e", f"aiolabs_nixos_sources_nixpkgs_src={REPO / 'examples'}"],
+            f"machine2: aiolabs_nixos_sources_nixpkgs_src ({REPO / 'examples'}) has no nixos/default.nix",
+        ),
+    ],
+    ids=["no-rsync", "no-channel", "not-nixpkgs"],
+)
+def test_missing_rsync_or_nixpkgs_fails_before_var_src_is_created(
+    converged: Deploy, extra: list[str], message: str
+) -> None:
+    """On a fresh machine (no /var/src): the preflight and the validation fail naming the variable, and the
+    guard has created nothing."""
+    host = converged.lab["machine2"]
+    host.out("mv /var/src /var/src.aside")
+    try:
+        proc, recap = playbook("-l", "machine2", *extra)
+        assert proc.returncode != 0, tail(proc)
+        assert message in " ".join(proc.stdout.split()), tail(proc)
+        assert recap["machine2"]["changed"] == 0, recap
+        assert host.out("test -e /var/src && echo present || echo absent") == "absent"
+    finally:
+        host.out("rm -rf /var/src && mv /var/src.aside /var/src")
