@@ -16,7 +16,7 @@ description:
     the certificate nginx serves is the vhost's and is checked against the vhost's name.
   - Redirects are never followed; a check passes when the status (and, when given, the C(Location) header and the body
     text) is as expected. Each check is tried up to O(retries) times.
-  - It does not fail the task: the failures are listed in RV(failed_checks), one sentence each, for the switch role
+  - It does not fail the task; the failures are listed in RV(failed_checks), one sentence each, for the switch role
     to roll back on.
 author:
   - aiolabs (@aiolabs)
