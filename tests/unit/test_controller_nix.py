@@ -12,6 +12,7 @@ import grp
 import os
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -82,9 +83,10 @@ def test_nix_builds_in_a_clean_shell_with_that_nix_conf_and_not_without(tmp_path
     """What a person's shell has: no NIX_CONFIG, only the configuration file."""
     nix_build = shutil.which("nix-build")
     assert nix_build is not None
+    token = uuid.uuid4().hex  # a derivation never built before: Nix must really build it
     expr = (
         'derivation { name = "aiolabs-controller-nix-probe"; system = builtins.currentSystem; builder = "/bin/sh";'
-        f' args = [ "-c" "echo {tmp_path.name} > $out" ]; }}'
+        f' args = [ "-c" "echo {token} > $out" ]; }}'
     )
 
     def build(conf_dir: Path) -> subprocess.CompletedProcess[str]:
@@ -104,4 +106,4 @@ def test_nix_builds_in_a_clean_shell_with_that_nix_conf_and_not_without(tmp_path
     _run(ours / "nix.conf")
     with_conf = build(ours)
     assert with_conf.returncode == 0, with_conf.stderr
-    assert Path(with_conf.stdout.strip()).read_text().strip() == tmp_path.name
+    assert Path(with_conf.stdout.strip()).read_text().strip() == token
