@@ -38,7 +38,7 @@ def test_the_roles_have_validators() -> None:
     assert len(PATTERNS) >= 8, PATTERNS
 
 
-@pytest.mark.parametrize(("where", "pattern"), PATTERNS, ids=[w for w, _ in PATTERNS])
+@pytest.mark.parametrize(("where", "pattern"), PATTERNS, ids=[where for where, _pattern in PATTERNS])
 def test_no_validator_ends_in_dollar(where: str, pattern: str) -> None:
     unescaped_dollar = re.search(r"(?<!\\)\$", pattern)
     assert unescaped_dollar is None, f"{where}: {pattern} ends a match with $ (use \\Z)"
