@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the project needs on a fresh Debian 12 machine, idempotently:
-#   1. Debian packages (Nix, debootstrap/mmdebstrap for the lab, rsync, ssh),
+#   1. Debian packages (Nix, debootstrap/mmdebstrap for the lab, rsync, ssh), and the
+#      controller's /etc/nix/nix.conf when it lacks what root-only Nix needs
+#      (tools/controller-nix.sh),
 #   2. a Python venv from requirements.txt, cached per requirements digest,
 #   3. the collections this one depends on, without Galaxy (unpacked from the
 #      `ansible` wheel on PyPI), plus a link that makes this checkout
@@ -36,6 +38,15 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The controller's Nix, for a person's own shell as for tools/*.sh (which also export these
+# settings in NIX_CONFIG): on a machine without the nixbld group, add to /etc/nix/nix.conf what
+# root-only Nix needs and does not set yet (tools/controller-nix.sh says what and why).
+if [[ $(id -u) -eq 0 || -w ${AIOLABS_NIX_CONF:-/etc/nix/nix.conf} ]]; then
+  "$repo/tools/controller-nix.sh"
+else
+  say "controller Nix: not root, /etc/nix/nix.conf left alone (see tools/controller-nix.sh)"
 fi
 
 # The web-app role builds with Node on the controller. Machines of this kind

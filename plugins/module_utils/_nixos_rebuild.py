@@ -59,6 +59,13 @@ POLL_INTERVAL = 0.5
 # Where NixOS keeps binaries that a non-interactive SSH session may not have on PATH.
 EXTRA_BIN_DIRS = NIX_BIN_DIRS
 
+# The generated configuration calls builtins.getFlake (machine-services.nix, lnbits.nix), and a
+# fresh NixOS host has no flakes enabled in its nix.conf: the classic build enables them itself,
+# so the first deploy works. (Flake mode needs no option: nixos-rebuild --flake enables them.)
+# Placed before the caller's extra_args, so an explicit `--option experimental-features ...`
+# there still wins (Nix takes the last value).
+CLASSIC_NIX_OPTIONS: tuple[str, ...] = ("--option", "experimental-features", "nix-command flakes")
+
 
 class NixosRebuildError(Exception):
     """The one error type: a message plus, for a failed command, its cmd, rc and output tail."""
@@ -172,13 +179,19 @@ def rebuild_argv(
     hostname: str,
     extra_args: Sequence[str] = (),
 ) -> list[str]:
-    """``nixos-rebuild ACTION [-I ENTRY]... [--flake REF] [EXTRA]...`` (argv, never a shell string)."""
+    """``nixos-rebuild ACTION [-I ENTRY]... [--option experimental-features ...|--flake REF] [EXTRA]...``.
+
+    An argv, never a shell string. Classic mode enables flakes for the evaluation
+    (:data:`CLASSIC_NIX_OPTIONS`).
+    """
     argv = [nixos_rebuild, str(action)]
     for entry in source.include:
         argv += ["-I", entry]
     ref = source.flake_ref(hostname)
     if ref is not None:
         argv += ["--flake", ref]
+    else:
+        argv += list(CLASSIC_NIX_OPTIONS)
     argv += list(extra_args)
     return argv
 
@@ -431,14 +444,14 @@ def parse_dry_build(text: str) -> DryBuild:
     return DryBuild(will_build=tuple(build), will_fetch=tuple(fetch))
 
 
-_GENERATION_LINK = re.compile(r"^(?P<name>.+)-(?P<num>\d+)-link$")
+_GENERATION_LINK = re.compile(r"(?P<name>.+)-(?P<num>\d+)-link")
 
 
 def generation_of(link_target: str | None) -> int | None:
     """``system-42-link`` (what a profile symlink points to) -> 42."""
     if not link_target:
         return None
-    match = _GENERATION_LINK.match(Path(link_target).name)
+    match = _GENERATION_LINK.fullmatch(Path(link_target).name)
     return int(match.group("num")) if match else None
 
 
@@ -661,7 +674,7 @@ class Rebuild:
         except OSError:
             return out
         for entry in entries:
-            match = _GENERATION_LINK.match(entry.name)
+            match = _GENERATION_LINK.fullmatch(entry.name)
             if match and match.group("name") == profile.name:
                 out[int(match.group("num"))] = str(entry)
         return out

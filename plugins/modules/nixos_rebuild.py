@@ -90,6 +90,9 @@ options:
       - Defaults to V(/var/src), the layout krops deploys (C(/var/src/nixos-config), C(/var/src/nixpkgs)).
       - Set to an empty string to keep the machine's own C(NIX_PATH)
         (for example C(nixos-config=/etc/nixos/configuration.nix)).
+      - Classic mode always passes C(--option experimental-features 'nix-command flakes') (before O(extra_args), which
+        may override it), so configurations that call C(builtins.getFlake) build on a host whose C(nix.conf) has no
+        flakes yet, as on a fresh NixOS install.
     type: str
   extra_args:
     description:

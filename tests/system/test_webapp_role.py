@@ -105,7 +105,8 @@ class Fleet:
         argv = [
             str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", str(self.root / "inventory" / "hosts.yml"),
             str(self.root / "site.yml"), "-e", f"aiolabs_nixos_webapp_build_root={self.build_root}",
-            "-e", f"aiolabs_nixos_webapp_npm={self.npm}", *extra,
+            "-e", f"aiolabs_nixos_webapp_npm={self.npm}",
+            "-e", f"aiolabs_nixos_webapp_src={REPO / 'examples' / 'web-app'}", *extra,
         ]  # fmt: skip
         if check:
             argv.append("--check")

@@ -57,9 +57,16 @@ PLAYBOOK = [
         "gather_facts": False,
         "tasks": [
             {
+                # Python and rsync on the machine before any module, as site.yml does.
+                "name": "Preflight",
+                "ansible.builtin.include_tasks": str(REPO / "playbooks" / "tasks" / "preflight.yml"),
+                # the bystander of test_first_host_of_the_play_without_atbb must never be contacted
+                "when": "inventory_hostname == '" + HOST + "'",
+            },
+            {
                 "name": "Validate the atBB inputs",
                 "ansible.builtin.include_role": {"name": "aiolabs.nixos.atbb", "tasks_from": "validate"},
-            }
+            },
         ],
     },
     {"name": "Deploy atBB", "hosts": "nixos", "gather_facts": False, "roles": ["aiolabs.nixos.atbb"]},

@@ -21,6 +21,7 @@ import re
 import shutil
 import subprocess
 import time
+import uuid
 from pathlib import Path
 from typing import NamedTuple
 
@@ -43,7 +44,9 @@ RECAP = re.compile(
     re.M,
 )
 # krops' layout (pipeline contract): what /var/src holds on each machine.
-KROPS = {".populate", "config-shared", "config-machine", "nixos-config", "lnbits-src", "lnbits-extensions"}
+KROPS = {".populate", "config-shared", "config-machine", "nixos-config", "nixpkgs", "lnbits-src", "lnbits-extensions"}
+# The lab CA labctl makes; the https checks and curl verify the lab's certificates against it.
+CA = REPO / "lab" / "run" / "ca" / "ca.pem"
 
 
 class Host:
@@ -144,7 +147,7 @@ def test_all_hosts_converge_with_krops_layout(converged: Deploy) -> None:
     for host in HOSTS:
         assert recap[host]["failed"] == 0 and recap[host]["unreachable"] == 0, recap
         names = set(lab[host].out("ls -A /var/src").split())
-        expected = {".populate", "config-shared", "config-machine", "nixos-config"}
+        expected = {".populate", "config-shared", "config-machine", "nixos-config", "nixpkgs"}
         if host in ("machine1", "machine3"):
             expected |= {"lnbits-src", "lnbits-extensions"}
         if host == "machine3":
@@ -155,6 +158,10 @@ def test_all_hosts_converge_with_krops_layout(converged: Deploy) -> None:
         assert lab[host].out("readlink /var/src/nixos-config") == "config-machine/configuration.nix"
         shared = sorted(p.name for p in (REPO / "nix-modules").iterdir())
         assert lab[host].out("ls -A /var/src/config-shared").split() == shared
+        # <nixpkgs> for NIX_PATH=/var/src: the lab's nixpkgs tree, pushed (lab/inventory/group_vars/nixos.yml)
+        assert (
+            lab[host].out("test -f /var/src/nixpkgs/nixos/default.nix && test ! -L /var/src/nixpkgs && echo ok") == "ok"
+        )
         machine_files = set(lab[host].out("ls -A /var/src/config-machine").split())
         assert {"configuration.nix", "machine.nix"} <= machine_files
         running, profile, _logs = system_state(lab, host)
@@ -188,11 +195,61 @@ def test_all_hosts_converge_with_krops_layout(converged: Deploy) -> None:
 
 
 def test_app_vhost_serves_machine1_web_app(converged: Deploy) -> None:
+    """NixOS semantics: forceSSL, so https with the vhost's certificate (the lab CA), and 301 on port 80."""
     if not WEBAPP:
         pytest.skip("web app stage off (AIOLABS_PIPE_WEBAPP=0 or no aiolabs.nixos.webapp role)")
-    proc = subprocess.run(["curl", "-s", "-H", "Host: app.machine1.lab.test", f"http://{LAB_NET}.1/"], capture_output=True,
-                          text=True, timeout=30, check=False)  # fmt: skip
-    assert "Lab machine 1" in proc.stdout and "machine1.lab.test" in proc.stdout, proc.stdout[:2000]
+    vhost = "app.machine1.lab.test"
+    proc = subprocess.run(["curl", "-sS", "--cacert", str(CA), "--resolve", f"{vhost}:443:{LAB_NET}.1",
+                           f"https://{vhost}/"], capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    assert "Lab machine 1" in proc.stdout and "machine1.lab.test" in proc.stdout, (proc.stdout[:2000], proc.stderr)
+    curl = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", "-H", f"Host: {vhost}"]
+    proc = subprocess.run([*curl, f"http://{LAB_NET}.1/"], capture_output=True, text=True, timeout=30, check=False)
+    assert proc.stdout == f"301 https://{vhost}/", (proc.stdout, proc.stderr)
+
+
+def copy_inventory(tmp_path: Path) -> Path:
+    """The lab inventory copied, its relative paths (ssh key, CA, nixpkgs, examples, atBB fixture) kept pointing
+    at the real checkout."""
+    inventory = tmp_path / "inventory"
+    shutil.copytree(INVENTORY, inventory, symlinks=True)
+    (inventory / "files" / "lnbits").unlink()
+    (inventory / "files" / "lnbits").symlink_to(REPO / "examples" / "lnbits")
+    for name in ("all.yml", "nixos.yml"):
+        f = inventory / "group_vars" / name
+        f.write_text(f.read_text().replace("{{ inventory_dir }}/../", f"{REPO}/lab/"))
+    m3 = inventory / "host_vars" / "machine3.yml"
+    m3.write_text(m3.read_text().replace("{{ inventory_dir }}/../..", str(REPO)))
+    return inventory
+
+
+def test_secrets_in_a_source_checkout_reach_neither_var_src_nor_the_store(converged: Deploy, tmp_path: Path) -> None:
+    """An LNbits checkout's .env, its data/ (SQLite wallets) and other databases stay on the controller, and a
+    copy an older deploy left in /var/src is removed (--delete-excluded)."""
+    host = converged.lab["machine1"]
+    token = f"aiolabs-planted-{uuid.uuid4().hex}"
+    tree = tmp_path / "lnbits"
+    shutil.copytree(REPO / "examples" / "lnbits", tree)
+    (tree / ".env").write_text(f"LNBITS_ADMIN_KEY={token}\n")
+    (tree / ".env.production").write_text(f"SECRET={token}\n")
+    (tree / "data").mkdir()
+    (tree / "data" / "x.sqlite3").write_text(f"wallet {token}\n")
+    (tree / "lnbits" / "wallets.db").write_text(f"wallet {token}\n")
+    host.out(f"echo {token} > /var/src/lnbits-src/.env && mkdir -p /var/src/lnbits-src/data && "
+             f"echo {token} > /var/src/lnbits-src/data/old.sqlite3 && touch /tmp/aiolabs-planted-marker")  # fmt: skip
+    try:
+        proc, _recap = playbook("-l", "machine1", "-e", f"aiolabs_nixos_sources_lnbits_src={tree}")
+        assert proc.returncode == 0, tail(proc)
+        assert host.out("ls -A /var/src/lnbits-src").split() == sorted(
+            p.name for p in (REPO / "examples" / "lnbits").iterdir()
+        )
+        found = host.out(f"grep -rl {token} /var/src 2>/dev/null; "
+                         "find /nix/store -mindepth 1 -maxdepth 1 -cnewer /tmp/aiolabs-planted-marker -print0 "
+                         f"| xargs -0r grep -rl {token} 2>/dev/null; true")  # fmt: skip
+        assert found == "", found
+    finally:
+        host.out("rm -f /tmp/aiolabs-planted-marker")
+        proc, _recap = playbook("-l", "machine1")
+        assert proc.returncode == 0, tail(proc)
 
 
 def test_second_run_changes_nothing(converged: Deploy) -> None:
@@ -214,16 +271,7 @@ def test_second_run_changes_nothing(converged: Deploy) -> None:
 def test_editing_one_machine_changes_only_that_machine(converged: Deploy,
                                                        tmp_path: Path) -> None:  # fmt: skip
     lab = converged.lab
-    inventory = tmp_path / "inventory"
-    shutil.copytree(INVENTORY, inventory, symlinks=True)
-    # The copy's relative paths (ssh key, lnbits symlink, atBB fixture) must reach the real checkout.
-    (inventory / "files" / "lnbits").unlink()
-    (inventory / "files" / "lnbits").symlink_to(REPO / "examples" / "lnbits")
-    group_vars = inventory / "group_vars" / "all.yml"
-    group_vars.write_text(group_vars.read_text().replace('"{{ inventory_dir }}/../run/ssh/id_ed25519"',
-                                                         f'"{REPO}/lab/run/ssh/id_ed25519"'))  # fmt: skip
-    m3 = inventory / "host_vars" / "machine3.yml"
-    m3.write_text(m3.read_text().replace("{{ inventory_dir }}/../..", str(REPO)))
+    inventory = copy_inventory(tmp_path)
     m2 = inventory / "host_vars" / "machine2.yml"
     original = m2.read_text()
     try:
@@ -302,3 +350,43 @@ def test_check_diff_touches_nothing_and_shows_the_plan(converged: Deploy,
     assert "-      port = 5000;" in proc.stdout and "+      port = 5001;" in proc.stdout, tail(proc)
     assert "check mode" in proc.stdout
     assert (tree_hash(lab, "machine1"), system_state(lab, "machine1")) == before
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["-e", "aiolabs_nixos_sources_rsync_path=/nonexistent/rsync"],
+            "machine2: /nonexistent/rsync is not on the machine's PATH, and the sources are pushed with rsync",
+        ),
+        (
+            [
+                "-e",
+                "aiolabs_nixos_sources_nixpkgs_src=",
+                "-e",
+                "aiolabs_nixos_sources_nixpkgs_channel=/nonexistent/nixos",
+            ],
+            "machine2: aiolabs_nixos_sources_nixpkgs_channel (/nonexistent/nixos) has no nixos/default.nix",
+        ),
+        (
+            ["-e", f"aiolabs_nixos_sources_nixpkgs_src={REPO / 'examples'}"],
+            f"machine2: aiolabs_nixos_sources_nixpkgs_src ({REPO / 'examples'}) has no nixos/default.nix",
+        ),
+    ],
+    ids=["no-rsync", "no-channel", "not-nixpkgs"],
+)
+def test_missing_rsync_or_nixpkgs_fails_before_var_src_is_created(
+    converged: Deploy, extra: list[str], message: str
+) -> None:
+    """On a fresh machine (no /var/src): the preflight and the validation fail naming the variable, and the
+    guard has created nothing."""
+    host = converged.lab["machine2"]
+    host.out("mv /var/src /var/src.aside")
+    try:
+        proc, recap = playbook("-l", "machine2", *extra)
+        assert proc.returncode != 0, tail(proc)
+        assert message in " ".join(proc.stdout.split()), tail(proc)
+        assert recap["machine2"]["changed"] == 0, recap
+        assert host.out("test -e /var/src && echo present || echo absent") == "absent"
+    finally:
+        host.out("rm -rf /var/src && mv /var/src.aside /var/src")

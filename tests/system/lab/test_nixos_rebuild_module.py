@@ -81,6 +81,13 @@ def play(
                     "gather_facts": False,
                     "tasks": [
                         {
+                            # Python on the machine before any module, as the collection's playbooks do
+                            # (a stock NixOS host has none).
+                            "name": "Preflight",
+                            "ansible.builtin.include_tasks": str(REPO / "playbooks" / "tasks" / "preflight.yml"),
+                            "vars": {"_aiolabs_nixos_preflight_rsync": False},
+                        },
+                        {
                             "name": "Rebuild",
                             "aiolabs.nixos.nixos_rebuild": args,
                             "register": "rebuild",

@@ -187,6 +187,12 @@ def play(tmp_path: Path, hosts: list[str], role_vars: dict[str, Any], *, check: 
                     "vars": role_vars,
                     "tasks": [
                         {
+                            # As every playbook of the collection does: Python (and rsync) before any module.
+                            "name": "Preflight",
+                            "ansible.builtin.include_tasks": str(REPO / "playbooks" / "tasks" / "preflight.yml"),
+                            "vars": {"_aiolabs_nixos_preflight_rsync": False},
+                        },
+                        {
                             "name": "Role under test",
                             "block": [{"name": "Run the role", "ansible.builtin.include_role": include}],
                             "rescue": [
@@ -209,7 +215,7 @@ def play(tmp_path: Path, hosts: list[str], role_vars: dict[str, Any], *, check: 
                                     "changed_when": False,
                                 }
                             ],
-                        }
+                        },
                     ],
                 }
             ]
@@ -481,3 +487,34 @@ def test_fleet_playbook_one_failing_host_does_not_stop_the_other(fleet: list[Swi
     assert re.search(rf"{bad.name}\s+gen (\d+) -> \1\s.*ROLLED BACK: activation: .*exit 2", summary), summary
     for switch in fleet:
         assert_nothing_armed(switch)
+
+
+def test_rollback_state_reads_a_fired_timer_as_systemd_reports_it(sw: Switch) -> None:
+    """A timer that fired stays `active (elapsed)`; only a waiting one counts as not fired. The decision the
+    confirm step makes (aiolabs.nixos.rollback_state) on the lab host's own systemctl output."""
+    from ansible_collections.aiolabs.nixos.plugins.module_utils._switch_checks import rollback_state
+
+    tag = uuid.uuid4().hex[:8]
+    fired, waiting = f"aiolabs-test-fired-{tag}", f"aiolabs-test-waiting-{tag}"
+    timer_props = "-p ActiveState,SubState,LastTriggerUSec"
+    service_props = "-p ActiveState,SubState,InactiveExitTimestampMonotonic"
+    sw.sh(f"systemd-run --on-active=1s --unit={fired} --service-type=oneshot -- /bin/true")
+    sw.sh(f"systemd-run --on-active=3600s --unit={waiting} --service-type=oneshot -- /bin/true")
+    try:
+        deadline = time.monotonic() + 30
+        state: dict[str, object] = {}
+        while time.monotonic() < deadline:
+            state = rollback_state(sw.sh(f"systemctl show {timer_props} {fired}.timer"),
+                                   sw.sh(f"systemctl show {service_props} {fired}.service"))  # fmt: skip
+            if state["fired"]:
+                break
+            time.sleep(0.5)
+        assert state["fired"] is True and state["waiting"] is False, state
+        # `systemctl is-active` cannot tell: the fired timer is still active (RemainAfterElapse=yes)
+        assert sw.sh(f"systemctl is-active {fired}.timer || true") == "active"
+        assert state["timer"] == "active (elapsed)", state
+        pending = rollback_state(sw.sh(f"systemctl show {timer_props} {waiting}.timer"),
+                                 sw.sh(f"systemctl show {service_props} {waiting}.service"))  # fmt: skip
+        assert pending["waiting"] is True and pending["fired"] is False, pending
+    finally:
+        sw.sh(f"systemctl stop {fired}.timer {waiting}.timer || true")

@@ -34,6 +34,9 @@ PLAYBOOK = """
   hosts: {host}
   gather_facts: false
   tasks:
+    - name: Python and rsync on the machine first, as the collection's playbooks do
+      ansible.builtin.include_tasks: {preflight}
+
     - name: Build on the controller and push
       ansible.builtin.include_role:
         name: aiolabs.nixos.webapp
@@ -86,12 +89,19 @@ class Deploy:
         inventory = {
             "all": {
                 "hosts": {
-                    HOST: {"services": {"webapp": {"enable": True}}, "aiolabs_nixos_assets_dir": str(self.assets)}
+                    HOST: {
+                        "services": {"webapp": {"enable": True}},
+                        "aiolabs_nixos_assets_dir": str(self.assets),
+                        # required since the examples/ trees stopped being role defaults
+                        "aiolabs_nixos_webapp_src": str(REPO / "examples" / "web-app"),
+                    }
                 }
             }
         }
         (root / "machine.yml").write_text(json.dumps(inventory))
-        (root / "site.yml").write_text(PLAYBOOK.format(host=HOST))
+        (root / "site.yml").write_text(
+            PLAYBOOK.format(host=HOST, preflight=REPO / "playbooks" / "tasks" / "preflight.yml")
+        )
         self.config = root / "ansible.cfg"
         self.config.write_text(
             f"[defaults]\ncollections_path = {REPO / '.collections'}\nforks = 20\ninterpreter_python = auto_silent\n"

@@ -50,6 +50,10 @@ from ansible_collections.aiolabs.nixos.plugins.module_utils._process import Comm
 # --------------------------------------------------------------------------- argv builders
 
 
+# The classic build enables flakes itself (a fresh NixOS host has none in its nix.conf).
+FLAKES = ["--option", "experimental-features", "nix-command flakes"]
+
+
 def test_action_str_is_the_cli_token() -> None:
     assert [str(a) for a in Action] == ["switch", "boot", "test", "build", "dry-build", "dry-activate"]
     assert [a for a in Action if a.activates] == [Action.SWITCH, Action.BOOT, Action.TEST]
@@ -59,8 +63,26 @@ def test_action_str_is_the_cli_token() -> None:
 
 def test_classic_mode_defaults_to_krops_var_src() -> None:
     source = Source()
-    assert rebuild_argv("/bin/nixos-rebuild", Action.BUILD, source, "machine1") == ["/bin/nixos-rebuild", "build"]
+    assert rebuild_argv("/bin/nixos-rebuild", Action.BUILD, source, "machine1") == [
+        "/bin/nixos-rebuild",
+        "build",
+        *FLAKES,
+    ]
     assert source.environment() == {"NIX_PATH": "/var/src"}
+
+
+def test_classic_mode_enables_flakes_for_every_build_action() -> None:
+    # builtins.getFlake in the generated configuration needs them; a fresh host's nix.conf has none.
+    for action in (Action.BUILD, Action.DRY_BUILD, Action.SWITCH, Action.BOOT):
+        argv = rebuild_argv("nixos-rebuild", action, Source(), "machine1", ("--show-trace",))
+        assert argv == [
+            "nixos-rebuild",
+            str(action),
+            "--option",
+            "experimental-features",
+            "nix-command flakes",
+            "--show-trace",
+        ]
 
 
 def test_classic_mode_include_entries_and_extra_args_in_order() -> None:
@@ -75,6 +97,7 @@ def test_classic_mode_include_entries_and_extra_args_in_order() -> None:
         "nixos-config=/etc/nixos/configuration.nix",
         "-I",
         "/var/src",
+        *FLAKES,
         "--show-trace",
         "--option",
         "cores",
@@ -92,6 +115,7 @@ def test_flake_mode_attribute_defaults_to_the_host_name() -> None:
         "--flake",
         "/var/src/config#machine2",
     ]
+    assert "experimental-features" not in rebuild_argv("nixos-rebuild", Action.BUILD, Source(flake="/f"), "m")
     assert Source(flake="/f", attr="web").flake_ref("machine2") == "/f#web"
     assert Source(flake="path:/f#db").flake_ref("machine2") == "path:/f#db"
     # Flake mode sets no NIX_PATH (evaluation is pure anyway).
@@ -553,7 +577,7 @@ def test_unchanged_system_activates_nothing(machine: Machine) -> None:
     assert outcome.generation_before == outcome.generation_after == 1
     assert outcome.activation_rc is None
     # Exactly one command: the build, in a private directory, with krops' NIX_PATH.
-    assert runner.argvs() == [["/fake/bin/nixos-rebuild", "build"]]
+    assert runner.argvs() == [["/fake/bin/nixos-rebuild", "build", *FLAKES]]
     options = runner.calls[0][1]
     assert options["env"] == {"NIX_PATH": "/var/src"}
     assert str(options["cwd"]).startswith(os.path.realpath(os.environ.get("TMPDIR", "/tmp")))
@@ -579,7 +603,7 @@ def test_changed_system_sets_profile_then_activates_detached(machine: Machine, s
     assert machine.calls(new) == ["switch 0"]
 
     argvs = runner.argvs()
-    assert argvs[0] == ["/fake/bin/nixos-rebuild", "build"]
+    assert argvs[0] == ["/fake/bin/nixos-rebuild", "build", *FLAKES]
     assert argvs[1] == ["/fake/bin/nix-env", "-p", machine.paths.profile, "--set", new]
     run_dir = str(Path(str(outcome.log_path)).parent)
     assert Path(run_dir).parent == Path(machine.paths.state_dir)
@@ -615,7 +639,7 @@ def test_rerun_after_switch_is_unchanged(machine: Machine) -> None:
     outcome = again.execute(Request(hostname="m"))
     assert not outcome.changed
     assert outcome.generation_after == 2
-    assert runner2.argvs() == [["/fake/bin/nixos-rebuild", "build"]]
+    assert runner2.argvs() == [["/fake/bin/nixos-rebuild", "build", *FLAKES]]
     assert machine.calls(new) == ["switch 0"]
 
 
@@ -703,7 +727,7 @@ def test_check_mode_with_something_to_build_stops_at_dry_build(machine: Machine)
     assert outcome.changed
     assert outcome.system is None
     assert outcome.dry_build is not None and len(outcome.dry_build.will_build) == 2
-    assert runner.argvs() == [["/fake/bin/nixos-rebuild", "dry-build"]]
+    assert runner.argvs() == [["/fake/bin/nixos-rebuild", "dry-build", *FLAKES]]
     assert os.path.realpath(machine.paths.current_system) == old
     diff = outcome.diff()
     assert diff["before"] == f"{old}\n"
@@ -722,8 +746,8 @@ def test_check_mode_with_a_built_system_dry_activates(machine: Machine) -> None:
     assert outcome.units.dry_run
     assert outcome.units.restarted == ("lnbits.service", "sshd.service")
     assert runner.argvs() == [
-        ["/fake/bin/nixos-rebuild", "dry-build"],
-        ["/fake/bin/nixos-rebuild", "build"],
+        ["/fake/bin/nixos-rebuild", "dry-build", *FLAKES],
+        ["/fake/bin/nixos-rebuild", "build", *FLAKES],
         [f"{new}/bin/switch-to-configuration", "dry-activate"],
     ]
     # Nothing changed on the machine.
@@ -855,9 +879,9 @@ def test_failed_build_carries_cmd_rc_and_output(machine: Machine) -> None:
     result = info.value.as_dict()
     assert result["msg"] == "nixos-rebuild build failed with exit 1"
     assert result["rc"] == 1
-    assert result["cmd"] == ["/fake/bin/nixos-rebuild", "build"]
+    assert result["cmd"] == ["/fake/bin/nixos-rebuild", "build", *FLAKES]
     assert "attribute 'lnbits' missing" in str(result["stderr"])
-    assert runner.argvs() == [["/fake/bin/nixos-rebuild", "build"]]  # nothing after the failed build
+    assert runner.argvs() == [["/fake/bin/nixos-rebuild", "build", *FLAKES]]  # nothing after the failed build
 
 
 def test_real_seam_c_locale_env_and_failures_reach_the_pipeline(machine: Machine, tmp_path: Path) -> None:
@@ -874,10 +898,10 @@ def test_real_seam_c_locale_env_and_failures_reach_the_pipeline(machine: Machine
     with pytest.raises(NixosRebuildError) as info:
         rebuild.execute(Request(hostname="m"))
     assert info.value.msg == "nixos-rebuild build failed with exit 3"
-    assert info.value.cmd == [str(fake), "build"]
+    assert info.value.cmd == [str(fake), "build", *FLAKES]
     assert info.value.rc == 3
-    assert info.value.stderr == "C C /var/src build\n"
-    assert rebuild.commands == [(str(fake), "build")]
+    assert info.value.stderr == "C C /var/src build --option experimental-features nix-command flakes\n"
+    assert rebuild.commands == [(str(fake), "build", *FLAKES)]
     # dry-activate's caller reads the status itself (check=False): no error from the pipeline
     assert rebuild._run(["/bin/sh", "-c", "exit 3"], check=False).rc == 3
 

@@ -21,6 +21,9 @@ from ansible_collections.aiolabs.nixos.plugins.module_utils import _nixos_rebuil
 from ansible_collections.aiolabs.nixos.plugins.module_utils import _process
 from ansible_collections.aiolabs.nixos.plugins.modules import nixos_rebuild as module
 
+# The classic build enables flakes itself (a fresh NixOS host has none in its nix.conf).
+FLAKES = ["--option", "experimental-features", "nix-command flakes"]
+
 
 class Recorder:
     def __init__(self, system: str, dry_output: str = "", dry_activate: str = "") -> None:
@@ -100,8 +103,10 @@ def test_unchanged_runs_only_the_build_with_krops_nix_path(
     assert result["system"] == result["previous_system"] == old
     assert result["generation_before"] == result["generation_after"] == 1
     assert result["activation_rc"] is None
-    assert recorder.calls == [(["/run/current-system/sw/bin/nixos-rebuild", "build"], {"NIX_PATH": "/var/src"})]
-    assert result["commands"] == [["/run/current-system/sw/bin/nixos-rebuild", "build"]]
+    assert recorder.calls == [
+        (["/run/current-system/sw/bin/nixos-rebuild", "build", *FLAKES], {"NIX_PATH": "/var/src"})
+    ]
+    assert result["commands"] == [["/run/current-system/sw/bin/nixos-rebuild", "build", *FLAKES]]
 
 
 def test_flake_options_reach_nixos_rebuild_exactly(
@@ -156,8 +161,20 @@ def test_check_mode_diff_shows_the_would_be_unit_changes(
         "after_header": "new system (switch)",
     }
     assert [argv for argv, _opts in recorder.calls] == [
-        ["/run/current-system/sw/bin/nixos-rebuild", "dry-build", "-I", "nixos-config=/etc/nixos/configuration.nix"],
-        ["/run/current-system/sw/bin/nixos-rebuild", "build", "-I", "nixos-config=/etc/nixos/configuration.nix"],
+        [
+            "/run/current-system/sw/bin/nixos-rebuild",
+            "dry-build",
+            "-I",
+            "nixos-config=/etc/nixos/configuration.nix",
+            *FLAKES,
+        ],
+        [
+            "/run/current-system/sw/bin/nixos-rebuild",
+            "build",
+            "-I",
+            "nixos-config=/etc/nixos/configuration.nix",
+            *FLAKES,
+        ],
         [f"{new}/bin/switch-to-configuration", "dry-activate"],
     ]
     assert os.path.realpath(paths.current_system) == old
@@ -180,7 +197,7 @@ def test_build_failure_fails_with_cmd_rc_and_stderr(
     assert result["failed"] is True
     assert result["msg"] == "nixos-rebuild build failed with exit 1"
     assert result["rc"] == 1
-    assert result["cmd"] == ["/run/current-system/sw/bin/nixos-rebuild", "build"]
+    assert result["cmd"] == ["/run/current-system/sw/bin/nixos-rebuild", "build", *FLAKES]
     assert "undefined variable 'foo'" in result["stderr"]
 
 
