@@ -61,8 +61,11 @@ def plugin_names(kind: str) -> list[str]:
     folder = REPO / "plugins" / kind
     names = {p.stem for p in folder.glob("*.py") if not p.name.startswith("_")}
     if kind == "filter":
-        # One filter file may hold several filters; each has its own doc (.py or .yml).
-        names = {p.stem for p in folder.iterdir() if p.suffix in {".py", ".yml"} and not p.name.startswith("_")}
+        # One filter file may hold several filters; each has its own doc: a .yml file, or the
+        # DOCUMENTATION of the .py file named after it (a .py without one only holds code).
+        names = {p.stem for p in folder.glob("*.yml")} | {
+            p.stem for p in folder.glob("*.py") if not p.name.startswith("_") and "\nDOCUMENTATION" in p.read_text()
+        }
     return sorted(names)
 
 
