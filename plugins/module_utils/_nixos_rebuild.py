@@ -28,6 +28,7 @@ Private to the collection: the leading underscore means no stability promise.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import os
@@ -36,7 +37,7 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -170,6 +171,46 @@ class Source:
             return {}
         nix_path = DEFAULT_NIX_PATH if self.nix_path is None else self.nix_path
         return {"NIX_PATH": nix_path} if nix_path else {}
+
+
+# Nix's words when an angle-bracket path does not resolve, e.g. "error: file 'nixpkgs/nixos' was not
+# found in the Nix search path (add it using $NIX_PATH or -I)" (the wording since Nix 2.4).
+_NOT_IN_SEARCH_PATH = re.compile(r"file '(?P<file>[^']+)' was not found in the Nix search path")
+
+
+def search_path_hint(source: Source, stderr: str) -> str | None:
+    """Why a classic build failed when Nix could not resolve ``<nixpkgs/nixos>`` (or another
+    search-path entry), naming the module options that decide the search path; else None."""
+    match = _NOT_IN_SEARCH_PATH.search(stderr)
+    if match is None or source.flake is not None:
+        return None
+    wanted = match.group("file")
+    entry = wanted.split("/", 1)[0]
+    nix_path = DEFAULT_NIX_PATH if source.nix_path is None else source.nix_path
+    where = f"NIX_PATH={nix_path}" if nix_path else "the machine's own NIX_PATH"
+    hint = f"<{wanted}> is not on the Nix search path ({where}"
+    hint += f", -I {' -I '.join(source.include)})" if source.include else ")"
+    if nix_path:
+        dirs = [d for d in nix_path.split(":") if d and "=" not in d]
+        if dirs:
+            hint += f": no {' or '.join(f'{d}/{entry}' for d in dirs)} on the machine"
+    return (
+        f"{hint}; put {entry} there (with the default nix_path {DEFAULT_NIX_PATH}, the sources role's nixpkgs "
+        "source pushes /var/src/nixpkgs) or set nix_path / include to where it is"
+    )
+
+
+@contextlib.contextmanager
+def _explained(source: Source) -> Iterator[None]:
+    """Add :func:`search_path_hint` to a failed nixos-rebuild's message."""
+    try:
+        yield
+    except NixosRebuildError as exc:
+        hint = search_path_hint(source, exc.stderr)
+        if hint is not None:
+            exc.msg = f"{exc.msg}: {hint}"
+            exc.args = (exc.msg,)
+        raise
 
 
 def rebuild_argv(
@@ -696,7 +737,7 @@ class Rebuild:
         argv = rebuild_argv(
             self._bin("nixos-rebuild"), Action.DRY_BUILD, request.source, request.hostname, request.extra_args
         )
-        with tempfile.TemporaryDirectory(prefix="aiolabs-nixos-") as work:
+        with tempfile.TemporaryDirectory(prefix="aiolabs-nixos-") as work, _explained(request.source):
             result = self._run(argv, cwd=work, env=request.source.environment())
         text = result.stderr + result.stdout
         return parse_dry_build(text), text
@@ -706,7 +747,7 @@ class Rebuild:
         argv = rebuild_argv(
             self._bin("nixos-rebuild"), Action.BUILD, request.source, request.hostname, request.extra_args
         )
-        with tempfile.TemporaryDirectory(prefix="aiolabs-nixos-") as work:
+        with tempfile.TemporaryDirectory(prefix="aiolabs-nixos-") as work, _explained(request.source):
             result = self._run(argv, cwd=work, env=request.source.environment())
             link = Path(work, "result")
             if not link.is_symlink():

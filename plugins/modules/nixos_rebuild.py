@@ -90,6 +90,9 @@ options:
       - Defaults to V(/var/src), the layout krops deploys (C(/var/src/nixos-config), C(/var/src/nixpkgs)).
       - Set to an empty string to keep the machine's own C(NIX_PATH)
         (for example C(nixos-config=/etc/nixos/configuration.nix)).
+      - When Nix cannot find C(<nixpkgs/nixos>) on this search path (with the default, no C(/var/src/nixpkgs)), the
+        task fails before anything is activated, with Nix's error in RV(ignore:stderr) and a message naming the search
+        path, the missing directory and this option.
       - Classic mode always passes C(--option experimental-features 'nix-command flakes') (before O(extra_args), which
         may override it), so configurations that call C(builtins.getFlake) build on a host whose C(nix.conf) has no
         flakes yet, as on a fresh NixOS install.

@@ -1,15 +1,17 @@
 """aiolabs.nixos.nixos_rebuild through real ``ansible-playbook`` against a lab host.
 
-The lab host is a simulated NixOS machine (lab stand-in: nixos-rebuild, switch-to-configuration,
-systemctl, systemd-run); the module runs on it exactly as on NixOS, with nothing lab-specific.
-One host is used (NIXOS_REBUILD_TEST_HOST, default machine4: machine1-3 belong to the lab's own
-tests, which reboot machine3 and switch machine2; start it with ``LAB_HOSTS=4 lab/labctl up``,
-the test skips -- or fails under CI -- without it). Its /etc/nixos is saved before each test and
-restored (and switched to) afterwards, and fault knobs are cleared.
+The lab host is a simulated NixOS machine (test infrastructure: a stock NixOS first boot whose
+configuration the lab's nixpkgs evaluates for real); the module runs on it exactly as on NixOS,
+with nothing lab-specific. Every play runs the collection's raw preflight first (a stock host has
+no Python: it is bootstrapped from the host's own channel). One host is used
+(NIXOS_REBUILD_TEST_HOST, default machine4: machine1-3 belong to the lab's own tests and the
+end-to-end deploy; ``LAB_HOSTS=4 lab/labctl up`` at least; the test skips -- or fails under CI --
+without it). Its /etc/nixos is saved before each test and restored (and switched to) afterwards,
+and fault knobs are cleared.
 
-The configuration is changed the way an operator would: by editing /etc/nixos (the lab reads
-``machine.nix`` beside ``configuration.nix``). The module is told ``nix_path: ""`` so that
-nixos-rebuild uses the host's default ``nixos-config=/etc/nixos/configuration.nix``.
+The configuration is changed the way an operator would: a NixOS module, rebuild-module-test.nix,
+imported from the stock /etc/nixos/configuration.nix. The module is told ``nix_path: ""`` so that
+nixos-rebuild uses the host's default NIX_PATH (its channel and /etc/nixos/configuration.nix).
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ HOST = os.environ.get("NIXOS_REBUILD_TEST_HOST", "machine4")
 # lab/inventory covers the default three hosts; labctl up writes lab/run/inventory.yml for all N.
 INVENTORY = REPO / "lab" / ("inventory" if HOST in ("machine1", "machine2", "machine3") else "run/inventory.yml")
 PLAY_TIMEOUT = 300
-KNOBS = ("activation-fails", "activation-hangs", "reboot-required", "ssh-drop", "kernel-change", "unit-fails")
+MODULE = "rebuild-module-test.nix"
+KNOBS = ("activation-fails", "activation-hangs", "reboot-required", "ssh-drop", "kernel-change", "unit-fails",
+         "activation-delay")  # fmt: skip
 
 
 @pytest.fixture
@@ -137,20 +141,24 @@ def run_dirs(machine: LabHost) -> list[str]:
     return machine.out("ls /run/aiolabs-nixos 2>/dev/null || true").split()
 
 
-def bump(machine: LabHost) -> None:
-    """A configuration change that changes the system but no unit."""
-    token = uuid.uuid4().hex
+def module(machine: LabHost, text: str) -> None:
+    """Make /etc/nixos/rebuild-module-test.nix TEXT and import it from the stock configuration.nix."""
+    machine.out(f"cat > /etc/nixos/{MODULE} <<'EOF'\n{text}\nEOF")
     machine.out(
-        "sed -i '/^# nixos-rebuild-module-test /d' /etc/nixos/configuration.nix && "
-        f"echo '# nixos-rebuild-module-test {token}' >> /etc/nixos/configuration.nix"
+        f"grep -q {MODULE} /etc/nixos/configuration.nix || "
+        f"sed -i 's|\\./hardware-configuration.nix|./hardware-configuration.nix ./{MODULE}|' "
+        "/etc/nixos/configuration.nix"
     )
+    machine.out(f"grep -q {MODULE} /etc/nixos/configuration.nix")
+
+
+def bump(machine: LabHost) -> None:
+    """A configuration change that changes the system but no unit (a comment would not: Nix sees values)."""
+    module(machine, f'{{ ... }}: {{ environment.etc."rebuild-module-test".text = "{uuid.uuid4().hex}"; }}')
 
 
 def enable_pictrs(machine: LabHost) -> None:
-    machine.out(
-        "sed -i 's/services = { };/services = { pictrs = { enable = true; port = 8080; }; };/' /etc/nixos/machine.nix"
-        " && grep -q pictrs /etc/nixos/machine.nix"
-    )
+    module(machine, "{ ... }: { services.pict-rs = { enable = true; port = 8080; }; }")
 
 
 ARGS: dict[str, Any] = {"nix_path": "", "activation_timeout": 120}
@@ -296,3 +304,81 @@ def test_rollback_returns_to_the_previous_generation(host: LabHost, tmp_path: Pa
     assert rolled["changed"] is True and not rolled.get("failed"), rolled
     assert rolled["system"] == before == current(host)
     assert rolled["generation_after"] == generation(host) < gen
+
+
+# --------------------------------------------------------------------------- a stock host (issue 13)
+
+FLAKE_DIR = "/tmp/rebuild-module-flake"
+GET_FLAKE = f"""{{ ... }}: {{
+  environment.etc."rebuild-module-flake".text = toString (builtins.getFlake "path:{FLAKE_DIR}").value;
+}}"""
+
+
+def test_classic_build_enables_flakes_itself_on_a_host_without_them(host: LabHost, tmp_path: Path) -> None:
+    value = uuid.uuid4().hex
+    host.out(f"rm -rf {FLAKE_DIR} && mkdir -p {FLAKE_DIR} && echo '{{ outputs = _: {{ value = \"{value}\"; }}; }}' > "
+             f"{FLAKE_DIR}/flake.nix")  # fmt: skip
+    module(host, GET_FLAKE)
+    try:
+        # The stock host's nix.conf has no flakes, so its own nixos-rebuild refuses getFlake ...
+        assert "experimental-features" not in host.out("cat /etc/nix/nix.conf")
+        refused = host.ssh("cd /tmp && nixos-rebuild build", timeout=PLAY_TIMEOUT)
+        assert refused.returncode == 1, refused.stderr
+        assert "getFlake" in refused.stderr or "feature 'flakes' is disabled" in refused.stderr, refused.stderr
+        # ... and the module's classic build passes --option experimental-features itself.
+        result = play(tmp_path, ARGS)[0]
+        assert result["changed"] is True and not result.get("failed"), result
+        assert result["activation_rc"] == 0
+        assert result["system"] == current(host)
+        assert host.out("cat /etc/rebuild-module-flake") == value
+        # The switched system did not enable flakes either: the option was only the build's.
+        assert "experimental-features" not in host.out("cat /etc/nix/nix.conf")
+    finally:
+        host.out(f"rm -rf {FLAKE_DIR}")
+
+
+def test_krops_nix_path_without_var_src_nixpkgs_fails_clearly(host: LabHost, tmp_path: Path) -> None:
+    # /var/src/nixos-config is there (as the sources role pushes it), /var/src/nixpkgs is not.
+    leftover = host.ssh("test -e /var/src/nixpkgs || test -e /var/src/nixos-config")
+    assert leftover.returncode == 1, host.out("ls -la /var/src")
+    bump(host)
+    before, gen0, count0 = current(host), generation(host), generation_count(host)
+    host.out("mkdir -p /var/src && ln -s /etc/nixos/configuration.nix /var/src/nixos-config")
+    try:
+        for check in (True, False):
+            result = play(tmp_path, {"activation_timeout": 120}, check=check)[0]  # nix_path: the default /var/src
+            assert result.get("failed") is True, result
+            assert result["rc"] == 1
+            assert "file 'nixpkgs/nixos' was not found in the Nix search path" in result["stderr"], result
+            assert "NIX_PATH=/var/src" in result["msg"], result["msg"]
+            assert "/var/src/nixpkgs" in result["msg"] and "nix_path" in result["msg"], result["msg"]
+            assert (current(host), generation(host), generation_count(host)) == (before, gen0, count0)
+    finally:
+        host.out("rm -f /var/src/nixos-config")
+
+
+def test_held_switch_lock_is_reported_as_exit_11(host: LabHost, tmp_path: Path) -> None:
+    bump(host)
+    before, gen0 = current(host), generation(host)
+    holder = host.out(
+        "mkdir -p /run/nixos && { setsid flock -o /run/nixos/switch-to-configuration.lock sleep 300 "
+        "</dev/null >/dev/null 2>&1 & echo $!; }"
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while host.ssh("flock -n /run/nixos/switch-to-configuration.lock true").returncode == 0:
+            assert time.monotonic() < deadline, "the lock holder did not take the lock"
+            time.sleep(0.2)
+        result = play(tmp_path, ARGS)[0]
+        assert result.get("failed") is True, result
+        assert result["activation_rc"] == 11
+        assert "exit 11: another switch-to-configuration holds /run/nixos/switch-to-configuration.lock" in result["msg"]
+        assert "Could not acquire lock" in result["msg"], result["msg"]  # the log tail
+        # switch sets the profile before switch-to-configuration; nothing was activated.
+        assert generation(host) == gen0 + 1
+        assert current(host) == before
+    finally:
+        host.ssh(f"kill -- -{holder}")
+    rerun = play(tmp_path, ARGS)[0]
+    assert rerun["changed"] is True and not rerun.get("failed"), rerun
+    assert current(host) == rerun["system"]

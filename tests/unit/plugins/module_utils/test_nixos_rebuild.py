@@ -40,6 +40,7 @@ from ansible_collections.aiolabs.nixos.plugins.module_utils._nixos_rebuild impor
     previous_generation,
     rebuild_argv,
     rollback_profile_argv,
+    search_path_hint,
     set_profile_argv,
     setsid_argv,
     stc_argv,
@@ -882,6 +883,54 @@ def test_failed_build_carries_cmd_rc_and_output(machine: Machine) -> None:
     assert result["cmd"] == ["/fake/bin/nixos-rebuild", "build", *FLAKES]
     assert "attribute 'lnbits' missing" in str(result["stderr"])
     assert runner.argvs() == [["/fake/bin/nixos-rebuild", "build", *FLAKES]]  # nothing after the failed build
+
+
+NOT_FOUND = (
+    "error: file 'nixpkgs/nixos' was not found in the Nix search path (add it using $NIX_PATH or -I)\n"
+    "\n       at «none»:0: (source not available)\n"
+)
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_nixpkgs_missing_from_the_search_path_is_explained(machine: Machine, check_mode: bool) -> None:
+    """krops' NIX_PATH=/var/src without /var/src/nixpkgs: Nix's own error, and a message that says
+    what is missing and which options decide it (build and check mode's dry-build alike)."""
+    _installed(machine)
+
+    class NoNixpkgs(FakeRunner):
+        def run(self, argv: Sequence[str], **kwargs: object) -> CommandResult:
+            self.calls.append((list(argv), dict(kwargs)))
+            return CommandResult(tuple(argv), 1, "", NOT_FOUND)
+
+    rebuild = Rebuild(NoNixpkgs(machine, systemd=True), machine.paths)
+    with pytest.raises(NixosRebuildError) as info:
+        rebuild.execute(Request(hostname="m", check_mode=check_mode))
+    result = info.value.as_dict()
+    step = "dry-build" if check_mode else "build"
+    assert result["msg"] == (
+        f"nixos-rebuild {step} failed with exit 1: <nixpkgs/nixos> is not on the Nix search path "
+        "(NIX_PATH=/var/src): no /var/src/nixpkgs on the machine; put nixpkgs there (with the default nix_path "
+        "/var/src, the sources role's nixpkgs source pushes /var/src/nixpkgs) or set nix_path / include to where it is"
+    )
+    assert str(info.value) == result["msg"]
+    assert result["rc"] == 1
+    assert "file 'nixpkgs/nixos' was not found in the Nix search path" in str(result["stderr"])
+
+
+def test_search_path_hint_names_the_search_path_in_use() -> None:
+    own = search_path_hint(Source(nix_path="", include=("nixos-config=/etc/nixos/c.nix",)), NOT_FOUND)
+    assert own is not None
+    assert own.startswith(
+        "<nixpkgs/nixos> is not on the Nix search path (the machine's own NIX_PATH, -I nixos-config=/etc/nixos/c.nix); "
+    )
+    two = search_path_hint(Source(nix_path="/a:nixos-config=/x:/b"), NOT_FOUND)
+    assert two is not None and ": no /a/nixpkgs or /b/nixpkgs on the machine;" in two
+    config = "error: file 'nixos-config' was not found in the Nix search path (add it using $NIX_PATH or -I)"
+    hint = search_path_hint(Source(), config)
+    assert hint is not None and hint.startswith("<nixos-config> is not on the Nix search path (NIX_PATH=/var/src)")
+    # Other failures and flake mode keep Nix's message alone.
+    assert search_path_hint(Source(), "error: attribute 'lnbits' missing\n") is None
+    assert search_path_hint(Source(flake="/var/src/config"), NOT_FOUND) is None
 
 
 def test_real_seam_c_locale_env_and_failures_reach_the_pipeline(machine: Machine, tmp_path: Path) -> None:
