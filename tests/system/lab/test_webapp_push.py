@@ -78,7 +78,8 @@ def host(lab: Lab) -> Iterator[LabHost]:
     saved_nixos = machine.out("tar -C /etc -cf - nixos | base64 -w0")
     saved_src = machine.out("ls -A /var/src 2>/dev/null || true").split()
     machine.out(
-        f"cd /etc/nixos && mv configuration.nix stock-configuration.nix && echo {modules_tar()} | base64 -d | tar -xf - "
+        "cd /etc/nixos && mv configuration.nix stock-configuration.nix && "
+        f"echo {modules_tar()} | base64 -d | tar -xf - "
         f"&& cat > configuration.nix <<'EOF'\n{CONFIGURATION_NIX.format(host=HOST)}EOF\n"
         "nixos-rebuild switch >/tmp/webapp-test-switch.log 2>&1 && systemctl is-active nginx.service",
         timeout=PLAY_TIMEOUT,
@@ -151,8 +152,8 @@ class Deploy:
         """GET over https, the certificate verified against the lab CA (forceSSL: port 80 only redirects)."""
         vhost = f"app.{HOST}.lab.test"
         proc = subprocess.run(
-            ["curl", "-sS", "--fail", "--max-time", "10", "--cacert", str(CA), "--resolve", f"{vhost}:443:{self.address}",
-             f"https://{vhost}{path}"],
+            ["curl", "-sS", "--fail", "--max-time", "10", "--cacert", str(CA),
+             "--resolve", f"{vhost}:443:{self.address}", f"https://{vhost}{path}"],
             capture_output=True, text=True, timeout=30, check=False,
         )  # fmt: skip
         assert proc.returncode == 0, (path, proc.stderr)
