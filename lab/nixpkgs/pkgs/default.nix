@@ -332,6 +332,8 @@ let
       "nix-shell"
       "nix-store"
     ];
+    # NixOS units get coreutils on PATH: the programs of it that units and the lab's stand-ins use
+    # (the node stand-in reads its script with head).
     coreutils = debianTools "coreutils" [
       "cat"
       "cp"
@@ -344,6 +346,32 @@ let
       "chown"
       "env"
       "tar"
+      "basename"
+      "cut"
+      "date"
+      "dirname"
+      "echo"
+      "false"
+      "head"
+      "id"
+      "mktemp"
+      "printf"
+      "readlink"
+      "realpath"
+      "rmdir"
+      "sha256sum"
+      "sleep"
+      "sort"
+      "stat"
+      "tail"
+      "tee"
+      "test"
+      "touch"
+      "tr"
+      "true"
+      "uname"
+      "uniq"
+      "wc"
     ];
     findutils = debianTools "findutils" [
       "find"

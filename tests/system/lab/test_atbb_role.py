@@ -335,8 +335,8 @@ def test_first_run_pushes_source_and_secrets_second_run_changes_nothing(machine:
     # machine8: the flake source, with the overlay's flake files and the hash
     files = set(machine.out("cd /var/src/atbb && find . -type f | sort").splitlines())
     assert files == {
-        "./flake.nix", "./nix/package.nix", "./nix/stand-ins.nix", "./package.json", "./pnpm-lock.yaml",
-        "./pnpm-workspace.yaml", "./apps/appview/package.json", "./apps/appview/src/index.ts",
+        "./flake.nix", "./nix/module.nix", "./nix/package.nix", "./nix/stand-ins.nix", "./package.json",
+        "./pnpm-lock.yaml", "./pnpm-workspace.yaml", "./apps/appview/package.json", "./apps/appview/src/index.ts",
         "./apps/web/package.json", "./apps/web/src/index.ts", "./packages/db/package.json",
         "./packages/db/src/index.ts",
     }  # fmt: skip

@@ -1,12 +1,17 @@
 """The deploy pipeline end to end: ``ansible-playbook -i lab/inventory site.yml`` on machine1-3.
 
 What a person relies on every day:
-- every lab host converges, and /var/src has krops' layout;
+- a stock NixOS host (what an install leaves: no Python, no /var/src/nixpkgs so no <nixpkgs> under
+  NIX_PATH=/var/src, no flakes) deploys on the first run: the module fixture puts machine1-3 back
+  to their stock first boot (``labctl stop``, the host's disk state removed, ``labctl start``)
+  before the deploy, and every lab host converges with krops' /var/src layout;
 - a second run changes nothing: 0 changed, no Nix build of the system (no new build log on the
   host), no activation (same generation, same /run/current-system), no npm build;
 - editing one machine's host_vars (in a temporary copy of the inventory) changes only that machine;
-- bad machine data (bad domain, unknown service, port 70000, missing asset) fails in validation,
-  before anything is pushed: the target's /var/src is byte-for-byte untouched;
+- bad machine data (bad domain, unknown service, port 70000, missing asset, no state_version, boot
+  loader or root key, ...) fails in validation, before anything is pushed: the target's /var/src
+  is byte-for-byte untouched;
+- secrets in a source checkout (.env, data/*.sqlite3, *.db) reach neither /var/src nor the store;
 - the .populate guard refuses a /var/src that is not this deploy's.
 
 The web app stage runs when the aiolabs.nixos.webapp role is present (it needs node and npm on the
@@ -36,6 +41,10 @@ KEY = REPO / "lab" / "run" / "ssh" / "id_ed25519"
 
 HOSTS = ("machine1", "machine2", "machine3")
 INVENTORY = REPO / "lab" / "inventory"
+RUN = REPO / "lab" / "run"
+# The LNbits source of the lab inventory (files/lnbits, a symlink the push follows): the lab's
+# runnable LNbits fixture.
+LNBITS = (INVENTORY / "files" / "lnbits").resolve()
 PLAYBOOK_TIMEOUT = 900
 WEBAPP = os.environ.get("AIOLABS_PIPE_WEBAPP", "1") != "0" and (REPO / "roles" / "webapp" / "tasks").is_dir()
 RECAP = re.compile(
@@ -73,6 +82,8 @@ class Deploy(NamedTuple):
     lab: Lab
     recap: Recap
     elapsed: float
+    stock: dict[str, dict[str, str]]  # per host, what the stock host had before the first deploy
+    output: str
 
 
 def playbook(*args: str, inventory: Path = INVENTORY) -> tuple[subprocess.CompletedProcess[str], Recap]:
@@ -116,14 +127,78 @@ def system_state(lab: Lab, host: str) -> tuple[str, str, int]:
     return running, profile, int(logs)
 
 
+def labctl(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([str(REPO / "lab" / "labctl"), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)  # fmt: skip
+
+
+def wait_all(procs: list[subprocess.Popen[str]], what: str) -> None:
+    for proc in procs:
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0, f"labctl {what}: {out}"
+
+
+def reset_to_stock(hosts: tuple[str, ...]) -> None:
+    """Each host as a fresh install: powered off, its disk state (the overlay's upper layer) removed,
+    powered on: lab-install makes the stock first boot again (channel, /etc/nixos, generation 1)."""
+    wait_all([labctl("stop", h) for h in hosts], "stop")
+    for host in hosts:
+        for layer in ("upper", "work"):
+            shutil.rmtree(RUN / "hosts" / host / layer, ignore_errors=True)
+    wait_all([labctl("start", h) for h in hosts], "start")
+    # Each start rewrote lab/run/inventory.yml with the hosts running then: once more, with all of them.
+    wait_all([labctl("start", hosts[0])], "start")
+
+
+# What a stock host has, asked before the first deploy (each line: NAME=VALUE).
+STOCK_PROBE = (
+    "echo python=$(command -v python3 python || echo none); "
+    "echo usr_python=$(ls /usr/bin/python3* 2>/dev/null || echo none); "
+    "echo var_src=$(ls -A /var/src 2>/dev/null | tr '\\n' ' ' || true); "
+    "echo nixpkgs=$(NIX_PATH=/var/src nix-instantiate --find-file nixpkgs/nixos >/dev/null 2>&1 && echo found "
+    "|| echo missing); "
+    "echo flakes=$(nix-instantiate --eval -E 'builtins.getFlake' >/dev/null 2>&1 && echo on || echo off); "
+    "echo generation=$(readlink /nix/var/nix/profiles/system)"
+)
+
+
 @pytest.fixture(scope="module")
 def converged(lab_module: Lab) -> Deploy:
-    """One full deploy of machine1-3 (the first, or a re-run after earlier tests)."""
+    """The first deploy of machine1-3, from stock hosts."""
+    reset_to_stock(HOSTS)
+    stock = {h: dict(line.split("=", 1) for line in lab_module[h].out(STOCK_PROBE).splitlines()) for h in HOSTS}
     started = time.monotonic()
     proc, recap = playbook()
     elapsed = time.monotonic() - started
     assert proc.returncode == 0, tail(proc)
-    return Deploy(lab_module, recap, elapsed)
+    print(f"first deploy of {len(HOSTS)} stock hosts: {elapsed:.1f}s")
+    return Deploy(lab_module, recap, elapsed, stock, proc.stdout)
+
+
+def test_stock_hosts_deploy_on_the_first_run(converged: Deploy) -> None:
+    """No Python, no <nixpkgs> for NIX_PATH=/var/src, no flakes: the preflight builds a Python from the
+    host's own channel, the sources push nixpkgs, the build enables flakes itself; afterwards the
+    deployed system has all three."""
+    lab = converged.lab
+    for host in HOSTS:
+        assert converged.stock[host] == {
+            "python": "none", "usr_python": "none", "var_src": "", "nixpkgs": "missing", "flakes": "off",
+            "generation": "system-1-link",
+        }, host  # fmt: skip
+        assert converged.recap[host]["failed"] == 0 and converged.recap[host]["unreachable"] == 0
+    # The preflight bootstrapped Python on each (a changed raw task), from the host's <nixpkgs>.
+    bootstrap = re.search(
+        r"TASK \[Build python3 from <nixpkgs> into a GC root \(raw\)\].*?\n\n", converged.output, re.S
+    )
+    assert bootstrap, converged.output[-3000:]
+    assert all(f"changed: [{h}]" in bootstrap.group(0) for h in HOSTS), bootstrap.group(0)
+    for host in HOSTS:
+        after = lab[host].out(
+            "command -v python3; readlink -f /nix/var/nix/gcroots/aiolabs-python3 >/dev/null && echo gcroot; "
+            "nix-instantiate --eval -E 'builtins.typeOf builtins.getFlake'; readlink /nix/var/nix/profiles/system"
+        )
+        assert after.splitlines() == ["/run/current-system/sw/bin/python3", "gcroot", '"lambda"', "system-2-link"], (
+            host, after)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +245,7 @@ def test_all_hosts_converge_with_krops_layout(converged: Deploy) -> None:
     # machine1: its assets folder's hardware-configuration.nix and extra module; lnbits behind a followed symlink.
     m1 = set(lab["machine1"].out("ls -A /var/src/config-machine").split())
     assert m1 == {"configuration.nix", "machine.nix", "hardware-configuration.nix", "wireguard.nix"}
-    example = sorted(p.name for p in (REPO / "examples" / "lnbits").iterdir())
+    example = sorted(p.name for p in LNBITS.iterdir())
     listing = lab["machine1"].out("test -f /var/src/lnbits-src/flake.nix && test ! -L /var/src/lnbits-src && "
                                   "ls /var/src/lnbits-src")  # fmt: skip
     assert listing.split() == example
@@ -213,10 +288,15 @@ def copy_inventory(tmp_path: Path) -> Path:
     inventory = tmp_path / "inventory"
     shutil.copytree(INVENTORY, inventory, symlinks=True)
     (inventory / "files" / "lnbits").unlink()
-    (inventory / "files" / "lnbits").symlink_to(REPO / "examples" / "lnbits")
+    (inventory / "files" / "lnbits").symlink_to(LNBITS)
     for name in ("all.yml", "nixos.yml"):
         f = inventory / "group_vars" / name
-        f.write_text(f.read_text().replace("{{ inventory_dir }}/../", f"{REPO}/lab/"))
+        text = f.read_text().replace("{{ inventory_dir }}/../", f"{REPO}/lab/")
+        # root's key (a lookup of inventory_dir ~ '/../run/ssh/...'): the checkout's lab key
+        text = text.replace("inventory_dir ~ '/../", f"'{REPO}/lab/")
+        # only inventory_dir/files (copied with the inventory) stays relative
+        assert "inventory_dir ~" not in text and "inventory_dir }}/.." not in text, (name, text)
+        f.write_text(text)
     m3 = inventory / "host_vars" / "machine3.yml"
     m3.write_text(m3.read_text().replace("{{ inventory_dir }}/../..", str(REPO)))
     return inventory
@@ -228,20 +308,18 @@ def test_secrets_in_a_source_checkout_reach_neither_var_src_nor_the_store(conver
     host = converged.lab["machine1"]
     token = f"aiolabs-planted-{uuid.uuid4().hex}"
     tree = tmp_path / "lnbits"
-    shutil.copytree(REPO / "examples" / "lnbits", tree)
+    shutil.copytree(LNBITS, tree)
     (tree / ".env").write_text(f"LNBITS_ADMIN_KEY={token}\n")
     (tree / ".env.production").write_text(f"SECRET={token}\n")
     (tree / "data").mkdir()
     (tree / "data" / "x.sqlite3").write_text(f"wallet {token}\n")
-    (tree / "lnbits" / "wallets.db").write_text(f"wallet {token}\n")
+    (tree / "wallets.db").write_text(f"wallet {token}\n")
     host.out(f"echo {token} > /var/src/lnbits-src/.env && mkdir -p /var/src/lnbits-src/data && "
              f"echo {token} > /var/src/lnbits-src/data/old.sqlite3 && touch /tmp/aiolabs-planted-marker")  # fmt: skip
     try:
         proc, _recap = playbook("-l", "machine1", "-e", f"aiolabs_nixos_sources_lnbits_src={tree}")
         assert proc.returncode == 0, tail(proc)
-        assert host.out("ls -A /var/src/lnbits-src").split() == sorted(
-            p.name for p in (REPO / "examples" / "lnbits").iterdir()
-        )
+        assert host.out("ls -A /var/src/lnbits-src").split() == sorted(p.name for p in LNBITS.iterdir())
         found = host.out(f"grep -rl {token} /var/src 2>/dev/null; "
                          "find /nix/store -mindepth 1 -maxdepth 1 -cnewer /tmp/aiolabs-planted-marker -print0 "
                          f"| xargs -0r grep -rl {token} 2>/dev/null; true")  # fmt: skip
@@ -301,8 +379,28 @@ def test_editing_one_machine_changes_only_that_machine(converged: Deploy,
         ),
         ("services:\n  lnbits: {enable: true, port: 70000}\n", "services.lnbits.port must be a port"),
         ("extra_modules: [missing.nix]\n", "extra_modules[0] missing.nix is missing from the machine's assets folder"),
+        # The whole machine: without these the switch would replace the stock configuration with one
+        # that has no stateVersion, no boot loader or no key to log in with.
+        ("state_version: null\n", "machine1: state_version is not set"),
+        ("boot_loader: null\n", "machine1: boot_loader is not set"),
+        ("networking: {type: static}\n", "machine1: networking.interfaces must map each interface name"),
+        (
+            "root_authorized_keys: []\naiolabs_nixos_root_authorized_keys: []\n",
+            "machine1: root_authorized_keys is empty and the fleet default aiolabs_nixos_root_authorized_keys",
+        ),
+        ('state_version: "25.05\\n"\n', "machine1: state_version must be a NixOS release"),
     ],
-    ids=["bad-domain", "unknown-service", "port-70000", "missing-asset"],
+    ids=[
+        "bad-domain",
+        "unknown-service",
+        "port-70000",
+        "missing-asset",
+        "no-state-version",
+        "no-boot-loader",
+        "static-network-without-interfaces",
+        "no-root-key",
+        "state-version-trailing-newline",
+    ],
 )
 def test_bad_machine_data_fails_before_anything_is_pushed(
     converged: Deploy, tmp_path: Path, host_vars: str, message: str

@@ -1,20 +1,24 @@
 """aiolabs.nixos.webapp end to end on a lab host: build on the controller, push, serve.
 
 The lab host (machine7 by default, WEBAPP_TEST_HOST; a simulated NixOS machine, see lab/README.md)
-gets a system with ``services.webapp.enable`` (its /etc/nixos/machine.nix, switched with
-nixos-rebuild), so its nginx.service serves ``app.<domain>`` from /var/src/web-app-dist. The role
-runs from ``ansible-playbook`` with ``-i lab/run/inventory.yml`` plus a throwaway inventory that gives
-the host its machine data and assets folder, as host_vars would. /etc/nixos is restored and switched
+gets a system whose /etc/nixos/configuration.nix imports the collection's own web-app module
+(nix-modules/web-app.nix with nginx.nix and common.nix, copied beside it) with
+``aiolabs.webapp.enable``, switched with nixos-rebuild, so its nginx serves ``app.<domain>`` from
+/var/src/web-app-dist over https (forceSSL, the lab CA's certificate). The role runs from
+``ansible-playbook`` with ``-i lab/run/inventory.yml`` plus a throwaway inventory that gives the host
+its machine data and assets folder, as host_vars would. /etc/nixos is restored and switched
 afterwards, and /var/src is left as it was found.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import json
 import os
 import subprocess
-import urllib.request
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,12 +45,26 @@ PLAYBOOK = """
       ansible.builtin.include_role:
         name: aiolabs.nixos.webapp
 """
-MACHINE_NIX = """{{
-  hostName = "{host}";
-  domain = "{host}.lab.test";
-  services = {{ webapp.enable = true; }};
+# The stock configuration (moved aside) plus the collection's web-app module, as a NixOS user would
+# import it: forceSSL + enableACME, so the page is served over https only.
+CONFIGURATION_NIX = """{{
+  imports = [ ./stock-configuration.nix ./aiolabs/web-app.nix ./aiolabs/nginx.nix ];
+  aiolabs.domain = "{host}.lab.test";
+  aiolabs.webapp.enable = true;
+  aiolabs.nginx.acmeEmail = "admin@lab.test";
 }}
 """
+MODULES = ("common.nix", "nginx.nix", "web-app.nix")
+CA = REPO / "lab" / "run" / "ca" / "ca.pem"
+
+
+def modules_tar() -> str:
+    """nix-modules' web-app module and what it imports, as a base64 tar of aiolabs/."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name in MODULES:
+            tar.add(REPO / "nix-modules" / name, arcname=f"aiolabs/{name}")
+    return base64.b64encode(buffer.getvalue()).decode()
 
 
 @pytest.fixture
@@ -60,7 +78,9 @@ def host(lab: Lab) -> Iterator[LabHost]:
     saved_nixos = machine.out("tar -C /etc -cf - nixos | base64 -w0")
     saved_src = machine.out("ls -A /var/src 2>/dev/null || true").split()
     machine.out(
-        f"cat > /etc/nixos/machine.nix <<'EOF'\n{MACHINE_NIX.format(host=HOST)}EOF\n"
+        "cd /etc/nixos && mv configuration.nix stock-configuration.nix && "
+        f"echo {modules_tar()} | base64 -d | tar -xf - "
+        f"&& cat > configuration.nix <<'EOF'\n{CONFIGURATION_NIX.format(host=HOST)}EOF\n"
         "nixos-rebuild switch >/tmp/webapp-test-switch.log 2>&1 && systemctl is-active nginx.service",
         timeout=PLAY_TIMEOUT,
     )
@@ -129,10 +149,15 @@ class Deploy:
         return out
 
     def page(self, path: str = "/") -> str:
-        request = urllib.request.Request(f"http://{self.address}{path}", headers={"Host": f"app.{HOST}.lab.test"})
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (http on the lab's loopback address)
-            assert response.status == 200
-            return str(response.read().decode())
+        """GET over https, the certificate verified against the lab CA (forceSSL: port 80 only redirects)."""
+        vhost = f"app.{HOST}.lab.test"
+        proc = subprocess.run(
+            ["curl", "-sS", "--fail", "--max-time", "10", "--cacert", str(CA),
+             "--resolve", f"{vhost}:443:{self.address}", f"https://{vhost}{path}"],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, (path, proc.stderr)
+        return proc.stdout
 
     def local_dist(self) -> dict[str, str]:
         dist = self.build_root / HOST / "dist"
@@ -172,6 +197,11 @@ def test_webapp_builds_pushes_and_is_served_then_converges(host: LabHost, tmp_pa
     image = next(name for name in deploy.local_dist() if name.startswith("assets/seven-"))
     assert f'src="/{image}"' in html
     assert deploy.page(f"/{image}").startswith("<svg")
+    redirect = subprocess.run(
+        ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", "-H", f"Host: app.{HOST}.lab.test",
+         f"http://{host.address}/"], capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert redirect.stdout == f"301 https://app.{HOST}.lab.test/", (redirect.stdout, redirect.stderr)
 
     again = deploy.play()
     assert changed(again) == 0

@@ -198,3 +198,20 @@ def test_apt_mirror_deb822_and_one_line(tmp_path: Path) -> None:
     assert labctl.apt_mirror(tmp_path) == "http://old.example/debian"
     (tmp_path / "sources.list").unlink()
     assert labctl.apt_mirror(tmp_path) == labctl.DEFAULT_MIRROR
+
+
+def test_leftover_processes_of_one_host_are_that_hosts_only() -> None:
+    """Stopping one host waits for its own stage0, not for every other host's (which run on)."""
+    import subprocess
+
+    argv = [sys.executable, "-c", "import time; time.sleep(60)", str(labctl.LAB_DIR / "labctl"), "_stage0"]
+    procs = {name: subprocess.Popen([*argv, name, "/base"]) for name in ("machine1", "machine12")}
+    try:
+        mine = labctl.leftover_processes(labctl.HOSTS_DIR / "machine1")
+        assert procs["machine1"].pid in mine and procs["machine12"].pid not in mine
+        every = labctl.leftover_processes()
+        assert {p.pid for p in procs.values()} <= set(every)
+    finally:
+        for proc in procs.values():
+            proc.kill()
+            proc.wait()
