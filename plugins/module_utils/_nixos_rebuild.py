@@ -413,7 +413,56 @@ def parse_report(text: str) -> UnitReport:
 
 
 # switch-to-configuration's exit codes (main.rs / switch-to-configuration.pl).
+# After switch-to-configuration exits 4, systemd is asked again which units are in trouble. The
+# report's "warning: the following units failed:" line lists the units that are `failed`, or in
+# `auto-restart` after a non-zero exit, at the moment it is printed (-ng's get_active_units after
+# its 250 ms settle): a unit with Restart= that is already starting again at that moment
+# (`activating`) is missing from it while the exit status is 4. -ng resets failed units before it
+# starts anything, so a `failed` unit now failed during or after this switch.
+UNIT_STATE_PROPERTIES = "Id,ActiveState,SubState,Result,NRestarts"
+
+
+def list_units_argv(systemctl: str) -> list[str]:
+    return [systemctl, "list-units", "--all", "--plain", "--no-legend", "--type=service"]
+
+
+def show_units_argv(systemctl: str, units: Iterable[str]) -> list[str]:
+    return [systemctl, "show", "-p", UNIT_STATE_PROPERTIES, "--", *units]
+
+
+def troubled_in_list(text: str) -> tuple[str, ...]:
+    """Units `systemctl list-units --plain --no-legend` shows `failed` or in `auto-restart`."""
+    found: list[str] = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and (fields[2] == "failed" or fields[3] == "auto-restart") and fields[0] not in found:
+            found.append(fields[0])
+    return tuple(found)
+
+
+def troubled_in_show(text: str) -> tuple[str, ...]:
+    """Units whose `systemctl show -p Id,ActiveState,SubState,Result,NRestarts` blocks say they failed:
+    `failed`, `auto-restart`, a result other than success, or restarted by systemd (NRestarts > 0,
+    which a manual start or restart resets) since the switch started them."""
+    found: list[str] = []
+    for block in text.split("\n\n"):
+        props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        unit = props.get("Id", "")
+        restarts = props.get("NRestarts", "0")
+        if not unit or unit in found:
+            continue
+        if (
+            props.get("ActiveState") == "failed"
+            or props.get("SubState") == "auto-restart"
+            or props.get("Result", "success") not in ("success", "")
+            or (restarts.isdigit() and int(restarts) > 0)
+        ):
+            found.append(unit)
+    return tuple(found)
+
+
 EXIT_OK = 0
+EXIT_UNITS_FAILED = 4
 EXIT_REBOOT_REQUIRED = 100
 EXIT_MEANINGS: Mapping[int, str] = {
     1: (
@@ -1137,9 +1186,32 @@ class Rebuild:
             return True
         return self.reboot_pending(system)
 
+    def _troubled_units(self, units: UnitReport) -> tuple[str, ...]:
+        """Ask systemd (after an exit 4) which units failed; () when it cannot be asked."""
+        systemctl = self.runner.which("systemctl")
+        if systemctl is None:
+            return ()
+        found: list[str] = []
+        touched = dict.fromkeys(units.started + units.restarted + units.reloaded + units.new)
+        try:
+            listed = self._run(list_units_argv(systemctl), check=False)
+            if listed.rc == 0:
+                found += troubled_in_list(listed.stdout)
+            if touched:
+                shown = self._run(show_units_argv(systemctl, touched), check=False)
+                if shown.rc == 0:
+                    found += [u for u in troubled_in_show(shown.stdout) if u not in found]
+        except NixosRebuildError as exc:
+            self.warnings.append(f"could not ask systemd which units failed: {exc}")
+        return tuple(found)
+
     def _report(self, activation: Activation) -> Outcome:
         rc = activation.rc
         units = parse_report(activation.log)
+        if rc == EXIT_UNITS_FAILED:
+            extra = [u for u in self._troubled_units(units) if u not in units.failed]
+            if extra:
+                units = replace(units, failed=units.failed + tuple(extra))
         failed = rc not in (EXIT_OK, EXIT_REBOOT_REQUIRED)
         if rc == EXIT_OK:
             msg = f"{activation.action} to {activation.system} done"

@@ -23,7 +23,9 @@ description:
     O(activation_timeout) seconds. A dropped connection therefore does not kill the activation, and the next run
     waits for it and reports its outcome.
   - The units that were stopped, started, restarted, reloaded and failed are read from switch-to-configuration's
-    report lines; its exit codes 1, 2, 4 and 100 become clear messages.
+    report lines; its exit codes 1, 2, 4 and 100 become clear messages. After exit 4 systemd is asked too which
+    units are failed, auto-restarting or were restarted by systemd since the switch started them (the report's
+    list holds only the units in such a state at the moment it is printed).
   - Use the P(ansible.builtin.reboot#module) module when RV(reboot_required) is true and a reboot is allowed.
 author:
   - aiolabs (@aiolabs)
@@ -211,7 +213,10 @@ units:
       elements: str
       returned: always
     failed:
-      description: Units that failed (C(warning the following units failed), C(Failed to start UNIT)).
+      description: >-
+        Units that failed (C(warning the following units failed), C(Failed to start UNIT)); after exit 4 also
+        those that C(systemctl) then shows C(failed), in C(auto-restart), with a result other than success or
+        restarted by systemd (C(NRestarts)).
       type: list
       elements: str
       returned: always

@@ -51,11 +51,13 @@ def run(
     env: Mapping[str, str] | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     check: bool = False,
+    capture_stderr: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """Run argv; stderr always passes through; stdout captured when asked."""
+    """Run argv; stderr passes through unless ``capture_stderr``; stdout captured when asked."""
     return subprocess.run(
         list(argv),
         stdout=subprocess.PIPE if capture else None,
+        stderr=subprocess.PIPE if capture_stderr else None,
         text=True,
         env=dict(env) if env is not None else None,
         timeout=timeout,

@@ -14,8 +14,10 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
@@ -39,6 +41,11 @@ incompatible with the current configuration.  The new configuration
 won't take effect until you reboot the system.
 """
 SYSTEMCTL_TIMEOUT = 120.0
+# systemctl's message for a job that ended "failed" (lab/host/lib/labsys/systemctl.py, as systemd's).
+# -ng's settling before the final report: no bus message for 250 ms (bounded here).
+SETTLE_QUIET = 0.25
+SETTLE_MAX = 2.0
+JOB_FAILED = re.compile(r"^Job for (\S+) failed because ")
 
 
 def eprint(line: str) -> None:
@@ -70,6 +77,32 @@ class Systemctl:
         names = sorted(names)
         return self.call(verb, "--", *names) if names else 0
 
+    def jobs(self, verb: str, names: Iterable[str]) -> tuple[int, list[str]]:
+        """Queue ``verb`` jobs for ``names`` and wait; return (exit status, units whose job failed).
+
+        switch-to-configuration-ng talks to systemd over D-Bus, not through systemctl, so systemctl's
+        own "Job for X failed because ..." text is not its output: the job results are kept (the
+        caller prints -ng's "Failed to {job} {unit}" for them), and a job systemd refused to queue
+        is reported as -ng does, "Failed to {job} {unit}: {error}".
+        """
+        names = sorted(names)
+        if not names:
+            return 0, []
+        argv = [self.cmd, verb, "--", *names]
+        try:
+            result = proc.run(argv, timeout=SYSTEMCTL_TIMEOUT, capture_stderr=True)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            eprint(f"{' '.join(argv)}: {exc}")
+            return 1, []
+        failed = []
+        for line in result.stderr.splitlines():
+            job = JOB_FAILED.match(line)
+            if job:
+                failed.append(job.group(1))
+            elif line.startswith("Failed to "):
+                eprint(line)
+        return result.returncode, failed
+
     def active_units(self, *, crash_looping_failed: bool = False) -> dict[str, str]:
         """Unit → ACTIVE state of every loaded unit that is not inactive (what the plan compares).
 
@@ -85,6 +118,11 @@ class Systemctl:
             crashed = crash_looping_failed and fields[3] == "auto-restart" and self.main_status(fields[0]) != "0"
             units[fields[0]] = "failed" if crashed else fields[2]
         return units
+
+    def states(self) -> list[str]:
+        """The raw unit listing (unit, load, active and sub state of every unit)."""
+        return proc.run([self.cmd, "list-units", "--all", "--plain", "--no-legend"], capture=True,
+                        timeout=SYSTEMCTL_TIMEOUT).stdout.splitlines()  # fmt: skip
 
     def main_status(self, unit: str) -> str:
         result = proc.run(
@@ -168,7 +206,7 @@ class Switch:
             eprint(f"{self.toplevel}/activate: {exc}")
             return 1
 
-    def reload_units(self, plan: UnitPlan) -> int:
+    def reload_units(self, plan: UnitPlan, failed_jobs: list[tuple[str, str]]) -> int:
         res = 0
         for unit in sorted(plan.reload):
             if self.systemctl.is_active(unit):
@@ -182,7 +220,9 @@ class Switch:
             plan.reload.discard(unit)
         if plan.reload:
             report("reloading the following units:", plan.reload)
-            if self.systemctl.units("reload", plan.reload):
+            rc, failed = self.systemctl.jobs("reload", plan.reload)
+            failed_jobs += [("reload", u) for u in failed]
+            if rc:
                 res = 4
         self.reload_list.remove()
         return res
@@ -195,7 +235,20 @@ class Switch:
                 plan.start.add(unit)
                 plan.hidden.add(unit)
 
+    def settle(self) -> None:
+        """-ng waits until systemd's bus is quiet for 250 ms before it lists the units: here, until
+        two unit listings 250 ms apart agree (bounded: a crash-looping unit never settles)."""
+        deadline = time.monotonic() + SETTLE_MAX
+        last = self.systemctl.states()
+        while time.monotonic() < deadline:
+            time.sleep(SETTLE_QUIET)
+            now = self.systemctl.states()
+            if now == last:
+                return
+            last = now
+
     def report_outcome(self, before: dict[str, str]) -> int:
+        self.settle()
         after = self.systemctl.active_units(crash_looping_failed=True)
         failed = sorted(u for u, state in after.items() if state == "failed")
         new = sorted(u for u, state in after.items() if state != "failed" and u not in before)
@@ -232,17 +285,28 @@ class Switch:
             res = 3
         eprint("reloading user units for root...")
         eprint("restarting sysinit-reactivation.target")
-        res = self.reload_units(plan) or res
+        failed_jobs: list[tuple[str, str]] = []
+        res = self.reload_units(plan, failed_jobs) or res
         if plan.restart:
             report("restarting the following units:", plan.restart)
-            if self.systemctl.units("restart", plan.restart):
+            rc, failed = self.systemctl.jobs("restart", plan.restart)
+            failed_jobs += [("restart", u) for u in failed]
+            if rc:
                 res = 4
         self.restart_list.remove()
         self.start_default_target(plan)
         report("starting the following units:", plan.shown(plan.start))
-        if self.systemctl.units("start", plan.start):
+        rc, failed = self.systemctl.jobs("start", plan.start)
+        # The hidden units stand for -ng's start of multi-user.target: their jobs are not -ng's own
+        # (a Wants= dependency that fails does not fail the target's job); only the final report
+        # below names them, when they are failed by then.
+        failed_jobs += [("start", u) for u in failed if u not in plan.hidden]
+        if rc and (set(failed) - plan.hidden or not failed):
             res = 4
         self.start_list.remove()
+        # -ng, after the start jobs: every finished job whose result is timeout/failed/dependency.
+        for job, unit in failed_jobs:
+            eprint(f"Failed to {job} {unit}")
         return self.report_outcome(before) or res
 
 

@@ -4,12 +4,15 @@ Against lab hosts machine5 and machine6 (the SWITCH hosts of the pipeline contra
 SWITCH_TEST_HOSTS=a,b). The lab host is a simulated NixOS machine (lab stand-in for nixos-rebuild,
 switch-to-configuration, systemctl, systemd-run); the role runs on it exactly as on NixOS.
 
-Each test starts from a baseline that the fixture writes and converges: the krops layout with
-``NIX_PATH=/var/src`` (``/var/src/nixos-config/`` holds ``default.nix`` and the pure-data
-``machine.nix``; webapp enabled, so ``nginx.service`` serves ``app.<domain>`` from
-``/var/src/web-app-dist``). A test changes the configuration as the pipeline would (edit the files
-under /var/src), sets fault knobs, runs the role, and the fixture clears the knobs, stops any armed
-rollback and converges the host back to the baseline in a ``finally``: tests do not depend on order.
+Each test starts from a baseline that the fixture writes and switches to: the krops layout with
+``NIX_PATH=/var/src`` (``/var/src/nixpkgs`` a link to the host's own channel, as the sources role's
+channel mode makes it; ``/var/src/nixos-config/default.nix`` imports the host's stock
+``/etc/nixos/configuration.nix``, the only place root's SSH key comes from, and the test's
+``switch-test.nix``: python3, nginx serving ``app.<domain>`` from ``/var/src/web-app-dist`` with
+forceSSL, so it is checked over https against the lab CA). The lab evaluates that configuration for
+real. A test changes the configuration as the pipeline would (edit the files under /var/src), sets
+fault knobs, runs the role, and the fixture clears the knobs, stops any armed rollback and switches
+the host back to the baseline in a ``finally``: tests do not depend on order.
 """
 
 from __future__ import annotations
@@ -36,26 +39,44 @@ REPO = Path(__file__).resolve().parents[3]
 HOSTS = os.environ.get("SWITCH_TEST_HOSTS", "machine5,machine6").split(",")
 INVENTORY = ["-i", str(REPO / "lab" / "inventory" / "hosts.yml"), "-i", str(REPO / "lab" / "run" / "inventory.yml")]
 PLAY_TIMEOUT = 300
-KNOBS = ("activation-fails", "activation-hangs", "reboot-required", "ssh-drop", "kernel-change", "unit-fails")
+KNOBS = ("activation-fails", "activation-hangs", "reboot-required", "ssh-drop", "kernel-change", "unit-fails",
+         "activation-delay")  # fmt: skip
+CA = REPO / "lab" / "run" / "ca" / "ca.pem"
 CONFIG = "/var/src/nixos-config"
+NIXPKGS = "/var/src/nixpkgs"
+CHANNEL = "/nix/var/nix/profiles/per-user/root/channels/nixos"
 DEFAULT_NIX = """\
-# Written by tests/system/lab/test_switch_role.py: a classic NixOS configuration whose machine
-# data lives beside it in machine.nix (the lab builds its system from that data).
+# Written by tests/system/lab/test_switch_role.py: the host's own (stock) configuration, which holds
+# root's SSH key, plus the test's module.
 { ... }:
-let
-  machine = import ./machine.nix;
-in
 {
-  networking.hostName = machine.hostName;
-  networking.domain = machine.domain;
-  system.stateVersion = "25.11";
+  imports = [ /etc/nixos/configuration.nix ./switch-test.nix ];
 }
 """
 
 
-def machine_nix(name: str, *, pictrs: bool = False) -> str:
-    services = "webapp.enable = true;" + (" pictrs = { enable = true; port = 8080; };" if pictrs else "")
-    return f'{{\n  hostName = "{name}";\n  domain = "{name}.lab.test";\n  services = {{ {services} }};\n}}\n'
+def switch_test_nix(name: str, *, pictrs: bool = False, bump: str = "") -> str:
+    """The test's NixOS module: Python for Ansible, nginx serving app.<domain> (forceSSL, ACME, so
+    https with the lab CA and a 301 on port 80), pict-rs and its vhost when asked, and a value that changes the
+    system without changing a unit (``bump``)."""
+    pictrs_nix = (
+        "  services.pict-rs = { enable = true; port = 8080; };\n"
+        f'  services.nginx.virtualHosts."pictrs.{name}.lab.test" = {{\n'
+        '    forceSSL = true;\n    enableACME = true;\n    locations."/".proxyPass = "http://127.0.0.1:8080";\n  };\n'
+        if pictrs
+        else ""
+    )
+    bump_nix = f'  environment.etc."switch-test-bump".text = "{bump}";\n' if bump else ""
+    return (
+        "{ pkgs, ... }:\n{\n"
+        "  environment.systemPackages = [ pkgs.python3 ];\n"
+        f'  networking.domain = "{name}.lab.test";\n'
+        '  security.acme = { acceptTerms = true; defaults.email = "admin@lab.test"; };\n'
+        "  services.nginx.enable = true;\n"
+        f'  services.nginx.virtualHosts."app.{name}.lab.test" = {{\n'
+        '    forceSSL = true;\n    enableACME = true;\n    root = "/var/src/web-app-dist";\n  };\n'
+        f"{pictrs_nix}{bump_nix}}}\n"
+    )
 
 
 @dataclass
@@ -64,6 +85,7 @@ class Switch:
 
     host: LabHost
     token: str
+    pictrs: bool = False
 
     @property
     def name(self) -> str:
@@ -94,18 +116,20 @@ class Switch:
     def boot_id(self) -> str:
         return self.sh("cat /proc/sys/kernel/random/boot_id")
 
-    def write_config(self, *, pictrs: bool = False) -> None:
+    def write_config(self, *, pictrs: bool = False, bump: str = "") -> None:
+        """The krops layout the role builds from (NIX_PATH=/var/src): nixpkgs a link to the host's own
+        channel (the sources role's channel mode), nixos-config the stock configuration + the test's module."""
+        self.pictrs = pictrs
         self.sh(
-            f"mkdir -p {CONFIG} /var/src/web-app-dist && "
+            f"mkdir -p {CONFIG} /var/src/web-app-dist && ln -sfn {CHANNEL} {NIXPKGS} && "
             f"echo 'switch-test {self.token}' > /var/src/web-app-dist/index.html && "
             f"printf '%s' {sh_quote(DEFAULT_NIX)} > {CONFIG}/default.nix && "
-            f"printf '%s' {sh_quote(machine_nix(self.name, pictrs=pictrs))} > {CONFIG}/machine.nix"
+            f"printf '%s' {sh_quote(switch_test_nix(self.name, pictrs=pictrs, bump=bump))} > {CONFIG}/switch-test.nix"
         )
 
     def bump(self) -> None:
-        """A configuration change that changes the system but no unit."""
-        token = uuid.uuid4().hex
-        self.sh(f"sed -i '/^# bump /d' {CONFIG}/default.nix && echo '# bump {token}' >> {CONFIG}/default.nix")
+        """A configuration change that changes the system but no unit (an /etc file)."""
+        self.write_config(pictrs=self.pictrs, bump=uuid.uuid4().hex)
 
     def knob(self, name: str, value: str = "") -> None:
         (self.host.faults / name).write_text(value)
@@ -114,11 +138,20 @@ class Switch:
         for name in KNOBS:
             (self.host.faults / name).unlink(missing_ok=True)
 
+    def https(self, **probe: Any) -> dict[str, Any]:
+        """A probe of the app vhost over https (forceSSL), its certificate checked against the lab CA."""
+        return {"host": self.vhost, "scheme": "https", **probe}
+
     def checks(self, **extra: Any) -> dict[str, Any]:
-        """Role variables: nginx must be active, the app vhost must serve this test's page."""
+        """Role variables: nginx must be active, the app vhost must serve this test's page over https
+        (certificate from the lab CA) and answer port 80 with forceSSL's 301."""
         return {
             "aiolabs_nixos_switch_units": ["nginx.service"],
-            "aiolabs_nixos_switch_http_checks": [{"host": self.vhost, "contains": f"switch-test {self.token}"}],
+            "aiolabs_nixos_switch_http_checks": [
+                self.https(contains=f"switch-test {self.token}"),
+                {"host": self.vhost, "status": 301, "location": f"https://{self.vhost}/"},
+            ],
+            "aiolabs_nixos_switch_http_ca_path": str(CA),
             "aiolabs_nixos_switch_check_retries": 2,
             "aiolabs_nixos_switch_check_delay": 1,
             **extra,
@@ -153,6 +186,10 @@ def run_playbook(argv: list[str], tmp_path: Path, out_dir: Path) -> Run:
     start = time.monotonic()
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=PLAY_TIMEOUT, env=env, cwd=REPO, check=False)
     elapsed = time.monotonic() - start
+    if os.environ.get("SWITCH_TEST_LOG"):  # keep each run's output (with profile_tasks' timings) there
+        log_dir = Path(os.environ["SWITCH_TEST_LOG"])
+        log_dir.mkdir(parents=True, exist_ok=True)
+        (log_dir / f"{out_dir.name}-{int(start)}.log").write_text(proc.stdout + proc.stderr)
     results: dict[str, dict[str, Any]] = {}
     errors: dict[str, str] = {}
     for path in out_dir.glob("*.json"):
@@ -227,11 +264,6 @@ def play(tmp_path: Path, hosts: list[str], role_vars: dict[str, Any], *, check: 
     return run_playbook(argv, tmp_path, out_dir)
 
 
-def converge(sw: Switch, tmp_path: Path) -> None:
-    run = play(tmp_path, [sw.name], sw.checks())
-    assert not run.errors, run.stdout[-4000:]
-
-
 def reset(sw: Switch) -> None:
     """Leave the host on a working generation of the baseline, nothing armed, no knobs."""
     sw.clear_knobs()
@@ -240,7 +272,8 @@ def reset(sw: Switch) -> None:
         "do systemctl stop $u; done; true"
     )
     sw.write_config()
-    sw.host.ssh("NIX_PATH=/var/src nixos-rebuild switch >/dev/null 2>&1", timeout=PLAY_TIMEOUT)
+    rebuilt = sw.host.ssh("NIX_PATH=/var/src nixos-rebuild switch", timeout=PLAY_TIMEOUT)
+    assert rebuilt.returncode == 0, f"{sw.name}: the baseline does not switch:\n{rebuilt.stderr[-4000:]}"
 
 
 def prepared(lab: Lab, name: str, tmp_path: Path) -> Switch:
@@ -250,8 +283,9 @@ def prepared(lab: Lab, name: str, tmp_path: Path) -> Switch:
             pytest.fail(msg)
         pytest.skip(msg)
     sw = Switch(lab[name], uuid.uuid4().hex[:12])
+    # The baseline switched by nixos-rebuild itself is the system the role builds from the same
+    # files (same derivation): no converging role run is needed before the test's own.
     reset(sw)
-    converge(sw, tmp_path)
     return sw
 
 
@@ -275,7 +309,15 @@ def fleet(lab: Lab, tmp_path: Path) -> Iterator[list[Switch]]:
 
 
 def assert_nothing_armed(sw: Switch) -> None:
+    """No rollback timer is loaded (a fired one would still be listed, `active (elapsed)`), and the
+    last armed one, if any, is inactive as systemd shows it, its service not running."""
     assert "aiolabs-nixos-rollback" not in sw.timers()
+    armed = sw.sh("cat /run/aiolabs-nixos/rollback.unit 2>/dev/null || true")
+    if armed:
+        timer = sw.sh(f"systemctl show -p ActiveState,SubState {armed}.timer").split()
+        service = sw.sh(f"systemctl show -p ActiveState {armed}.service").split()
+        assert timer == ["ActiveState=inactive", "SubState=dead"], timer
+        assert service[0] in ("ActiveState=inactive", "ActiveState=failed"), service
 
 
 def run_dirs(sw: Switch) -> list[str]:
@@ -318,7 +360,6 @@ def test_changed_config_makes_one_generation_reports_units_and_cancels_the_rollb
     armed = json.loads(sw.sh("cat /run/aiolabs-nixos/rollback.json"))
     assert armed["new_system"] == result["system"] and armed["system"] == before
     assert_nothing_armed(sw)
-    assert "0 timers listed." in sw.sh("systemctl list-timers")
     print(f"\ntimings: changed run {run.elapsed:.1f}s")
 
 
@@ -364,12 +405,12 @@ def test_failed_health_check_rolls_back_and_names_the_check(sw: Switch, tmp_path
     before, gen = sw.current(), sw.generation()
     sw.bump()
     checks = sw.checks()
-    checks["aiolabs_nixos_switch_http_checks"] = [{"host": sw.vhost, "contains": "text-that-is-not-there"}]
+    checks["aiolabs_nixos_switch_http_checks"] = [sw.https(contains="text-that-is-not-there")]
     run = play(tmp_path, [sw.name], checks)
     result = run.result(sw.name)
     assert sw.name in run.errors, run.stdout[-4000:]
     error = run.errors[sw.name]
-    assert f"http {sw.vhost}/: the body does not contain" in error and "text-that-is-not-there" in error
+    assert f"https {sw.vhost}/: the body does not contain" in error and "text-that-is-not-there" in error
     assert result["rolled_back"] is True and result["failed_checks"]
     assert (sw.current(), sw.generation()) == (before, gen)
     assert_nothing_armed(sw)
@@ -458,7 +499,7 @@ def test_rollback_with_a_failing_check_returns_to_where_it_was(sw: Switch, tmp_p
     assert not play(tmp_path, [sw.name], sw.checks()).errors
     here, gen = sw.current(), sw.generation()
     checks = sw.checks()
-    checks["aiolabs_nixos_switch_http_checks"] = [{"host": sw.vhost, "status": 418}]
+    checks["aiolabs_nixos_switch_http_checks"] = [sw.https(status=418)]
     run = play(tmp_path, [sw.name], checks, tasks_from="rollback")
     assert sw.name in run.errors, run.stdout[-4000:]
     assert "status 200 (expected 418)" in run.errors[sw.name]

@@ -259,8 +259,12 @@ class Manager:
         return name in words or name.removesuffix(".service") in words
 
     # ---- start
-    def start(self, name: str, seen: set[str] | None = None) -> tuple[str, str]:
-        """Queue a start; returns (invocation, error). The caller waits for the job."""
+    def start(self, name: str, seen: set[str] | None = None, *, auto_restart: bool = False) -> tuple[str, str]:
+        """Queue a start; returns (invocation, error). The caller waits for the job.
+
+        NRestarts counts systemd's automatic restarts since the last start that was not one
+        (systemd flushes it on a start or restart job), so only ``auto_restart`` keeps it.
+        """
         seen = seen if seen is not None else set()
         seen.add(name)
         u = self.unit(name)
@@ -286,6 +290,8 @@ class Manager:
             steps = self.plan(u)
         except UnitFileError as exc:
             return "", str(exc)
+        if not auto_restart:
+            u.n_restarts = 0
         u.invocation = uuid.uuid4().hex
         self.jobs[u.invocation] = "running"
         u.result, u.exit_code, u.exit_status, u.main_pid, u.stopping = "success", "", 0, None, False
@@ -579,7 +585,7 @@ class Manager:
                     self.fire_timer(u)
                 elif u.sub == "auto-restart":
                     self.set_state(u, "inactive", "dead")
-                    self.start(u.name)
+                    self.start(u.name, auto_restart=True)
             else:
                 nxt = min(nxt, u.due - t)
         return max(nxt, 0.0)

@@ -45,6 +45,8 @@ from ansible_collections.aiolabs.nixos.plugins.module_utils._nixos_rebuild impor
     setsid_argv,
     stc_argv,
     systemd_run_argv,
+    troubled_in_list,
+    troubled_in_show,
 )
 from ansible_collections.aiolabs.nixos.plugins.module_utils._process import CommandResult, Runner
 
@@ -282,6 +284,81 @@ def test_parse_report_names_failed_units_from_every_failure_line() -> None:
     assert report.stopped == ("lnbits.service",)
 
 
+# switch-to-configuration-ng exited 4 and its report missed the unit: pict-rs (Restart=on-failure)
+# was already starting again when -ng listed the units, so only the "Failed to start" of another
+# job's unit and no "warning: the following units failed:" line name anything.
+STC_NG_RACED = """\
+activating the configuration...
+setting up /etc...
+restarting sysinit-reactivation.target
+restarting the following units: nginx.service
+starting the following units: lnbits.service
+Failed to start lnbits.service
+"""
+
+# systemd 257 `systemctl list-units --all --plain --no-legend --type=service` afterwards.
+LIST_UNITS_AFTER = """\
+lnbits.service      loaded failed   failed       LNbits
+nginx.service       loaded active   running      Nginx Web Server
+pict-rs.service     loaded activating auto-restart pict-rs server
+sshd.service        loaded active   running      SSH Daemon
+"""
+
+# `systemctl show -p Id,ActiveState,SubState,Result,NRestarts -- ...` (systemd's property order).
+SHOW_AFTER = """\
+Result=success
+NRestarts=0
+Id=lnbits.service
+ActiveState=failed
+SubState=failed
+
+Result=success
+NRestarts=0
+Id=nginx.service
+ActiveState=active
+SubState=running
+
+Result=success
+NRestarts=2
+Id=atbb-web.service
+ActiveState=activating
+SubState=start
+"""
+
+
+def test_troubled_units_from_systemd_after_the_switch() -> None:
+    assert troubled_in_list(LIST_UNITS_AFTER) == ("lnbits.service", "pict-rs.service")
+    # Restarted by systemd since the switch started it (starting again right now): in trouble.
+    assert troubled_in_show(SHOW_AFTER) == ("lnbits.service", "atbb-web.service")
+    assert troubled_in_list("") == troubled_in_show("") == ()
+
+
+def test_exit_4_asks_systemd_for_the_units_the_report_missed(machine: Machine) -> None:
+    _installed(machine)
+    new = machine.system("new", report=STC_NG_RACED, rc=4)
+    rebuild, runner = _rebuild(machine)
+    runner.next_system = new
+    shown = "\n\n".join(SHOW_AFTER.split("\n\n")[:2]) + "\n"  # lnbits and nginx, the units asked about
+    runner.systemctl_output = {"list-units": LIST_UNITS_AFTER, "show": shown}
+    outcome = rebuild.execute(Request(hostname="m", activation_timeout=20))
+    assert outcome.failed and outcome.activation_rc == 4
+    assert outcome.units.failed == ("lnbits.service", "pict-rs.service")
+    assert "failed units: lnbits.service, pict-rs.service" in outcome.msg
+    show = next(argv for argv in runner.argvs() if argv[:2] == ["/fake/bin/systemctl", "show"])
+    assert show[show.index("--") + 1 :] == ["lnbits.service", "nginx.service"]  # the units the switch touched
+
+
+def test_exit_0_does_not_ask_systemd(machine: Machine) -> None:
+    _installed(machine)
+    new = machine.system("new", report=STC_NG_SWITCH, rc=0)
+    rebuild, runner = _rebuild(machine)
+    runner.next_system = new
+    runner.systemctl_output = {"list-units": LIST_UNITS_AFTER}
+    outcome = rebuild.execute(Request(hostname="m", activation_timeout=20))
+    assert not outcome.failed and outcome.units.failed == ()
+    assert not any(argv[0] == "/fake/bin/systemctl" for argv in runner.argvs())
+
+
 def test_parse_report_of_dry_activate() -> None:
     report = parse_report(STC_NG_DRY_ACTIVATE)
     assert report.dry_run
@@ -492,6 +569,8 @@ class FakeRunner(Runner):
         self.calls: list[tuple[list[str], dict[str, object]]] = []
         self.next_system: str | None = None
         self.dry_output = ""
+        # What `systemctl list-units` / `systemctl show` print after an exit 4, by verb.
+        self.systemctl_output: dict[str, str] = {}
         self.spawned: list[subprocess.Popen[bytes]] = []
 
     def which(self, name: str) -> str | None:
@@ -538,6 +617,8 @@ class FakeRunner(Runner):
                     unit_env[name] = val
             self.spawned.append(subprocess.Popen(command, start_new_session=True, env=unit_env))
             return CommandResult(tuple(argv), 0, "", "")
+        if prog == "/fake/bin/systemctl" and argv[1] in ("list-units", "show"):
+            return CommandResult(tuple(argv), 0, self.systemctl_output.get(argv[1], ""), "")
         if prog == "/bin/sh" and new_session:
             # The setsid fallback and dry-activate run as they would on a machine: the real seam.
             return super().run(argv, cwd=cwd, env=env, new_session=new_session)
