@@ -134,7 +134,7 @@ def labctl(*args: str) -> subprocess.Popen[str]:
 
 def wait_all(procs: list[subprocess.Popen[str]], what: str) -> None:
     for proc in procs:
-        out, _ = proc.communicate(timeout=120)
+        out = proc.communicate(timeout=120)[0]
         assert proc.returncode == 0, f"labctl {what}: {out}"
 
 

@@ -382,3 +382,37 @@ def test_held_switch_lock_is_reported_as_exit_11(host: LabHost, tmp_path: Path) 
     rerun = play(tmp_path, ARGS)[0]
     assert rerun["changed"] is True and not rerun.get("failed"), rerun
     assert current(host) == rerun["system"]
+
+
+def test_flake_mode_builds_a_bring_your_own_flake(host: LabHost, tmp_path: Path) -> None:
+    """Flake mode is bring-your-own-flake: the operator's flake (here: the stock configuration
+    in a flake whose nixpkgs input is the host's channel) is built and switched as
+    `nixos-rebuild switch --flake DIR#ATTR` would; the generated classic configuration is not used."""
+    flake = "/tmp/rebuild-module-flake"
+    marker = uuid.uuid4().hex
+    # A path: input behind the channel profile's symlinks "escapes" its source: use the store path.
+    channel = host.out("readlink -f /nix/var/nix/profiles/per-user/root/channels/nixos")
+    host.out(f"rm -rf {flake} && mkdir -p {flake} && cp /etc/nixos/*.nix {flake}/")
+    host.out(
+        f"cat > {flake}/flake.nix <<'EOF'\n"
+        f'{{ inputs.nixpkgs.url = "path:{channel}";\n'
+        f"  outputs = {{ nixpkgs, ... }}: {{ nixosConfigurations.{HOST} = nixpkgs.lib.nixosSystem {{\n"
+        '    system = "x86_64-linux";\n'
+        f'    modules = [ ./configuration.nix {{ environment.etc."flake-mode-test".text = "{marker}"; }} ];\n'
+        "  }; }; }\nEOF"
+    )
+    try:
+        before, gen0 = current(host), generation(host)
+        args = {"flake": flake, "activation_timeout": 120}
+        real = play(tmp_path, args)[0]
+        assert real["changed"] is True and not real.get("failed"), real
+        assert real["previous_system"] == before and real["system"] == current(host) != before
+        assert generation(host) == gen0 + 1
+        assert host.out("cat /etc/flake-mode-test") == marker
+        again = play(tmp_path, args)[0]
+        assert again["changed"] is False and again["system"] == real["system"], again
+        missing = play(tmp_path, {**args, "attr": "no-such-machine"})[0]
+        assert missing.get("failed") is True and "no-such-machine" in (missing["msg"] + missing.get("stderr", ""))
+        assert current(host) == real["system"]
+    finally:
+        host.out(f"rm -rf {flake}")
