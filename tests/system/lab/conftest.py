@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +74,40 @@ def lab_status() -> dict[str, LabHost]:
         return {}
     rows = json.loads(proc.stdout)["hosts"]
     return {r["host"]: LabHost(r["host"], r["address"]) for r in rows if r["state"] == "running" and r["ssh"]}
+
+
+def _labctl_bg(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([str(LABCTL), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_all(procs: list[subprocess.Popen[str]], what: str) -> None:
+    for proc in procs:
+        out = proc.communicate(timeout=120)[0]
+        assert proc.returncode == 0, f"labctl {what}: {out}"
+
+
+def reset_to_stock(hosts: Sequence[str]) -> None:
+    """Each running host of ``hosts`` as a fresh install: powered off, its disk state (the overlay's
+    upper layer) removed, powered on: lab-install makes the stock first boot again (channel,
+    /etc/nixos, generation 1). Hosts that are not running are left alone (the lab fixtures skip
+    or fail for them)."""
+    running = [h for h in hosts if h in lab_status()]
+    if not running:
+        return
+    _wait_all([_labctl_bg("stop", h) for h in running], "stop")
+    for host in running:
+        for layer in ("upper", "work"):
+            shutil.rmtree(RUN / "hosts" / host / layer, ignore_errors=True)
+    _wait_all([_labctl_bg("start", h) for h in running], "start")
+    # Each start rewrote lab/run/inventory.yml with the hosts running then: once more, with all of them.
+    _wait_all([_labctl_bg("start", running[0])], "start")
+
+
+@pytest.fixture(scope="module")
+def stock_reset() -> Callable[[Sequence[str]], None]:
+    """Puts hosts back to their first boot: for tests that read what a fresh install has, whatever
+    another test file deployed on those hosts before."""
+    return reset_to_stock
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -127,29 +128,6 @@ def system_state(lab: Lab, host: str) -> tuple[str, str, int]:
     return running, profile, int(logs)
 
 
-def labctl(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([str(REPO / "lab" / "labctl"), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)  # fmt: skip
-
-
-def wait_all(procs: list[subprocess.Popen[str]], what: str) -> None:
-    for proc in procs:
-        out = proc.communicate(timeout=120)[0]
-        assert proc.returncode == 0, f"labctl {what}: {out}"
-
-
-def reset_to_stock(hosts: tuple[str, ...]) -> None:
-    """Each host as a fresh install: powered off, its disk state (the overlay's upper layer) removed,
-    powered on: lab-install makes the stock first boot again (channel, /etc/nixos, generation 1)."""
-    wait_all([labctl("stop", h) for h in hosts], "stop")
-    for host in hosts:
-        for layer in ("upper", "work"):
-            shutil.rmtree(RUN / "hosts" / host / layer, ignore_errors=True)
-    wait_all([labctl("start", h) for h in hosts], "start")
-    # Each start rewrote lab/run/inventory.yml with the hosts running then: once more, with all of them.
-    wait_all([labctl("start", hosts[0])], "start")
-
-
 # What a stock host has, asked before the first deploy (each line: NAME=VALUE).
 STOCK_PROBE = (
     "echo python=$(command -v python3 python || echo none); "
@@ -163,9 +141,9 @@ STOCK_PROBE = (
 
 
 @pytest.fixture(scope="module")
-def converged(lab_module: Lab) -> Deploy:
+def converged(lab_module: Lab, stock_reset: Callable[[Sequence[str]], None]) -> Deploy:
     """The first deploy of machine1-3, from stock hosts."""
-    reset_to_stock(HOSTS)
+    stock_reset(HOSTS)
     stock = {h: dict(line.split("=", 1) for line in lab_module[h].out(STOCK_PROBE).splitlines()) for h in HOSTS}
     started = time.monotonic()
     proc, recap = playbook()

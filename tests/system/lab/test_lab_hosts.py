@@ -11,7 +11,7 @@ import subprocess
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +23,14 @@ if TYPE_CHECKING:
     from tests.system.lab.conftest import Lab, LabHost
 
 pytestmark = pytest.mark.lab
+
+
+@pytest.fixture(scope="module", autouse=True)
+def stock_hosts(stock_reset: Callable[[Sequence[str]], None]) -> None:
+    """These tests read what a fresh install has: machine1-3 as their first boot, whatever another
+    test file (the deploy pipeline) deployed there before."""
+    stock_reset(("machine1", "machine2", "machine3"))
+
 
 REPO = Path(__file__).resolve().parents[3]
 RUN = REPO / "lab" / "run"

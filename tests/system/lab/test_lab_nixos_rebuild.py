@@ -15,7 +15,7 @@ import socket
 import ssl
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -35,6 +35,13 @@ def host_up() -> bool:
             return (RUN / "ssh" / "id_ed25519").exists()
     except OSError:
         return False
+
+
+@pytest.fixture(scope="module", autouse=True)
+def stock_hosts(stock_reset: Callable[[Sequence[str]], None]) -> None:
+    """These tests read what a fresh install has: HOST as their first boot, whatever another
+    test file (the deploy pipeline) deployed there before."""
+    stock_reset((HOST,))
 
 
 @pytest.fixture(autouse=True, scope="module")
