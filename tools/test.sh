@@ -109,9 +109,13 @@ lab_up() {
   lab/labctl up
 }
 
+# One xdist worker per lab host group (tests/system/conftest.py): groups on disjoint hosts run
+# side by side, the files of one group in order on one worker.
+LAB_WORKERS=${LAB_WORKERS:-5}
+
 stage_lab() {
-  banner "lab tests"
-  run_pytest -m "lab and not lab_lifecycle" tests/system
+  banner "lab tests ($LAB_WORKERS workers, one per host group)"
+  run_pytest -n "$LAB_WORKERS" --dist loadscope -m "lab and not lab_lifecycle" tests/system
   # Last, because it tears every host down and brings the lab up again.
   banner "lab lifecycle test"
   run_pytest -m lab_lifecycle tests/system

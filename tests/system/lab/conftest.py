@@ -99,8 +99,6 @@ def reset_to_stock(hosts: Sequence[str]) -> None:
         for layer in ("upper", "work"):
             shutil.rmtree(RUN / "hosts" / host / layer, ignore_errors=True)
     _wait_all([_labctl_bg("start", h) for h in running], "start")
-    # Each start rewrote lab/run/inventory.yml with the hosts running then: once more, with all of them.
-    _wait_all([_labctl_bg("start", running[0])], "start")
 
 
 @pytest.fixture(scope="module")
