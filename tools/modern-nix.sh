@@ -102,9 +102,12 @@ run_in_chroot() {
 
 wrappers() {
   require_built
-  local bin="$root.bin" self
+  local bin self
   self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
-  if [[ ! -f "$bin/.complete" ]] || ! grep -qF "$self" "$bin/nix"; then
+  # One wrapper folder per checkout (keyed by this script's path): checkouts that share the
+  # cache never rewrite each other's wrappers, nor reuse one that points at a removed checkout.
+  bin="$root.bin-$(printf '%s' "$self" | sha256sum | cut -c1-12)"
+  if [[ ! -f "$bin/.complete" ]]; then
     local tmp="$bin.tmp.$$" name
     rm -rf "$tmp"
     mkdir -p "$tmp"

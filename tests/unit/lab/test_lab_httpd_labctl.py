@@ -6,6 +6,7 @@ import importlib.machinery
 import importlib.util
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -207,6 +208,12 @@ def test_leftover_processes_of_one_host_are_that_hosts_only() -> None:
     argv = [sys.executable, "-c", "import time; time.sleep(60)", str(labctl.LAB_DIR / "labctl"), "_stage0"]
     procs = {name: subprocess.Popen([*argv, name, "/base"]) for name in ("machine1", "machine12")}
     try:
+        # Until a child has exec'd, its cmdline is still pytest's: wait for both, bounded.
+        deadline = time.monotonic() + 10
+        for name, proc in procs.items():
+            while f"_stage0\0{name}\0".encode() not in Path(f"/proc/{proc.pid}/cmdline").read_bytes():
+                assert time.monotonic() < deadline, f"{name}'s stand-in stage0 did not start"
+                time.sleep(0.01)
         mine = labctl.leftover_processes(labctl.HOSTS_DIR / "machine1")
         assert procs["machine1"].pid in mine and procs["machine12"].pid not in mine
         every = labctl.leftover_processes()
