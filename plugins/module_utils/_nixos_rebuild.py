@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ansible_collections.aiolabs.nixos.plugins.module_utils._nix_parse import DryRun, parse_dry_run
 from ansible_collections.aiolabs.nixos.plugins.module_utils._process import (
     NIX_BIN_DIRS,
     CommandResult,
@@ -494,45 +495,7 @@ def describe_exit(rc: int) -> str:
     return f"exit {rc}: switch-to-configuration failed (see the log)"
 
 
-# -------------------------------------------------------------------- nix output parsers
-
-_DRY_HEADER = re.compile(r"^(?:these|this) (?:\d+ )?(derivations?|paths?) will be (built|fetched)")
-
-
-@dataclass(frozen=True)
-class DryBuild:
-    """What ``nixos-rebuild dry-build`` (Nix's ``--dry-run``) says it would build and fetch."""
-
-    will_build: tuple[str, ...] = ()
-    will_fetch: tuple[str, ...] = ()
-
-    @property
-    def nothing_to_do(self) -> bool:
-        return not (self.will_build or self.will_fetch)
-
-
-def parse_dry_build(text: str) -> DryBuild:
-    """Parse Nix's dry-run listing: a header line, then indented store paths.
-
-    Covers Nix 2.3 ("these derivations will be built:"), 2.4-2.18 ("these 2 derivations will
-    be built:") and newer ("this derivation will be built:", "these 3 paths will be fetched
-    (1.2 MiB download, 5 MiB unpacked):").
-    """
-    build: list[str] = []
-    fetch: list[str] = []
-    current: list[str] | None = None
-    for raw in text.splitlines():
-        header = _DRY_HEADER.match(raw.strip())
-        if header:
-            current = build if header.group(2) == "built" else fetch
-            continue
-        stripped = raw.strip()
-        if current is not None and raw[:1].isspace() and stripped.startswith("/nix/store/"):
-            current.append(stripped)
-        else:
-            current = None
-    return DryBuild(will_build=tuple(build), will_fetch=tuple(fetch))
-
+# ------------------------------------------------------------------------ generations
 
 _GENERATION_LINK = re.compile(r"(?P<name>.+)-(?P<num>\d+)-link")
 
@@ -608,7 +571,7 @@ class Outcome:
     activation_rc: int | None = None
     log: str = ""
     log_path: str | None = None
-    dry_build: DryBuild | None = None
+    dry_build: DryRun | None = None
     msg: str = ""
     failed: bool = False
     warnings: tuple[str, ...] = ()
@@ -782,14 +745,14 @@ class Rebuild:
 
     # -- building --------------------------------------------------------------------------
 
-    def dry_build(self, request: Request) -> tuple[DryBuild, str]:
+    def dry_build(self, request: Request) -> tuple[DryRun, str]:
         argv = rebuild_argv(
             self._bin("nixos-rebuild"), Action.DRY_BUILD, request.source, request.hostname, request.extra_args
         )
         with tempfile.TemporaryDirectory(prefix="aiolabs-nixos-") as work, _explained(request.source):
             result = self._run(argv, cwd=work, env=request.source.environment())
         text = result.stderr + result.stdout
-        return parse_dry_build(text), text
+        return parse_dry_run(text), text
 
     def build(self, request: Request) -> str:
         """``nixos-rebuild build`` in a private directory; the system is what ./result points to."""
@@ -1110,7 +1073,7 @@ class Rebuild:
 
     # -- helpers for execute -----------------------------------------------------------------
 
-    def _predict(self, base: Outcome, system: str, dry: DryBuild | None, rollback_to: int | None) -> Outcome:
+    def _predict(self, base: Outcome, system: str, dry: DryRun | None, rollback_to: int | None) -> Outcome:
         """Check mode when the system differs: switch-to-configuration dry-activate tells what would happen."""
         action = base.action
         units = UnitReport(dry_run=True)
@@ -1274,7 +1237,7 @@ class Rebuild:
         return replace(outcome, warnings=tuple(self.warnings), commands=tuple(self.commands))
 
 
-def _dry_msg(dry: DryBuild) -> str:
+def _dry_msg(dry: DryRun) -> str:
     if dry.nothing_to_do:
         return "nothing to build or fetch"
     return f"{len(dry.will_build)} derivation(s) to build, {len(dry.will_fetch)} path(s) to fetch"

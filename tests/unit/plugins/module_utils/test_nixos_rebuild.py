@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from ansible_collections.aiolabs.nixos.plugins.module_utils._nix_parse import parse_dry_run
 from ansible_collections.aiolabs.nixos.plugins.module_utils._nixos_rebuild import (
     ACTIVATION_SCRIPT,
     DETACH_SCRIPT,
@@ -35,7 +36,6 @@ from ansible_collections.aiolabs.nixos.plugins.module_utils._nixos_rebuild impor
     Source,
     describe_exit,
     generation_of,
-    parse_dry_build,
     parse_report,
     previous_generation,
     rebuild_argv,
@@ -414,6 +414,7 @@ def test_exit_codes_have_clear_meanings(rc: int, words: str) -> None:
 
 
 # ------------------------------------------------------------------------- Nix dry-run output
+# (what nixos-rebuild dry-build prints; parsed by _nix_parse.parse_dry_run, the one dry-run parser)
 
 # Captured on this machine: Debian nix-bin 2.8.0, `nix-build FILE --dry-run` of two unbuilt
 # derivations (what nixos-rebuild dry-build runs underneath).
@@ -433,25 +434,25 @@ this path will be fetched (0.00 MiB download, 0.00 MiB unpacked):
 """
 
 
-def test_parse_dry_build_nix_2_8() -> None:
-    dry = parse_dry_build(NIX_2_8_DRY_UNBUILT)
-    assert dry.will_build == (
+def test_parse_dry_run_of_nixos_rebuild_nix_2_8() -> None:
+    dry = parse_dry_run(NIX_2_8_DRY_UNBUILT)
+    assert dry.will_build == [
         "/nix/store/knra6fliig30hcg68xi9gc2ig673fb7a-aiolabs-dry-dep.drv",
         "/nix/store/843i7iyfdlr6sh4pl82zihlcin8j47nw-aiolabs-dry-top.drv",
-    )
-    assert dry.will_fetch == ()
+    ]
+    assert dry.will_fetch == []
     assert not dry.nothing_to_do
 
 
-def test_parse_dry_build_nix_2_26_build_and_fetch() -> None:
-    dry = parse_dry_build(NIX_2_26_DRY_FETCH)
-    assert dry.will_build == ("/nix/store/si8l697r32jlzss28gs6by0f803k6pbr-app-st2994332466.drv",)
-    assert dry.will_fetch == ("/nix/store/nwbvhha05j77w1pig5hd34c3amh3bsi6-dep-st2994332466",)
+def test_parse_dry_run_of_nixos_rebuild_nix_2_26_build_and_fetch() -> None:
+    dry = parse_dry_run(NIX_2_26_DRY_FETCH)
+    assert dry.will_build == ["/nix/store/si8l697r32jlzss28gs6by0f803k6pbr-app-st2994332466.drv"]
+    assert dry.will_fetch == ["/nix/store/nwbvhha05j77w1pig5hd34c3amh3bsi6-dep-st2994332466"]
 
 
-def test_parse_dry_build_nothing_to_do() -> None:
-    assert parse_dry_build("building the system configuration...\n").nothing_to_do
-    assert parse_dry_build("").nothing_to_do
+def test_parse_dry_run_of_nixos_rebuild_nothing_to_do() -> None:
+    assert parse_dry_run("building the system configuration...\n").nothing_to_do
+    assert parse_dry_run("").nothing_to_do
 
 
 # ------------------------------------------------------------------------------ generations
