@@ -45,12 +45,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError, tail
 from ansible_collections.aiolabs.nixos.plugins.module_utils._nix import (
     NixCli,
-    NixError,
     Target,
     nix_build_argv,
-    tail,
 )
 from ansible_collections.aiolabs.nixos.plugins.module_utils._nix_parse import (
     is_fake_hash,

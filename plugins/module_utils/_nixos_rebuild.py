@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError
 from ansible_collections.aiolabs.nixos.plugins.module_utils._nix_parse import DryRun, parse_dry_run
 from ansible_collections.aiolabs.nixos.plugins.module_utils._process import (
     NIX_BIN_DIRS,
@@ -69,37 +70,17 @@ EXTRA_BIN_DIRS = NIX_BIN_DIRS
 CLASSIC_NIX_OPTIONS: tuple[str, ...] = ("--option", "experimental-features", "nix-command flakes")
 
 
-class NixosRebuildError(Exception):
-    """The one error type: a message plus, for a failed command, its cmd, rc and output tail."""
-
-    def __init__(
-        self,
-        msg: str,
-        *,
-        cmd: Sequence[str] | None = None,
-        rc: int | None = None,
-        stdout: str = "",
-        stderr: str = "",
-        details: Mapping[str, object] | None = None,
-    ) -> None:
-        super().__init__(msg)
-        self.msg = msg
-        self.cmd = list(cmd) if cmd is not None else None
-        self.rc = rc
-        self.stdout = stdout
-        self.stderr = stderr
-        self.details = dict(details or {})
-
-    def as_dict(self) -> dict[str, object]:
-        """Everything worth showing in a failed task result."""
-        out: dict[str, object] = {"msg": self.msg}
-        if self.cmd is not None:
-            out["cmd"] = self.cmd
-            out["rc"] = self.rc
-            out["stdout"] = tail(self.stdout)
-            out["stderr"] = tail(self.stderr)
-        out.update(self.details)
-        return out
+def failure_result(exc: NixError) -> dict[str, object]:
+    """What nixos_rebuild passes to ``fail_json``: the message plus, for a failed command, its cmd,
+    rc and the tails of its stdout and stderr (the last :data:`LOG_TAIL_LINES` lines of each)."""
+    out: dict[str, object] = {"msg": exc.msg}
+    if exc.cmd:
+        out["cmd"] = exc.cmd
+        out["rc"] = exc.rc
+        out["stdout"] = last_lines(exc.stdout)
+        out["stderr"] = last_lines(exc.stderr)
+    out.update(exc.details)
+    return out
 
 
 class Action(enum.Enum):
@@ -134,8 +115,8 @@ class Action(enum.Enum):
 # --------------------------------------------------------------------------- pure helpers
 
 
-def tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
-    """The last ``lines`` lines of ``text`` (what a failure shows)."""
+def last_lines(text: str, lines: int = LOG_TAIL_LINES) -> str:
+    """The last ``lines`` lines of ``text`` (what a failure shows), blank ones at the end included."""
     return "\n".join(text.splitlines()[-lines:])
 
 
@@ -151,12 +132,12 @@ class Source:
     def __post_init__(self) -> None:
         if self.flake is None:
             if self.attr is not None:
-                raise NixosRebuildError("attr selects a flake output; set flake as well (classic mode has no attr)")
+                raise NixError("attr selects a flake output; set flake as well (classic mode has no attr)")
             for entry in self.include:
                 if not entry:
-                    raise NixosRebuildError("include entries must not be empty")
+                    raise NixError("include entries must not be empty")
         elif "#" in self.flake and self.attr is not None:
-            raise NixosRebuildError(f"flake {self.flake!r} already names an attribute; do not set attr as well")
+            raise NixError(f"flake {self.flake!r} already names an attribute; do not set attr as well")
 
     def flake_ref(self, hostname: str) -> str | None:
         """``PATH#ATTR``, the attribute defaulting to the host name as nixos-rebuild's does."""
@@ -206,7 +187,7 @@ def _explained(source: Source) -> Iterator[None]:
     """Add :func:`search_path_hint` to a failed nixos-rebuild's message."""
     try:
         yield
-    except NixosRebuildError as exc:
+    except NixError as exc:
         hint = search_path_hint(source, exc.stderr)
         if hint is not None:
             exc.msg = f"{exc.msg}: {hint}"
@@ -682,7 +663,7 @@ class Rebuild:
         try:
             return self.runner.binary(name)
         except ProcessError as exc:
-            raise NixosRebuildError(exc.msg) from exc
+            raise NixError(exc.msg) from exc
 
     def _run(
         self,
@@ -698,9 +679,9 @@ class Rebuild:
         try:
             result = self.runner.run(argv, cwd=cwd, env=env, new_session=new_session)
         except ProcessError as exc:
-            raise NixosRebuildError(exc.msg, cmd=argv, rc=None) from exc
+            raise NixError(exc.msg, cmd=argv, rc=None) from exc
         if check and result.rc != 0:
-            raise NixosRebuildError(
+            raise NixError(
                 f"{Path(argv[0]).name} {' '.join(argv[1:2])} failed with exit {result.rc}",
                 cmd=argv,
                 rc=result.rc,
@@ -763,7 +744,7 @@ class Rebuild:
             result = self._run(argv, cwd=work, env=request.source.environment())
             link = Path(work, "result")
             if not link.is_symlink():
-                raise NixosRebuildError(
+                raise NixError(
                     "nixos-rebuild build succeeded but left no ./result",
                     cmd=argv,
                     rc=result.rc,
@@ -820,7 +801,7 @@ class Rebuild:
         # The unit gets NIXOS_INSTALL_BOOTLOADER through -E; the setsid process inherits it.
         try:
             self._run(argv, env={"NIXOS_INSTALL_BOOTLOADER": "0"} if new_session else None, new_session=new_session)
-        except NixosRebuildError:
+        except NixError:
             self.mark_reported(run_dir)  # it never started: nothing for a later run to wait for
             raise
         return Activation(
@@ -903,25 +884,21 @@ class Rebuild:
                 again = self.read_activation(activation.run_dir) or activation
                 if again.finished:
                     return again
-                raise NixosRebuildError(
+                raise NixError(
                     "activation was interrupted: its process is gone without an exit status "
                     f"(method {activation.method}, unit {activation.unit}); log {activation.run_dir}/log",
-                    details={
-                        "log_tail": tail(again.log).splitlines(),
-                        "log_path": f"{activation.run_dir}/log",
-                        "activation_state": "interrupted",
-                    },
+                    log_tail=last_lines(again.log).splitlines(),
+                    log_path=f"{activation.run_dir}/log",
+                    activation_state="interrupted",
                 )
             if self.clock() >= deadline:
                 where = f"unit {activation.unit}" if activation.unit else f"run dir {activation.run_dir}"
-                raise NixosRebuildError(
+                raise NixError(
                     f"activation still running after {timeout:g}s ({where}); it was left running, "
                     "rerun the task to wait for its outcome",
-                    details={
-                        "log_tail": tail(current.log).splitlines(),
-                        "log_path": f"{activation.run_dir}/log",
-                        "activation_state": "running",
-                    },
+                    log_tail=last_lines(current.log).splitlines(),
+                    log_path=f"{activation.run_dir}/log",
+                    activation_state="running",
                 )
             self.sleep(POLL_INTERVAL)
 
@@ -950,7 +927,7 @@ class Rebuild:
             if not activation.finished and self.runner_alive(run_dir) is not False:
                 try:
                     activation = self.wait_for(activation, timeout)
-                except NixosRebuildError as exc:
+                except NixError as exc:
                     if exc.details.get("activation_state") != "interrupted":
                         raise  # still running: do not start another one beside it
 
@@ -969,9 +946,7 @@ class Rebuild:
         current = self.generation()
         target = previous_generation(gens, current, temporary=action == Action.TEST)
         if target is None:
-            raise NixosRebuildError(
-                f"no generation to roll back to in {self.paths.profile} (current generation {current})"
-            )
+            raise NixError(f"no generation to roll back to in {self.paths.profile} (current generation {current})")
         return os.path.realpath(gens[target]), target
 
     def differs(self, action: Action, system: str) -> bool:
@@ -1102,7 +1077,7 @@ class Rebuild:
             if request.rollback:
                 self._run(rollback_profile_argv(self._bin("nix-env"), self.paths.profile))
                 if self.profile_system() != system:
-                    raise NixosRebuildError(
+                    raise NixError(
                         f"nix-env --rollback left {self.paths.profile} at {self.profile_system()}, expected {system}"
                     )
             else:
@@ -1113,7 +1088,7 @@ class Rebuild:
     def _build_only(self, request: Request, base: Outcome) -> Outcome:
         """build / dry-build: changed means something had to be built or fetched."""
         if request.rollback:
-            raise NixosRebuildError(f"rollback does not apply to {request.action}")
+            raise NixError(f"rollback does not apply to {request.action}")
         dry, _text = self.dry_build(request)
         if request.action == Action.DRY_BUILD or request.check_mode:
             changed = request.action == Action.BUILD and not dry.nothing_to_do
@@ -1133,7 +1108,7 @@ class Rebuild:
     def _dry_activate(self, system: str) -> str:
         result = self._run(stc_argv(system, Action.DRY_ACTIVATE), check=False)
         if result.rc != 0:
-            raise NixosRebuildError(
+            raise NixError(
                 f"switch-to-configuration dry-activate failed: {describe_exit(result.rc)}",
                 cmd=result.cmd,
                 rc=result.rc,
@@ -1164,7 +1139,7 @@ class Rebuild:
                 shown = self._run(show_units_argv(systemctl, touched), check=False)
                 if shown.rc == 0:
                     found += [u for u in troubled_in_show(shown.stdout) if u not in found]
-        except NixosRebuildError as exc:
+        except NixError as exc:
             self.warnings.append(f"could not ask systemd which units failed: {exc}")
         return tuple(found)
 
@@ -1184,7 +1159,7 @@ class Rebuild:
             msg = f"switch-to-configuration {activation.action} failed with {describe_exit(-1 if rc is None else rc)}"
             if units.failed:
                 msg += f"; failed units: {', '.join(units.failed)}"
-            msg += "; log tail:\n" + tail(activation.log)
+            msg += "; log tail:\n" + last_lines(activation.log)
         self.mark_reported(activation.run_dir)
         return self._finish(
             Outcome(

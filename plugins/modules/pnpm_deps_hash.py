@@ -217,7 +217,8 @@ from pathlib import Path
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.aiolabs.nixos.plugins.module_utils._nix import NixCli, NixError
+from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError
+from ansible_collections.aiolabs.nixos.plugins.module_utils._nix import NixCli
 from ansible_collections.aiolabs.nixos.plugins.module_utils._nix_pnpm import PnpmRequest, update_pnpm_hash
 from ansible_collections.aiolabs.nixos.plugins.module_utils._nix_source import NixSourceError
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.aiolabs.nixos.plugins.module_utils._nix import NixCli, NixError, Target, nix_build_argv
+from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError
+from ansible_collections.aiolabs.nixos.plugins.module_utils._nix import NixCli, Target, nix_build_argv
 from ansible_collections.aiolabs.nixos.plugins.module_utils._nix_pnpm import flakeref_in_copy
 from ansible_collections.aiolabs.nixos.plugins.module_utils._nix_source import (
     NixSourceError,

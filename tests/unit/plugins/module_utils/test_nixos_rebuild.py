@@ -23,18 +23,19 @@ from pathlib import Path
 
 import pytest
 
+from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError
 from ansible_collections.aiolabs.nixos.plugins.module_utils._nix_parse import parse_dry_run
 from ansible_collections.aiolabs.nixos.plugins.module_utils._nixos_rebuild import (
     ACTIVATION_SCRIPT,
     DETACH_SCRIPT,
     EXTRA_BIN_DIRS,
     Action,
-    NixosRebuildError,
     Paths,
     Rebuild,
     Request,
     Source,
     describe_exit,
+    failure_result,
     generation_of,
     parse_report,
     previous_generation,
@@ -134,7 +135,7 @@ def test_flake_mode_attribute_defaults_to_the_host_name() -> None:
     ],
 )
 def test_contradictory_sources_are_refused(kwargs: dict[str, object], message: str) -> None:
-    with pytest.raises(NixosRebuildError, match=message):
+    with pytest.raises(NixError, match=message):
         Source(**kwargs)  # type: ignore[arg-type]
 
 
@@ -881,7 +882,7 @@ def test_rollback_in_check_mode_predicts_without_touching(machine: Machine) -> N
 def test_rollback_without_an_older_generation_fails_clearly(machine: Machine) -> None:
     _installed(machine)
     rebuild = _rebuild(machine)[0]
-    with pytest.raises(NixosRebuildError, match="no generation to roll back to"):
+    with pytest.raises(NixError, match="no generation to roll back to"):
         rebuild.execute(Request(rollback=True, hostname="m"))
 
 
@@ -891,10 +892,10 @@ def test_activation_timeout_leaves_it_running_and_a_rerun_reports_it(machine: Ma
     rebuild, runner = _rebuild(machine)
     runner.next_system = new
     start = time.monotonic()
-    with pytest.raises(NixosRebuildError, match=r"still running after 0\.5s") as info:
+    with pytest.raises(NixError, match=r"still running after 0\.5s") as info:
         rebuild.execute(Request(hostname="m", activation_timeout=0.5))
     assert time.monotonic() - start < 5
-    assert "log_path" in info.value.as_dict()
+    assert "log_path" in failure_result(info.value)
     # The rerun (as after a dropped connection) waits for it, finds the system switched, and
     # reports that earlier activation's outcome instead of a bare "unchanged".
     again, runner2 = _rebuild(machine)
@@ -919,13 +920,13 @@ def test_killed_activation_is_reported_as_interrupted(machine: Machine) -> None:
     new = machine.system("new", sleep=30)
     rebuild, runner = _rebuild(machine)
     runner.next_system = new
-    with pytest.raises(NixosRebuildError, match="still running"):
+    with pytest.raises(NixError, match="still running"):
         rebuild.execute(Request(hostname="m", activation_timeout=0.5))
     run_dir = next(Path(machine.paths.state_dir).iterdir())
     pid = int(Path(run_dir, "pid").read_text())
     os.killpg(pid, 9)  # the unit's whole process group, like systemd stopping it
     runner.spawned[0].wait(timeout=10)
-    with pytest.raises(NixosRebuildError, match="interrupted"):
+    with pytest.raises(NixError, match="interrupted"):
         Rebuild(runner, machine.paths).wait_for(
             Rebuild.read_activation(str(run_dir)),  # type: ignore[arg-type]
             5,
@@ -957,9 +958,9 @@ def test_failed_build_carries_cmd_rc_and_output(machine: Machine) -> None:
 
     runner = Failing(machine, systemd=True)
     rebuild = Rebuild(runner, machine.paths)
-    with pytest.raises(NixosRebuildError) as info:
+    with pytest.raises(NixError) as info:
         rebuild.execute(Request(hostname="m"))
-    result = info.value.as_dict()
+    result = failure_result(info.value)
     assert result["msg"] == "nixos-rebuild build failed with exit 1"
     assert result["rc"] == 1
     assert result["cmd"] == ["/fake/bin/nixos-rebuild", "build", *FLAKES]
@@ -985,9 +986,9 @@ def test_nixpkgs_missing_from_the_search_path_is_explained(machine: Machine, che
             return CommandResult(tuple(argv), 1, "", NOT_FOUND)
 
     rebuild = Rebuild(NoNixpkgs(machine, systemd=True), machine.paths)
-    with pytest.raises(NixosRebuildError) as info:
+    with pytest.raises(NixError) as info:
         rebuild.execute(Request(hostname="m", check_mode=check_mode))
-    result = info.value.as_dict()
+    result = failure_result(info.value)
     step = "dry-build" if check_mode else "build"
     assert result["msg"] == (
         f"nixos-rebuild {step} failed with exit 1: <nixpkgs/nixos> is not on the Nix search path "
@@ -1017,7 +1018,7 @@ def test_search_path_hint_names_the_search_path_in_use() -> None:
 
 def test_real_seam_c_locale_env_and_failures_reach_the_pipeline(machine: Machine, tmp_path: Path) -> None:
     """Through the real seam: nixos-rebuild found on PATH, run with krops' NIX_PATH and a C locale;
-    its non-zero exit is a NixosRebuildError carrying cmd, rc and stderr."""
+    its non-zero exit is a NixError carrying cmd, rc and stderr."""
     _installed(machine)
     bindir = tmp_path / "bin"
     bindir.mkdir()
@@ -1026,7 +1027,7 @@ def test_real_seam_c_locale_env_and_failures_reach_the_pipeline(machine: Machine
     fake.chmod(0o755)
     runner = Runner(environ={"PATH": f"{bindir}:/usr/bin:/bin", "LANG": "de_DE.UTF-8"}, extra_dirs=EXTRA_BIN_DIRS)
     rebuild = Rebuild(runner, machine.paths)
-    with pytest.raises(NixosRebuildError) as info:
+    with pytest.raises(NixError) as info:
         rebuild.execute(Request(hostname="m"))
     assert info.value.msg == "nixos-rebuild build failed with exit 3"
     assert info.value.cmd == [str(fake), "build", *FLAKES]
@@ -1040,7 +1041,7 @@ def test_real_seam_c_locale_env_and_failures_reach_the_pipeline(machine: Machine
 def test_missing_binary_names_it_and_where_it_was_looked_for(machine: Machine, tmp_path: Path) -> None:
     _installed(machine)
     rebuild = Rebuild(Runner(environ={"PATH": str(tmp_path)}, extra_dirs=(str(tmp_path / "none"),)), machine.paths)
-    with pytest.raises(NixosRebuildError) as info:
+    with pytest.raises(NixError) as info:
         rebuild.execute(Request(hostname="m"))
     assert info.value.msg == f"nixos-rebuild not found on PATH or in {tmp_path / 'none'}"
     assert rebuild.commands == []
@@ -1049,8 +1050,23 @@ def test_missing_binary_names_it_and_where_it_was_looked_for(machine: Machine, t
 def test_a_command_that_cannot_start_is_an_error_with_its_cmd(machine: Machine, tmp_path: Path) -> None:
     rebuild = Rebuild(Runner(environ={"PATH": "/usr/bin:/bin"}), machine.paths)
     missing = str(tmp_path / "gone" / "bin" / "switch-to-configuration")
-    with pytest.raises(NixosRebuildError) as info:
+    with pytest.raises(NixError) as info:
         rebuild._run([missing, "dry-activate"])
     assert info.value.msg.startswith(f"cannot run {missing}: ")
-    assert info.value.as_dict()["cmd"] == [missing, "dry-activate"]
+    assert failure_result(info.value)["cmd"] == [missing, "dry-activate"]
     assert info.value.rc is None
+
+
+def test_failure_result_shows_the_tails_of_both_streams() -> None:
+    """nixos_rebuild's failure fields: stdout and stderr cut to their last 30 lines (the Nix modules'
+    ``as_dict`` keeps all of stdout and names the cut stderr ``stderr_tail``); extra details follow."""
+    out = "".join(f"out {n}\n" for n in range(40))
+    err = "".join(f"err {n}\n" for n in range(40)) + "\n"
+    exc = NixError("nixos-rebuild build failed with exit 1", cmd=["nixos-rebuild", "build"], rc=1, stdout=out,
+                   stderr=err, log_path="/run/x/log")  # fmt: skip
+    result = failure_result(exc)
+    assert list(result) == ["msg", "cmd", "rc", "stdout", "stderr", "log_path"]
+    assert result["stdout"] == "\n".join(f"out {n}" for n in range(10, 40))
+    assert result["stderr"] == "\n".join([*(f"err {n}" for n in range(11, 40)), ""])  # the blank last line stays
+    assert failure_result(NixError("no generation to roll back to")) == {"msg": "no generation to roll back to"}
+    assert exc.as_dict()["stdout"] == out and "stderr" not in exc.as_dict()
