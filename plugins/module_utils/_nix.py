@@ -24,7 +24,6 @@ from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixEr
 from ansible_collections.aiolabs.nixos.plugins.module_utils._process import (
     NIX_BIN_DIRS,
     CommandResult,
-    ProcessError,
     Runner,
 )
 
@@ -44,12 +43,9 @@ class NixCli:
         """Run ``tool args``; raise NixError unless the exit status is in ``ok``."""
         try:
             argv = [self.runner.binary(tool), *args]
-        except ProcessError as exc:
-            raise NixError(exc.msg, cmd=[tool, *args]) from exc
-        try:
-            result = self.runner.run(argv, cwd=cwd)
-        except ProcessError as exc:
-            raise NixError(exc.msg, cmd=argv) from exc
+        except NixError as exc:
+            raise NixError(exc.msg, cmd=[tool, *args]) from exc  # the whole command, not just its name
+        result = self.runner.run(argv, cwd=cwd)  # a command that cannot start raises NixError naming it
         if result.rc not in ok:
             first = next((ln for ln in result.stderr.splitlines() if ln.startswith("error:")), "")
             raise NixError(

@@ -46,7 +46,6 @@ from ansible_collections.aiolabs.nixos.plugins.module_utils._nix_parse import Dr
 from ansible_collections.aiolabs.nixos.plugins.module_utils._process import (
     NIX_BIN_DIRS,
     CommandResult,
-    ProcessError,
     Runner,
 )
 
@@ -662,8 +661,8 @@ class Rebuild:
     def _bin(self, name: str) -> str:
         try:
             return self.runner.binary(name)
-        except ProcessError as exc:
-            raise NixError(exc.msg) from exc
+        except NixError as exc:
+            raise NixError(exc.msg) from exc  # a missing binary is a message, not a failed command
 
     def _run(
         self,
@@ -676,10 +675,8 @@ class Rebuild:
     ) -> CommandResult:
         """Run through the seam, record the argv; unless ``check`` is false, a non-zero exit raises."""
         self.commands.append(tuple(argv))
-        try:
-            result = self.runner.run(argv, cwd=cwd, env=env, new_session=new_session)
-        except ProcessError as exc:
-            raise NixError(exc.msg, cmd=argv, rc=None) from exc
+        # A command that cannot start raises NixError naming it (cmd, no rc).
+        result = self.runner.run(argv, cwd=cwd, env=env, new_session=new_session)
         if check and result.rc != 0:
             raise NixError(
                 f"{Path(argv[0]).name} {' '.join(argv[1:2])} failed with exit {result.rc}",
