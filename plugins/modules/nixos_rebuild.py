@@ -283,16 +283,15 @@ import socket
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError
-from ansible_collections.aiolabs.nixos.plugins.module_utils._nixos_rebuild import (
-    EXTRA_BIN_DIRS,
+from ansible_collections.aiolabs.nixos.plugins.module_utils._nixos_rebuild import EXTRA_BIN_DIRS, Rebuild
+from ansible_collections.aiolabs.nixos.plugins.module_utils._process import Runner
+from ansible_collections.aiolabs.nixos.plugins.module_utils._rebuild_models import (
     Action,
     Paths,
-    Rebuild,
     Request,
     Source,
     failure_result,
 )
-from ansible_collections.aiolabs.nixos.plugins.module_utils._process import Runner
 
 ARGUMENT_SPEC = {
     "action": {"type": "str", "default": "switch", "choices": [a.value for a in Action]},

@@ -23,33 +23,35 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError
-from ansible_collections.aiolabs.nixos.plugins.module_utils._nix_parse import parse_dry_run
-from ansible_collections.aiolabs.nixos.plugins.module_utils._nixos_rebuild import (
+from ansible_collections.aiolabs.nixos.plugins.module_utils._activation import (
     ACTIVATION_SCRIPT,
     DETACH_SCRIPT,
-    EXTRA_BIN_DIRS,
-    Action,
-    Paths,
-    Rebuild,
-    Request,
-    Source,
-    describe_exit,
-    failure_result,
-    generation_of,
-    parse_report,
-    previous_generation,
-    rebuild_argv,
-    rollback_profile_argv,
-    search_path_hint,
-    set_profile_argv,
+    read_activation,
     setsid_argv,
-    stc_argv,
     systemd_run_argv,
     troubled_in_list,
     troubled_in_show,
 )
+from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError
+from ansible_collections.aiolabs.nixos.plugins.module_utils._nix_parse import parse_dry_run
+from ansible_collections.aiolabs.nixos.plugins.module_utils._nixos_rebuild import EXTRA_BIN_DIRS, Rebuild
 from ansible_collections.aiolabs.nixos.plugins.module_utils._process import CommandResult, Runner
+from ansible_collections.aiolabs.nixos.plugins.module_utils._profile import (
+    generation_of,
+    previous_generation,
+    rollback_profile_argv,
+    set_profile_argv,
+)
+from ansible_collections.aiolabs.nixos.plugins.module_utils._rebuild_models import (
+    Action,
+    Paths,
+    Request,
+    Source,
+    failure_result,
+    search_path_hint,
+)
+from ansible_collections.aiolabs.nixos.plugins.module_utils._rebuild_steps import rebuild_argv
+from ansible_collections.aiolabs.nixos.plugins.module_utils._stc import describe_exit, parse_report, stc_argv
 
 # --------------------------------------------------------------------------- argv builders
 
@@ -928,7 +930,7 @@ def test_killed_activation_is_reported_as_interrupted(machine: Machine) -> None:
     runner.spawned[0].wait(timeout=10)
     with pytest.raises(NixError, match="interrupted"):
         Rebuild(runner, machine.paths).wait_for(
-            Rebuild.read_activation(str(run_dir)),  # type: ignore[arg-type]
+            read_activation(str(run_dir)),  # type: ignore[arg-type]
             5,
         )
 
