@@ -223,7 +223,7 @@ def test_adopt_nothing_when_the_system_is_not_in_place(tmp_path: Path) -> None:
 
 
 def test_prune_keeps_the_newest_reported_runs_and_every_unreported_one(tmp_path: Path) -> None:
-    made = [_run(tmp_path, rc=0).run_dir for _ in range(5)]
+    made = [_run(tmp_path, rc=0).run_dir for _run_number in range(5)]
     for run_dir in made[:4]:
         mark_reported(run_dir)
     prune(str(tmp_path), keep=2)
