@@ -11,7 +11,8 @@ from typing import Any
 
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.aiolabs.nixos.plugins.module_utils._switch_checks import CheckError, HttpCheck, run_checks
+from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError
+from ansible_collections.aiolabs.nixos.plugins.module_utils._switch_checks import HttpCheck, run_checks
 
 _ARGS = {"checks", "address", "retries", "delay", "timeout", "ca_path", "validate_certs"}
 
@@ -41,7 +42,7 @@ class ActionModule(ActionBase):  # type: ignore[misc]
             retries = int(args.get("retries", 5))
             delay = float(args.get("delay", 2))
             timeout = float(args.get("timeout", 10))
-        except (CheckError, ValueError) as exc:
+        except (NixError, ValueError) as exc:
             return {**result, "failed": True, "msg": str(exc)}
         ca_path = args.get("ca_path") or None
         if ca_path is not None:

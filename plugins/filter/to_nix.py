@@ -58,13 +58,14 @@ _value:
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.aiolabs.nixos.plugins.module_utils._nixexpr import NixExprError, nix_path, to_nix
+from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError
+from ansible_collections.aiolabs.nixos.plugins.module_utils._nixexpr import nix_path, to_nix
 
 
 def _to_nix(data: object, indent: int = 2) -> str:
     try:
         return to_nix(data, indent=indent)
-    except NixExprError as exc:
+    except NixError as exc:
         raise AnsibleFilterError(f"to_nix: {exc}") from exc
 
 

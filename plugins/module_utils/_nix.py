@@ -6,8 +6,9 @@
 
 Every Nix command goes through :meth:`NixCli.run`, which runs it through
 :class:`~._process.Runner` (argv lists only, a C locale, stdin from /dev/null, each
-binary located once) and raises any failure as :class:`NixError` carrying the
-command, its exit status, its stdout and the tail of its stderr. The argv builders
+binary located once) and raises any failure as the collection's one error type
+(:class:`~._errors.NixError`) carrying the command, its exit status, its stdout and the tail
+of its stderr. The argv builders
 below are pure and deterministic (options sorted, ``--`` before positionals) so
 tests can assert the exact command line.
 
@@ -19,60 +20,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError
 from ansible_collections.aiolabs.nixos.plugins.module_utils._process import (
     NIX_BIN_DIRS,
     CommandResult,
-    ProcessError,
     Runner,
 )
-
-STDERR_TAIL_LINES = 30
 
 # Nix's own exit statuses (src/libstore/build/worker.cc, "exitStatus"):
 # 100 + bit flags: 1 build failure, 2 timeout, 4 hash mismatch, 8 check mismatch.
 EXIT_BUILD_FAILED = 100
 EXIT_HASH_MISMATCH = 102
-
-
-def tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:
-    """The last ``lines`` lines of ``text``."""
-    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
-
-
-class NixError(Exception):
-    """A Nix command failed, or its output could not be understood.
-
-    ``as_dict()`` is what a module passes to ``fail_json``: the message plus the
-    command, exit status, stdout and the tail of stderr.
-    """
-
-    def __init__(
-        self,
-        msg: str,
-        cmd: Sequence[str] = (),
-        rc: int | None = None,
-        stdout: str = "",
-        stderr: str = "",
-        **details: object,
-    ) -> None:
-        super().__init__(msg)
-        self.msg = msg
-        self.cmd = list(cmd)
-        self.rc = rc
-        self.stdout = stdout
-        self.stderr = stderr
-        self.details = details
-
-    @property
-    def stderr_tail(self) -> str:
-        return tail(self.stderr)
-
-    def as_dict(self) -> dict[str, object]:
-        result: dict[str, object] = {"msg": self.msg}
-        if self.cmd:
-            result.update(cmd=self.cmd, rc=self.rc, stdout=self.stdout, stderr_tail=self.stderr_tail)
-        result.update(self.details)
-        return result
 
 
 class NixCli:
@@ -85,12 +43,9 @@ class NixCli:
         """Run ``tool args``; raise NixError unless the exit status is in ``ok``."""
         try:
             argv = [self.runner.binary(tool), *args]
-        except ProcessError as exc:
-            raise NixError(exc.msg, cmd=[tool, *args]) from exc
-        try:
-            result = self.runner.run(argv, cwd=cwd)
-        except ProcessError as exc:
-            raise NixError(exc.msg, cmd=argv) from exc
+        except NixError as exc:
+            raise NixError(exc.msg, cmd=[tool, *args]) from exc  # the whole command, not just its name
+        result = self.runner.run(argv, cwd=cwd)  # a command that cannot start raises NixError naming it
         if result.rc not in ok:
             first = next((ln for ln in result.stderr.splitlines() if ln.startswith("error:")), "")
             raise NixError(

@@ -24,13 +24,12 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError, tail
 from ansible_collections.aiolabs.nixos.plugins.module_utils._nix import (
     NixCli,
-    NixError,
     Target,
     check_validity_argv,
     nix_build_argv,
-    tail,
 )
 from ansible_collections.aiolabs.nixos.plugins.module_utils._nix_parse import (
     BuiltPath,

@@ -19,7 +19,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from ansible_collections.aiolabs.nixos.plugins.module_utils._nix import NixError
+from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError
 
 # --- hashes ------------------------------------------------------------------
 

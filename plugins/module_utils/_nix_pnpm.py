@@ -34,23 +34,23 @@ Private to the collection: the leading underscore means no stability promise.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError, tail
 from ansible_collections.aiolabs.nixos.plugins.module_utils._nix import (
     NixCli,
-    NixError,
     Target,
     nix_build_argv,
-    tail,
 )
 from ansible_collections.aiolabs.nixos.plugins.module_utils._nix_parse import (
     is_fake_hash,
@@ -194,6 +194,15 @@ def _build_target(request: PnpmRequest, copy: str) -> Target:
     return Target(installable=f"{flakeref_in_copy(ref, request.project, copy)}#{attr}")
 
 
+@contextlib.contextmanager
+def _in_nix_file(request: PnpmRequest) -> Iterator[None]:
+    """A Nix file without the expected shape: the message names the file as given, the result its path."""
+    try:
+        yield
+    except NixError as exc:
+        raise NixError(f"{request.file}: {exc.msg}", file=request.path(request.file)) from exc
+
+
 def compute_hash(cli: NixCli, request: PnpmRequest, text: str, site: HashSite) -> tuple[str, str, Sequence[str]]:
     """Build only the fixed-output derivation, with its hash emptied in a copy; return (SRI, drv, cmd)."""
     work = tempfile.mkdtemp(prefix="pnpm-deps-hash.")
@@ -201,7 +210,7 @@ def compute_hash(cli: NixCli, request: PnpmRequest, text: str, site: HashSite) -
         copy = str(Path(work) / "project")
         shutil.copytree(request.project, copy, symlinks=True, ignore=shutil.ignore_patterns(*COPY_IGNORE))
         relative_file = os.path.relpath(request.path(request.file), request.project)
-        write_atomic(str(Path(copy) / relative_file), replace_value(text, site, ""))
+        write_atomic(str(Path(copy) / relative_file), replace_value(text, site, ""))  # "" is always accepted
         target = _build_target(request, copy)
 
         # Which derivation is the fetcher? Evaluate only (--dry-run) to know its
@@ -269,10 +278,12 @@ def update_pnpm_hash(cli: NixCli, request: PnpmRequest, check_mode: bool) -> Pnp
     if not Path(lockfile).is_file():
         raise NixError(f"lockfile {lockfile} does not exist")
 
-    site = find_hash_site(text)
+    with _in_nix_file(request):
+        site = find_hash_site(text)
     previous = current_value(site)
     lock_digest = sha256_file(lockfile)
-    fetcher_digest = call_digest(text, site)
+    with _in_nix_file(request):
+        fetcher_digest = call_digest(text, site)
     state = read_state(state_path)
     entry = state["entries"].get(request.target_key)
     line = line_of(text, site.value_start)
@@ -304,15 +315,18 @@ def update_pnpm_hash(cli: NixCli, request: PnpmRequest, check_mode: bool) -> Pnp
         )
 
     new_hash, drv, cmd = compute_hash(cli, request, text, site)
-    after = text if new_hash == previous else replace_value(text, site, new_hash)
+    with _in_nix_file(request):
+        after = text if new_hash == previous else replace_value(text, site, new_hash)
     changed = after != text
     if not check_mode:
         if changed:
             write_atomic(nix_file, after)
+        with _in_nix_file(request):
+            recorded_digest = call_digest(after, find_hash_site(after))
         state["entries"][request.target_key] = {
             "lockfile": request.lockfile,
             "lockfile_sha256": lock_digest,
-            "fetcher_call_sha256": call_digest(after, find_hash_site(after)),
+            "fetcher_call_sha256": recorded_digest,
             "hash": new_hash,
         }
         write_atomic(state_path, json.dumps(state, indent=2, sort_keys=True) + "\n")

@@ -9,7 +9,9 @@ strings (``"..."`` and ``''...''`` with their escapes and ``${}``
 interpolations), so that a ``pnpmDeps =`` inside a comment or a string is never
 taken for the binding, and braces are matched structurally. The rewrite is a
 splice of exactly the hash value's characters: comments, formatting and every
-other hash in the file stay byte for byte as they were.
+other hash in the file stay byte for byte as they were. A file without the expected
+shape raises the collection's one error type (:class:`~._errors.NixError`), its message
+saying where.
 
 Private to the collection: the leading underscore means no stability promise.
 """
@@ -18,6 +20,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError
 
 # The pnpm fetchers this module knows by name (nixpkgs: pnpm_9.fetchDeps,
 # pnpm.fetchDeps, and the newer top-level fetchPnpmDeps). Any other callee bound
@@ -28,10 +32,6 @@ KNOWN_FETCHERS = ("pnpm_9.fetchDeps", "pnpm_10.fetchDeps", "pnpm_8.fetchDeps", "
 _IDENT = r"[A-Za-z_][A-Za-z0-9_'-]*"
 _CALLEE = rf"{_IDENT}(?:\.{_IDENT})*"
 _HASH_EXPR = re.compile(rf'"[^"]*"|{_CALLEE}')
-
-
-class NixSourceError(ValueError):
-    """The Nix file does not have the expected shape; the message says where."""
 
 
 def mask(text: str) -> str:  # noqa: PLR0915 - one small lexer; its states read best together
@@ -86,7 +86,7 @@ def mask(text: str) -> str:  # noqa: PLR0915 - one small lexer; its states read 
                 k = skip_interpolation(k + 2)
             else:
                 k += 1
-        raise NixSourceError("unterminated string")
+        raise NixError("unterminated string")
 
     def skip_indented(k: int) -> int:
         # k just after the opening "''"; return index of the closing "''".
@@ -99,7 +99,7 @@ def mask(text: str) -> str:  # noqa: PLR0915 - one small lexer; its states read 
                 k = skip_interpolation(k + 2)
             else:
                 k += 1
-        raise NixSourceError("unterminated indented string")
+        raise NixError("unterminated indented string")
 
     while i < n:
         c = text[i]
@@ -139,7 +139,7 @@ def _matching_brace(masked: str, open_at: int) -> int:
             depth -= 1
             if depth == 0:
                 return k
-    raise NixSourceError(f"unbalanced braces after line {line_of(masked, open_at)}")
+    raise NixError(f"unbalanced braces after line {line_of(masked, open_at)}")
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,7 @@ def find_hash_site(text: str, binding: str = "pnpmDeps", attribute: str = "hash"
     pattern = re.compile(rf"(?<![A-Za-z0-9_'.-]){re.escape(binding)}\s*=\s*({_CALLEE})\s*\{{")
     matches = list(pattern.finditer(masked))
     if not matches:
-        raise NixSourceError(
+        raise NixError(
             f"no `{binding} = <fetcher> {{ ... }}` call found (expected one of {', '.join(KNOWN_FETCHERS)}"
             " or a local fetcher)"
         )
@@ -194,9 +194,9 @@ def find_hash_site(text: str, binding: str = "pnpmDeps", attribute: str = "hash"
         sites.append(HashSite(binding, match.group(1), match.start(1), close_at + 1, start, end, text[start:end]))
     if len(sites) > 1:
         lines = ", ".join(str(line_of(text, s.call_start)) for s in sites)
-        raise NixSourceError(f"more than one `{binding} = ...` fetcher call with a {attribute} (lines {lines})")
+        raise NixError(f"more than one `{binding} = ...` fetcher call with a {attribute} (lines {lines})")
     if not sites:
-        raise NixSourceError("; ".join(problems))
+        raise NixError("; ".join(problems))
     return sites[0]
 
 
@@ -217,17 +217,15 @@ def _find_attribute(text: str, masked: str, open_at: int, close_at: int, attribu
                 start = found.end()
                 value = _HASH_EXPR.match(masked, start)
                 if value is None:
-                    raise NixSourceError(
+                    raise NixError(
                         f"line {line_of(text, start)}: {attribute} is neither a string literal nor a name "
                         "(like lib.fakeHash); refusing to guess"
                     )
                 end = value.end()
                 if not re.match(r"\s*;", masked[end:]):
-                    raise NixSourceError(f"line {line_of(text, start)}: {attribute} value is not a simple expression")
+                    raise NixError(f"line {line_of(text, start)}: {attribute} value is not a simple expression")
                 if text[start] == '"' and ("${" in text[start:end] or "\\" in text[start:end]):
-                    raise NixSourceError(
-                        f"line {line_of(text, start)}: {attribute} string has interpolation or escapes"
-                    )
+                    raise NixError(f"line {line_of(text, start)}: {attribute} string has interpolation or escapes")
                 return start, end
         k += 1
     return None
@@ -236,5 +234,5 @@ def _find_attribute(text: str, masked: str, open_at: int, close_at: int, attribu
 def replace_value(text: str, site: HashSite, new_hash: str) -> str:
     """``text`` with the hash value replaced by the string literal ``"new_hash"``."""
     if not re.fullmatch(r"[A-Za-z0-9+/=:-]*", new_hash):
-        raise NixSourceError(f"refusing to write {new_hash!r} as a hash")
+        raise NixError(f"refusing to write {new_hash!r} as a hash")
     return text[: site.value_start] + f'"{new_hash}"' + text[site.value_end :]

@@ -20,6 +20,8 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import PurePath
 
+from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError
+
 # A dict of exactly this one key renders as a Nix path literal (see nix_path()).
 PATH_MARKER = "__nix_path__"
 
@@ -33,10 +35,6 @@ _KEYWORDS = frozenset({"if", "then", "else", "assert", "with", "let", "in", "rec
 _PATH = re.compile(r"(\.{1,2}|~)?(/[A-Za-z0-9._+-]+)+")
 
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-class NixExprError(ValueError):
-    """The data has no faithful Nix rendering; the message names the location."""
 
 
 def quote_string(value: str) -> str:
@@ -67,7 +65,7 @@ def nix_path(value: str) -> dict[str, str]:
 
 def _path_literal(value: str, where: str) -> str:
     if not _PATH.fullmatch(value):
-        raise NixExprError(
+        raise NixError(
             f"{where}: {value!r} cannot be a Nix path literal "
             "(use ./relative, ../relative, /absolute or ~/home with letters, digits and ._+- only)"
         )
@@ -94,12 +92,12 @@ def to_nix(value: object, indent: int = 2, _where: str = "", _level: int = 0) ->
         if set(value) == {PATH_MARKER}:
             marked = value[PATH_MARKER]
             if not isinstance(marked, str):
-                raise NixExprError(f"{where}: a path must be a string, not {type(marked).__name__}")
+                raise NixError(f"{where}: a path must be a string, not {type(marked).__name__}")
             return _path_literal(marked, where)
         return _attrset(value, indent, _where, _level)
     if isinstance(value, (Sequence, set, frozenset)) and not isinstance(value, (bytes, bytearray)):
         return _list(list(value), indent, _where, _level)
-    raise NixExprError(f"{where}: values of type {type(value).__name__} cannot be rendered as Nix")
+    raise NixError(f"{where}: values of type {type(value).__name__} cannot be rendered as Nix")
 
 
 def _scalar(value: bool | int | float | str | PurePath | None, where: str) -> str:
@@ -112,11 +110,11 @@ def _scalar(value: bool | int | float | str | PurePath | None, where: str) -> st
         return f"({value})" if value < 0 else str(value)
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise NixExprError(f"{where}: {value!r} has no Nix form (Nix floats are finite)")
+            raise NixError(f"{where}: {value!r} has no Nix form (Nix floats are finite)")
         return f"({value!r})" if value < 0 else repr(value)
     if isinstance(value, str):
         if "\x00" in value:
-            raise NixExprError(f"{where}: Nix strings cannot contain NUL characters")
+            raise NixError(f"{where}: Nix strings cannot contain NUL characters")
         return quote_string(value)
     text = value.as_posix()
     # PurePath drops a leading "./"; Nix needs it to read a relative path.
@@ -128,7 +126,7 @@ def _scalar(value: bool | int | float | str | PurePath | None, where: str) -> st
 def _attrset(value: Mapping[object, object], indent: int, where: str, level: int) -> str:
     for key in value:
         if not isinstance(key, str):
-            raise NixExprError(
+            raise NixError(
                 f"{_location(where, str(key)) or 'value'}: attribute names must be strings, "
                 f"not {type(key).__name__} (quote the key in YAML)"
             )

@@ -14,9 +14,9 @@ once, on ``PATH`` and then in optional extra directories (a NixOS machine keeps 
 
 The seam reports; it does not judge. A non-zero exit status is a :class:`CommandResult` like
 any other -- each caller (``NixCli`` for Nix verbs, ``Rebuild`` for the nixos-rebuild
-pipeline) decides which statuses are failures and raises its own error type. The seam raises
-:class:`ProcessError` only when the command could not run at all: its binary is missing, or
-starting it failed (``OSError``); the error names the command.
+pipeline) decides which statuses are failures. The seam raises the collection's one error type
+(:class:`~._errors.NixError`) only when the command could not run at all: its binary is missing,
+or starting it failed (``OSError``); the error names the command.
 
 Why ``subprocess`` and not ``AnsibleModule.run_command``: ``run_command`` (ansible-core 2.19)
 has no way to start a new session (its ``preexec_fn`` only sets the umask, and there is no
@@ -39,6 +39,8 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError
+
 C_LOCALE = {"LC_ALL": "C", "LANG": "C"}
 
 # Where NixOS (and Nix on other distributions) keeps binaries that a non-interactive SSH
@@ -51,15 +53,6 @@ NIX_BIN_DIRS = (
     "/usr/sbin",
     "/sbin",
 )
-
-
-class ProcessError(Exception):
-    """A command could not be run at all (missing binary, or the OS refused to start it)."""
-
-    def __init__(self, msg: str, cmd: Sequence[str]) -> None:
-        super().__init__(msg)
-        self.msg = msg
-        self.cmd = list(cmd)
 
 
 @dataclass(frozen=True)
@@ -92,12 +85,12 @@ class Runner:
         return found
 
     def binary(self, name: str) -> str:
-        """The absolute path of ``name``, looked up once per runner; raises ProcessError naming it if missing."""
+        """The absolute path of ``name``, looked up once per runner; raises NixError naming it if missing."""
         if name not in self._bins:
             found = self.which(name)
             if found is None:
                 where = "PATH" + (f" or in {', '.join(self.extra_dirs)}" if self.extra_dirs else "")
-                raise ProcessError(f"{name} not found on {where}", cmd=[name])
+                raise NixError(f"{name} not found on {where}", cmd=[name])
             self._bins[name] = found
         return self._bins[name]
 
@@ -115,7 +108,7 @@ class Runner:
         """
         cmd = [str(arg) for arg in argv]
         if not cmd:
-            raise ProcessError("empty command", cmd=cmd)
+            raise NixError("empty command", cmd=cmd)
         full_env = dict(self.environ)
         full_env.update(env or {})
         full_env.update(C_LOCALE)
@@ -130,7 +123,7 @@ class Runner:
                 start_new_session=new_session,
             )
         except OSError as exc:
-            raise ProcessError(f"cannot run {cmd[0]}: {exc}", cmd=cmd) from exc
+            raise NixError(f"cannot run {cmd[0]}: {exc}", cmd=cmd) from exc
         return CommandResult(
             cmd=tuple(cmd),
             rc=proc.returncode,

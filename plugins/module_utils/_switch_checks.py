@@ -30,16 +30,14 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError
+
 # Services of nix-modules/ with a vhost: (service key, default subdomain). Each module sets
 # `forceSSL = mkDefault cfg.enableACME` with enableACME defaulting to true; the machine data has
 # no switch for it, so every one of them is forceSSL on a deployed machine.
 VHOST_SERVICES: tuple[tuple[str, str], ...] = (("webapp", "app"),)
 BODY_LIMIT = 65536
 _UNSET_TIMESTAMPS = frozenset({"", "n/a", "0"})
-
-
-class CheckError(Exception):
-    """A check definition that cannot be probed (names the field)."""
 
 
 @dataclass(frozen=True)
@@ -68,16 +66,16 @@ class HttpCheck:
     def from_mapping(cls, raw: Mapping[str, object], default_address: str) -> HttpCheck:
         host = raw.get("host")
         if not isinstance(host, str) or not host:
-            raise CheckError(f"aiolabs_nixos_switch_http_checks: every check needs host (got {dict(raw)!r})")
+            raise NixError(f"aiolabs_nixos_switch_http_checks: every check needs host (got {dict(raw)!r})")
         scheme = str(raw.get("scheme") or "http")
         if scheme not in ("http", "https"):
-            raise CheckError(f"aiolabs_nixos_switch_http_checks: {host}: scheme must be http or https (got {scheme!r})")
+            raise NixError(f"aiolabs_nixos_switch_http_checks: {host}: scheme must be http or https (got {scheme!r})")
         address = raw.get("url_host") or default_address
         try:
             port = int(str(raw.get("port") or 0))
             status = int(str(raw.get("status") or 200))
         except ValueError as exc:
-            raise CheckError(f"aiolabs_nixos_switch_http_checks: {host}: port and status must be integers") from exc
+            raise NixError(f"aiolabs_nixos_switch_http_checks: {host}: port and status must be integers") from exc
         validate = raw.get("validate_certs", True)
         return cls(
             host=host,

@@ -178,7 +178,8 @@ from pathlib import Path
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.aiolabs.nixos.plugins.module_utils._nix import NixCli, NixError, Target
+from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError
+from ansible_collections.aiolabs.nixos.plugins.module_utils._nix import NixCli, Target
 from ansible_collections.aiolabs.nixos.plugins.module_utils._nix_build import build
 
 

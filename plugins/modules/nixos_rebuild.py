@@ -282,16 +282,16 @@ import socket
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.aiolabs.nixos.plugins.module_utils._nixos_rebuild import (
-    EXTRA_BIN_DIRS,
+from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError
+from ansible_collections.aiolabs.nixos.plugins.module_utils._nixos_rebuild import EXTRA_BIN_DIRS, Rebuild
+from ansible_collections.aiolabs.nixos.plugins.module_utils._process import Runner
+from ansible_collections.aiolabs.nixos.plugins.module_utils._rebuild_models import (
     Action,
-    NixosRebuildError,
     Paths,
-    Rebuild,
     Request,
     Source,
+    failure_result,
 )
-from ansible_collections.aiolabs.nixos.plugins.module_utils._process import Runner
 
 ARGUMENT_SPEC = {
     "action": {"type": "str", "default": "switch", "choices": [a.value for a in Action]},
@@ -335,8 +335,8 @@ def main() -> None:
         )
         rebuild = Rebuild(Runner(extra_dirs=EXTRA_BIN_DIRS), make_paths(params["profile"]))
         outcome = rebuild.execute(request)
-    except NixosRebuildError as exc:
-        module.fail_json(**exc.as_dict())
+    except NixError as exc:
+        module.fail_json(**failure_result(exc))
     for warning in outcome.warnings:
         module.warn(warning)
     result = outcome.as_result()

@@ -217,9 +217,9 @@ from pathlib import Path
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.aiolabs.nixos.plugins.module_utils._nix import NixCli, NixError
+from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError
+from ansible_collections.aiolabs.nixos.plugins.module_utils._nix import NixCli
 from ansible_collections.aiolabs.nixos.plugins.module_utils._nix_pnpm import PnpmRequest, update_pnpm_hash
-from ansible_collections.aiolabs.nixos.plugins.module_utils._nix_source import NixSourceError
 
 
 def main() -> None:
@@ -256,8 +256,6 @@ def main() -> None:
     )
     try:
         outcome = update_pnpm_hash(NixCli(), request, module.check_mode)
-    except NixSourceError as exc:
-        module.fail_json(msg=f"{request.file}: {exc}", file=request.path(request.file))
     except NixError as exc:
         module.fail_json(**exc.as_dict())
 

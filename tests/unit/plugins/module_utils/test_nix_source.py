@@ -7,10 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.aiolabs.nixos.plugins.module_utils._nix import NixCli, NixError, Target, nix_build_argv
-from ansible_collections.aiolabs.nixos.plugins.module_utils._nix_pnpm import flakeref_in_copy
+from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError
+from ansible_collections.aiolabs.nixos.plugins.module_utils._nix import NixCli, Target, nix_build_argv
+from ansible_collections.aiolabs.nixos.plugins.module_utils._nix_pnpm import (
+    PnpmRequest,
+    flakeref_in_copy,
+    update_pnpm_hash,
+)
 from ansible_collections.aiolabs.nixos.plugins.module_utils._nix_source import (
-    NixSourceError,
     find_hash_site,
     mask,
     replace_value,
@@ -98,13 +102,13 @@ def test_mask_keeps_length_and_lines() -> None:
     ],
 )
 def test_refuses_to_guess(text: str, message: str) -> None:
-    with pytest.raises(NixSourceError, match=message):
+    with pytest.raises(NixError, match=message):
         find_hash_site(text)
 
 
 def test_replace_refuses_odd_values() -> None:
     text = SEED_SHAPE.replace("HASH", '""')
-    with pytest.raises(NixSourceError):
+    with pytest.raises(NixError):
         replace_value(text, find_hash_site(text), 'x"; evil = "')
 
 
@@ -226,3 +230,23 @@ def test_flakeref_in_copy(ref: str, expected: str) -> None:
 def test_flakeref_outside_the_project_is_refused(ref: str) -> None:
     with pytest.raises(NixError):
         flakeref_in_copy(ref, "/src/atbb", "/tmp/c")
+
+
+def test_a_nix_file_without_the_fetcher_call_fails_naming_the_file_before_any_nix_command(tmp_path: Path) -> None:
+    """pnpm_deps_hash's failure for a Nix file of the wrong shape: the message starts with the file as
+    given, the result names its path, and no command ran (so there is no cmd, rc or output)."""
+    (tmp_path / "nix").mkdir()
+    (tmp_path / "nix" / "package.nix").write_text('{ stdenv }: stdenv.mkDerivation { pname = "atbb"; }\n')
+    (tmp_path / "pnpm-lock.yaml").write_text("lockfileVersion: '9.0'\n")
+
+    class NoCommands(Runner):
+        def run(self, argv: Sequence[str], **_kw: object) -> CommandResult:
+            raise AssertionError(f"ran {argv}")
+
+    with pytest.raises(NixError) as caught:
+        update_pnpm_hash(NixCli(NoCommands()), PnpmRequest(project=str(tmp_path)), check_mode=False)
+    assert caught.value.as_dict() == {
+        "msg": "nix/package.nix: no `pnpmDeps = <fetcher> { ... }` call found (expected one of pnpm_9.fetchDeps, "
+        "pnpm_10.fetchDeps, pnpm_8.fetchDeps, pnpm.fetchDeps, fetchPnpmDeps or a local fetcher)",
+        "file": str(tmp_path / "nix" / "package.nix"),
+    }

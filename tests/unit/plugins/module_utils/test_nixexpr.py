@@ -7,8 +7,8 @@ from pathlib import PurePosixPath
 
 import pytest
 
+from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError
 from ansible_collections.aiolabs.nixos.plugins.module_utils._nixexpr import (
-    NixExprError,
     attr_name,
     nix_path,
     quote_string,
@@ -55,7 +55,7 @@ def test_strings_are_escaped_so_host_data_cannot_inject_nix(raw: str, literal: s
 
 
 def test_nul_is_rejected() -> None:
-    with pytest.raises(NixExprError, match="NUL"):
+    with pytest.raises(NixError, match="NUL"):
         to_nix({"a": "x\x00y"})
 
 
@@ -116,7 +116,7 @@ def test_paths(path: str) -> None:
 
 @pytest.mark.parametrize("path", ["relative.nix", "./with space", "/trailing/", "./a;b", "/x${y}", "/etc/x\n"])
 def test_bad_paths_are_errors(path: str) -> None:
-    with pytest.raises(NixExprError, match="cannot be a Nix path literal"):
+    with pytest.raises(NixError, match="cannot be a Nix path literal"):
         to_nix({"imports": [nix_path(path)]})
 
 
@@ -130,7 +130,7 @@ def test_bad_paths_are_errors(path: str) -> None:
     ],
 )
 def test_errors_name_the_location(data: object, message: str) -> None:
-    with pytest.raises(NixExprError, match=message):
+    with pytest.raises(NixError, match=message):
         to_nix(data)
 
 

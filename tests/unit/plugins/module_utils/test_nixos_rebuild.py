@@ -23,32 +23,35 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.aiolabs.nixos.plugins.module_utils._nixos_rebuild import (
+from ansible_collections.aiolabs.nixos.plugins.module_utils._activation import (
     ACTIVATION_SCRIPT,
     DETACH_SCRIPT,
-    EXTRA_BIN_DIRS,
-    Action,
-    NixosRebuildError,
-    Paths,
-    Rebuild,
-    Request,
-    Source,
-    describe_exit,
-    generation_of,
-    parse_dry_build,
-    parse_report,
-    previous_generation,
-    rebuild_argv,
-    rollback_profile_argv,
-    search_path_hint,
-    set_profile_argv,
+    read_activation,
     setsid_argv,
-    stc_argv,
     systemd_run_argv,
     troubled_in_list,
     troubled_in_show,
 )
+from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError
+from ansible_collections.aiolabs.nixos.plugins.module_utils._nix_parse import parse_dry_run
+from ansible_collections.aiolabs.nixos.plugins.module_utils._nixos_rebuild import EXTRA_BIN_DIRS, Rebuild
 from ansible_collections.aiolabs.nixos.plugins.module_utils._process import CommandResult, Runner
+from ansible_collections.aiolabs.nixos.plugins.module_utils._profile import (
+    generation_of,
+    previous_generation,
+    rollback_profile_argv,
+    set_profile_argv,
+)
+from ansible_collections.aiolabs.nixos.plugins.module_utils._rebuild_models import (
+    Action,
+    Paths,
+    Request,
+    Source,
+    failure_result,
+    search_path_hint,
+)
+from ansible_collections.aiolabs.nixos.plugins.module_utils._rebuild_steps import rebuild_argv
+from ansible_collections.aiolabs.nixos.plugins.module_utils._stc import describe_exit, parse_report, stc_argv
 
 # --------------------------------------------------------------------------- argv builders
 
@@ -134,7 +137,7 @@ def test_flake_mode_attribute_defaults_to_the_host_name() -> None:
     ],
 )
 def test_contradictory_sources_are_refused(kwargs: dict[str, object], message: str) -> None:
-    with pytest.raises(NixosRebuildError, match=message):
+    with pytest.raises(NixError, match=message):
         Source(**kwargs)  # type: ignore[arg-type]
 
 
@@ -414,6 +417,7 @@ def test_exit_codes_have_clear_meanings(rc: int, words: str) -> None:
 
 
 # ------------------------------------------------------------------------- Nix dry-run output
+# (what nixos-rebuild dry-build prints; parsed by _nix_parse.parse_dry_run, the one dry-run parser)
 
 # Captured on this machine: Debian nix-bin 2.8.0, `nix-build FILE --dry-run` of two unbuilt
 # derivations (what nixos-rebuild dry-build runs underneath).
@@ -433,25 +437,25 @@ this path will be fetched (0.00 MiB download, 0.00 MiB unpacked):
 """
 
 
-def test_parse_dry_build_nix_2_8() -> None:
-    dry = parse_dry_build(NIX_2_8_DRY_UNBUILT)
-    assert dry.will_build == (
+def test_parse_dry_run_of_nixos_rebuild_nix_2_8() -> None:
+    dry = parse_dry_run(NIX_2_8_DRY_UNBUILT)
+    assert dry.will_build == [
         "/nix/store/knra6fliig30hcg68xi9gc2ig673fb7a-aiolabs-dry-dep.drv",
         "/nix/store/843i7iyfdlr6sh4pl82zihlcin8j47nw-aiolabs-dry-top.drv",
-    )
-    assert dry.will_fetch == ()
+    ]
+    assert dry.will_fetch == []
     assert not dry.nothing_to_do
 
 
-def test_parse_dry_build_nix_2_26_build_and_fetch() -> None:
-    dry = parse_dry_build(NIX_2_26_DRY_FETCH)
-    assert dry.will_build == ("/nix/store/si8l697r32jlzss28gs6by0f803k6pbr-app-st2994332466.drv",)
-    assert dry.will_fetch == ("/nix/store/nwbvhha05j77w1pig5hd34c3amh3bsi6-dep-st2994332466",)
+def test_parse_dry_run_of_nixos_rebuild_nix_2_26_build_and_fetch() -> None:
+    dry = parse_dry_run(NIX_2_26_DRY_FETCH)
+    assert dry.will_build == ["/nix/store/si8l697r32jlzss28gs6by0f803k6pbr-app-st2994332466.drv"]
+    assert dry.will_fetch == ["/nix/store/nwbvhha05j77w1pig5hd34c3amh3bsi6-dep-st2994332466"]
 
 
-def test_parse_dry_build_nothing_to_do() -> None:
-    assert parse_dry_build("building the system configuration...\n").nothing_to_do
-    assert parse_dry_build("").nothing_to_do
+def test_parse_dry_run_of_nixos_rebuild_nothing_to_do() -> None:
+    assert parse_dry_run("building the system configuration...\n").nothing_to_do
+    assert parse_dry_run("").nothing_to_do
 
 
 # ------------------------------------------------------------------------------ generations
@@ -880,7 +884,7 @@ def test_rollback_in_check_mode_predicts_without_touching(machine: Machine) -> N
 def test_rollback_without_an_older_generation_fails_clearly(machine: Machine) -> None:
     _installed(machine)
     rebuild = _rebuild(machine)[0]
-    with pytest.raises(NixosRebuildError, match="no generation to roll back to"):
+    with pytest.raises(NixError, match="no generation to roll back to"):
         rebuild.execute(Request(rollback=True, hostname="m"))
 
 
@@ -890,10 +894,10 @@ def test_activation_timeout_leaves_it_running_and_a_rerun_reports_it(machine: Ma
     rebuild, runner = _rebuild(machine)
     runner.next_system = new
     start = time.monotonic()
-    with pytest.raises(NixosRebuildError, match=r"still running after 0\.5s") as info:
+    with pytest.raises(NixError, match=r"still running after 0\.5s") as info:
         rebuild.execute(Request(hostname="m", activation_timeout=0.5))
     assert time.monotonic() - start < 5
-    assert "log_path" in info.value.as_dict()
+    assert "log_path" in failure_result(info.value)
     # The rerun (as after a dropped connection) waits for it, finds the system switched, and
     # reports that earlier activation's outcome instead of a bare "unchanged".
     again, runner2 = _rebuild(machine)
@@ -918,15 +922,15 @@ def test_killed_activation_is_reported_as_interrupted(machine: Machine) -> None:
     new = machine.system("new", sleep=30)
     rebuild, runner = _rebuild(machine)
     runner.next_system = new
-    with pytest.raises(NixosRebuildError, match="still running"):
+    with pytest.raises(NixError, match="still running"):
         rebuild.execute(Request(hostname="m", activation_timeout=0.5))
     run_dir = next(Path(machine.paths.state_dir).iterdir())
     pid = int(Path(run_dir, "pid").read_text())
     os.killpg(pid, 9)  # the unit's whole process group, like systemd stopping it
     runner.spawned[0].wait(timeout=10)
-    with pytest.raises(NixosRebuildError, match="interrupted"):
+    with pytest.raises(NixError, match="interrupted"):
         Rebuild(runner, machine.paths).wait_for(
-            Rebuild.read_activation(str(run_dir)),  # type: ignore[arg-type]
+            read_activation(str(run_dir)),  # type: ignore[arg-type]
             5,
         )
 
@@ -956,9 +960,9 @@ def test_failed_build_carries_cmd_rc_and_output(machine: Machine) -> None:
 
     runner = Failing(machine, systemd=True)
     rebuild = Rebuild(runner, machine.paths)
-    with pytest.raises(NixosRebuildError) as info:
+    with pytest.raises(NixError) as info:
         rebuild.execute(Request(hostname="m"))
-    result = info.value.as_dict()
+    result = failure_result(info.value)
     assert result["msg"] == "nixos-rebuild build failed with exit 1"
     assert result["rc"] == 1
     assert result["cmd"] == ["/fake/bin/nixos-rebuild", "build", *FLAKES]
@@ -984,9 +988,9 @@ def test_nixpkgs_missing_from_the_search_path_is_explained(machine: Machine, che
             return CommandResult(tuple(argv), 1, "", NOT_FOUND)
 
     rebuild = Rebuild(NoNixpkgs(machine, systemd=True), machine.paths)
-    with pytest.raises(NixosRebuildError) as info:
+    with pytest.raises(NixError) as info:
         rebuild.execute(Request(hostname="m", check_mode=check_mode))
-    result = info.value.as_dict()
+    result = failure_result(info.value)
     step = "dry-build" if check_mode else "build"
     assert result["msg"] == (
         f"nixos-rebuild {step} failed with exit 1: <nixpkgs/nixos> is not on the Nix search path "
@@ -1016,7 +1020,7 @@ def test_search_path_hint_names_the_search_path_in_use() -> None:
 
 def test_real_seam_c_locale_env_and_failures_reach_the_pipeline(machine: Machine, tmp_path: Path) -> None:
     """Through the real seam: nixos-rebuild found on PATH, run with krops' NIX_PATH and a C locale;
-    its non-zero exit is a NixosRebuildError carrying cmd, rc and stderr."""
+    its non-zero exit is a NixError carrying cmd, rc and stderr."""
     _installed(machine)
     bindir = tmp_path / "bin"
     bindir.mkdir()
@@ -1025,7 +1029,7 @@ def test_real_seam_c_locale_env_and_failures_reach_the_pipeline(machine: Machine
     fake.chmod(0o755)
     runner = Runner(environ={"PATH": f"{bindir}:/usr/bin:/bin", "LANG": "de_DE.UTF-8"}, extra_dirs=EXTRA_BIN_DIRS)
     rebuild = Rebuild(runner, machine.paths)
-    with pytest.raises(NixosRebuildError) as info:
+    with pytest.raises(NixError) as info:
         rebuild.execute(Request(hostname="m"))
     assert info.value.msg == "nixos-rebuild build failed with exit 3"
     assert info.value.cmd == [str(fake), "build", *FLAKES]
@@ -1039,7 +1043,7 @@ def test_real_seam_c_locale_env_and_failures_reach_the_pipeline(machine: Machine
 def test_missing_binary_names_it_and_where_it_was_looked_for(machine: Machine, tmp_path: Path) -> None:
     _installed(machine)
     rebuild = Rebuild(Runner(environ={"PATH": str(tmp_path)}, extra_dirs=(str(tmp_path / "none"),)), machine.paths)
-    with pytest.raises(NixosRebuildError) as info:
+    with pytest.raises(NixError) as info:
         rebuild.execute(Request(hostname="m"))
     assert info.value.msg == f"nixos-rebuild not found on PATH or in {tmp_path / 'none'}"
     assert rebuild.commands == []
@@ -1048,8 +1052,23 @@ def test_missing_binary_names_it_and_where_it_was_looked_for(machine: Machine, t
 def test_a_command_that_cannot_start_is_an_error_with_its_cmd(machine: Machine, tmp_path: Path) -> None:
     rebuild = Rebuild(Runner(environ={"PATH": "/usr/bin:/bin"}), machine.paths)
     missing = str(tmp_path / "gone" / "bin" / "switch-to-configuration")
-    with pytest.raises(NixosRebuildError) as info:
+    with pytest.raises(NixError) as info:
         rebuild._run([missing, "dry-activate"])
     assert info.value.msg.startswith(f"cannot run {missing}: ")
-    assert info.value.as_dict()["cmd"] == [missing, "dry-activate"]
+    assert failure_result(info.value)["cmd"] == [missing, "dry-activate"]
     assert info.value.rc is None
+
+
+def test_failure_result_shows_the_tails_of_both_streams() -> None:
+    """nixos_rebuild's failure fields: stdout and stderr cut to their last 30 lines (the Nix modules'
+    ``as_dict`` keeps all of stdout and names the cut stderr ``stderr_tail``); extra details follow."""
+    out = "".join(f"out {n}\n" for n in range(40))
+    err = "".join(f"err {n}\n" for n in range(40)) + "\n"
+    exc = NixError("nixos-rebuild build failed with exit 1", cmd=["nixos-rebuild", "build"], rc=1, stdout=out,
+                   stderr=err, log_path="/run/x/log")  # fmt: skip
+    result = failure_result(exc)
+    assert list(result) == ["msg", "cmd", "rc", "stdout", "stderr", "log_path"]
+    assert result["stdout"] == "\n".join(f"out {n}" for n in range(10, 40))
+    assert result["stderr"] == "\n".join([*(f"err {n}" for n in range(11, 40)), ""])  # the blank last line stays
+    assert failure_result(NixError("no generation to roll back to")) == {"msg": "no generation to roll back to"}
+    assert exc.as_dict()["stdout"] == out and "stderr" not in exc.as_dict()

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError
 from ansible_collections.aiolabs.nixos.plugins.module_utils._process import (
     C_LOCALE,
     CommandResult,
-    ProcessError,
     Runner,
 )
 
@@ -128,11 +128,11 @@ def test_binary_prefers_path_then_extra_dirs_and_is_looked_up_once(tmp_path: Pat
 
 
 def test_missing_binary_error_names_it_and_where_it_was_looked_for(tmp_path: Path) -> None:
-    with pytest.raises(ProcessError) as caught:
+    with pytest.raises(NixError) as caught:
         Runner(environ={"PATH": str(tmp_path)}).binary("nix-store")
     assert caught.value.msg == "nix-store not found on PATH"
     assert caught.value.cmd == ["nix-store"]
-    with pytest.raises(ProcessError) as caught:
+    with pytest.raises(NixError) as caught:
         Runner(environ={"PATH": str(tmp_path)}, extra_dirs=("/nonexistent/a", "/nonexistent/b")).binary("nix")
     assert str(caught.value) == "nix not found on PATH or in /nonexistent/a, /nonexistent/b"
     assert Runner(environ={"PATH": str(tmp_path)}).which("nix") is None
@@ -140,19 +140,19 @@ def test_missing_binary_error_names_it_and_where_it_was_looked_for(tmp_path: Pat
 
 def test_a_command_that_cannot_start_raises_with_the_command(tmp_path: Path) -> None:
     missing = str(tmp_path / "no-such-program")
-    with pytest.raises(ProcessError) as caught:
+    with pytest.raises(NixError) as caught:
         Runner(environ=BASE).run([missing, "--flag"])
     assert caught.value.cmd == [missing, "--flag"]
     assert str(caught.value).startswith(f"cannot run {missing}: ")
     assert isinstance(caught.value.__cause__, OSError)
     not_executable = tmp_path / "data"
     not_executable.write_text("#!/bin/sh\n")
-    with pytest.raises(ProcessError, match="Permission denied"):
+    with pytest.raises(NixError, match="Permission denied"):
         Runner(environ=BASE).run([str(not_executable)])
-    with pytest.raises(ProcessError, match="cannot run /bin/sh"):
+    with pytest.raises(NixError, match="cannot run /bin/sh"):
         Runner(environ=BASE).run(["/bin/sh", "-c", "true"], cwd=str(tmp_path / "gone"))
 
 
 def test_empty_argv_is_refused() -> None:
-    with pytest.raises(ProcessError, match="empty command"):
+    with pytest.raises(NixError, match="empty command"):
         Runner(environ=BASE).run([])

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError
 from ansible_collections.aiolabs.nixos.plugins.module_utils._switch_checks import (
-    CheckError,
     HttpCheck,
     ProbeResult,
     probe_once,
@@ -55,9 +55,9 @@ def test_vhost_checks_follow_the_machine_data() -> None:
 
 
 def test_check_definition_errors_name_the_variable() -> None:
-    with pytest.raises(CheckError, match="aiolabs_nixos_switch_http_checks: every check needs host"):
+    with pytest.raises(NixError, match="aiolabs_nixos_switch_http_checks: every check needs host"):
         HttpCheck.from_mapping({"scheme": "https"}, "a")
-    with pytest.raises(CheckError, match="scheme must be http or https"):
+    with pytest.raises(NixError, match="scheme must be http or https"):
         HttpCheck.from_mapping({"host": "h", "scheme": "ftp"}, "a")
     c = HttpCheck.from_mapping({"host": "h", "scheme": "https", "validate_certs": "false"}, "10.0.0.1")
     assert (c.address, c.effective_port, c.validate_certs) == ("10.0.0.1", 443, False)

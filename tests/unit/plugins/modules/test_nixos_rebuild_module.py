@@ -19,6 +19,7 @@ from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.aiolabs.nixos.plugins.module_utils import _nixos_rebuild as nr
 from ansible_collections.aiolabs.nixos.plugins.module_utils import _process
+from ansible_collections.aiolabs.nixos.plugins.module_utils import _rebuild_models as models
 from ansible_collections.aiolabs.nixos.plugins.modules import nixos_rebuild as module
 
 # The classic build enables flakes itself (a fresh NixOS host has none in its nix.conf).
@@ -59,7 +60,7 @@ class Recorder:
 
 
 @pytest.fixture
-def machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, nr.Paths]:
+def machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, models.Paths]:
     store = tmp_path / "store"
     old = store / "aaa-nixos-system-machine1"
     new = store / "bbb-nixos-system-machine1"
@@ -70,7 +71,7 @@ def machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, nr.P
     Path(tmp_path, "profiles", "system-1-link").symlink_to(old)
     Path(tmp_path, "profiles", "system").symlink_to("system-1-link")
     Path(tmp_path, "run", "current-system").symlink_to(old)
-    paths = nr.Paths(
+    paths = models.Paths(
         profile=str(tmp_path / "profiles" / "system"),
         current_system=str(tmp_path / "run" / "current-system"),
         booted_system=str(tmp_path / "run" / "booted-system"),
@@ -93,7 +94,7 @@ def run_module(
 
 
 def test_unchanged_runs_only_the_build_with_krops_nix_path(
-    machine: tuple[Path, nr.Paths], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    machine: tuple[Path, models.Paths], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = machine[0]
     old = str(root / "store" / "aaa-nixos-system-machine1")
@@ -110,7 +111,7 @@ def test_unchanged_runs_only_the_build_with_krops_nix_path(
 
 
 def test_flake_options_reach_nixos_rebuild_exactly(
-    machine: tuple[Path, nr.Paths], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    machine: tuple[Path, models.Paths], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = machine[0]
     recorder = Recorder(str(root / "store" / "aaa-nixos-system-machine1"))
@@ -135,7 +136,7 @@ def test_flake_options_reach_nixos_rebuild_exactly(
 
 
 def test_check_mode_diff_shows_the_would_be_unit_changes(
-    machine: tuple[Path, nr.Paths], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    machine: tuple[Path, models.Paths], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root, paths = machine
     old = str(root / "store" / "aaa-nixos-system-machine1")
@@ -182,7 +183,7 @@ def test_check_mode_diff_shows_the_would_be_unit_changes(
 
 
 def test_build_failure_fails_with_cmd_rc_and_stderr(
-    machine: tuple[Path, nr.Paths], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    machine: tuple[Path, models.Paths], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def failing(_runner: _process.Runner, argv: Sequence[str], **_kw: object) -> _process.CommandResult:
         # the seam reports the exit status; the module decides it is a failure
@@ -202,7 +203,7 @@ def test_build_failure_fails_with_cmd_rc_and_stderr(
 
 
 def test_attr_needs_flake(
-    machine: tuple[Path, nr.Paths], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    machine: tuple[Path, models.Paths], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     result = run_module(monkeypatch, capsys, Recorder("/x"), {"attr": "web"})
     assert result["failed"] is True
@@ -210,7 +211,7 @@ def test_attr_needs_flake(
 
 
 def test_binaries_are_also_looked_for_where_nixos_keeps_them(
-    machine: tuple[Path, nr.Paths], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    machine: tuple[Path, models.Paths], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A non-interactive SSH session's PATH may lack /run/current-system/sw/bin: the module searches it too."""
     recorder = Recorder("/nonexistent")
