@@ -94,6 +94,12 @@ class Harness:
 
 
 HARNESS_LEVELS = ["minilib", "nixpkgs-lib", "nixos"]
+# One reason for every test that needs nixpkgs' real lib (evaluation against it, and minilib's
+# conformance to it), so a run without it says so on one line of the stage summary.
+NO_NIXPKGS_LIB = (
+    "NIXPKGS_LIB is not set: nothing is evaluated with nixpkgs' real lib nor compared with minilib "
+    "(point it at a checkout of nix-community/nixpkgs.lib)"
+)
 
 
 def make_harness(level: str) -> Harness:
@@ -102,7 +108,7 @@ def make_harness(level: str) -> Harness:
     if level == "nixpkgs-lib":
         value = os.environ.get("NIXPKGS_LIB")
         if not value:
-            pytest.skip("NIXPKGS_LIB is not set (point it at a checkout of nix-community/nixpkgs.lib)")
+            pytest.skip(NO_NIXPKGS_LIB)
         lib_dir = nix_lib_dir(value)
         if not (lib_dir / "default.nix").is_file():
             raise RuntimeError(f"NIXPKGS_LIB={value} holds no lib/default.nix")

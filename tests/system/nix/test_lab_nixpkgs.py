@@ -25,6 +25,9 @@ from typing import Any
 
 import pytest
 
+# pytest puts this directory on sys.path (rootdir-relative, no __init__.py); mypy cannot see that.
+from nixeval import NO_NIXPKGS_LIB  # type: ignore[import-not-found]
+
 pytestmark = pytest.mark.nix
 
 REPO = Path(__file__).resolve().parents[3]
@@ -48,7 +51,7 @@ if shutil.which("nix-build") is None:
 @pytest.fixture(params=["minilib", "nixpkgs-lib"])
 def lib_level(request: pytest.FixtureRequest) -> str:
     if request.param == "nixpkgs-lib" and not os.environ.get("NIXPKGS_LIB"):
-        pytest.skip("NIXPKGS_LIB is not set (point it at a checkout of nix-community/nixpkgs.lib)")
+        pytest.skip(NO_NIXPKGS_LIB)
     return str(request.param)
 
 

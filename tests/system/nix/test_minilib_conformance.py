@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 
 # pytest puts this directory on sys.path (rootdir-relative, no __init__.py); mypy cannot see that.
-from nixeval import NIX_MODULES, nix_lib_dir  # type: ignore[import-not-found]
+from nixeval import NIX_MODULES, NO_NIXPKGS_LIB, nix_lib_dir  # type: ignore[import-not-found]
 from test_lab_nixpkgs import (  # type: ignore[import-not-found]
     ACCESS_NIX,
     ATBB_FIXTURE,
@@ -53,8 +53,7 @@ pytestmark = [
     pytest.mark.nix,
     pytest.mark.skipif(
         not os.environ.get("NIXPKGS_LIB"),
-        reason="NIXPKGS_LIB is not set: minilib cannot be compared with nixpkgs' real lib "
-        "(point NIXPKGS_LIB at a checkout of nix-community/nixpkgs.lib)",
+        reason=NO_NIXPKGS_LIB,
     ),
 ]
 
