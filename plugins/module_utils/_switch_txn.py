@@ -626,6 +626,8 @@ class _Txn:
         st = self._step("state", self.steps.state)
         self.state = st
         problems = []
+        if self.rebooted and st.booted != system:
+            problems.append(f"reboot: the host booted {st.booted}, not {system}")
         if st.current != system:
             problems.append(f"system: /run/current-system is {st.current}, expected {system}")
         if st.timer != TimerState.WAITING:
@@ -634,7 +636,8 @@ class _Txn:
             raise _Failed(*problems)
 
     def _reboot(self) -> None:
-        """Exit 100 with the reboot allowed: a one-shot boot of the new system, the default unmoved."""
+        """Exit 100 with the reboot allowed: a one-shot boot of the new system, the default unmoved.
+        The timer lived in /run, which the reboot wipes: arm again before the checks."""
         system = self._system
         self._step("boot_once", lambda: self.steps.boot_once(system))
         try:  # never repeated: a reboot that loses the host leaves it to the boot entries
@@ -644,11 +647,6 @@ class _Txn:
         except NixError as exc:
             raise _Failed(f"reboot: {_first_line(exc.msg)}") from exc
         self.rebooted = True
-        st = self._step("state", self.steps.state)
-        self.state = st
-        if st.booted != system or st.current != system:
-            raise _Failed(f"reboot: the host booted {st.booted} and runs {st.current}, not {system}")
-        # The timer lived in /run, which the reboot wiped: arm again for the checks and the confirm.
         self._step("arm", lambda: self.steps.arm(self._previous, self.settings.confirm_timeout))
 
     def _reboot_refused(self) -> TxnResult:
