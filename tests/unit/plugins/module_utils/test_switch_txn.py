@@ -80,6 +80,7 @@ class FakeHost:
     failing_checks: dict[str, list[Failure]] = field(default_factory=dict)  # per running system
     confirm_error: str | None = None
     rollback_works: bool = True
+    rollback_reports: RollbackResult | None = None  # what roll_back says, whatever it did
     rollback_raises: str | None = None
     fire_timer_after: str | None = None  # the timer fires right after this step
     switched_by_other_run: str | None = None  # another run switches the host while we wait for the lease
@@ -189,7 +190,7 @@ class FakeHost:
             return RollbackResult(ok=False, msg="switch-to-configuration switch exited 1", rc=1)
         self.current, self.profile = previous.system, previous.profile_system
         self.generation = previous.generation or self.generation
-        return RollbackResult(ok=True)
+        return self.rollback_reports or RollbackResult(ok=True)
 
     def boot_once(self, system: str) -> None:
         self._enter("boot_once")
@@ -274,6 +275,7 @@ def test_a_lease_held_by_another_run_fails_at_once_naming_it() -> None:
     assert result.msg == (
         f"another deploy holds {LEASE_PATH}: alice@laptop pid 77, since 2026-12-02T00:58:12Z; nothing was switched"
     )
+    assert result.summary_line().startswith(f"switched: not run: another deploy holds {LEASE_PATH}")
     assert host.lease == Holder("alice@laptop pid 77", "2026-12-02T00:58:12Z")  # theirs, untouched
     assert (host.current, host.timer) == (OLD, TimerState.NONE)
 
@@ -353,6 +355,25 @@ def test_a_waiting_rollback_of_an_earlier_run_keeps_its_target_and_the_unconfirm
     assert (host.current, host.profile, host.timer) == (NEW, NEW, TimerState.NONE)
 
 
+def test_a_confirmed_system_whose_timer_was_never_disarmed_is_not_unchanged() -> None:
+    # An earlier run confirmed NEW and lost the host before its disarm: left alone, the timer
+    # would roll a healthy, confirmed system back. This run checks it again and disarms.
+    host = FakeHost(current=NEW, profile=NEW, generation=6, timer=TimerState.WAITING, timer_target=PREVIOUS)
+    host.pending = PREVIOUS
+    host.checks_passed_on.add(NEW)  # the earlier run's checks
+    result = _run(host)
+    assert host.calls == HAPPY
+    assert not result.failed and (host.current, host.profile, host.timer) == (NEW, NEW, TimerState.NONE)
+
+
+def test_action_test_with_an_earlier_runs_timer_waiting_is_not_unchanged() -> None:
+    earlier = Target(OLD, 5, OLD)
+    host = FakeHost(current=NEW, timer=TimerState.WAITING, timer_target=earlier, pending=earlier)
+    result = _run(host, replace(SETTINGS, boot_default=False))
+    assert host.calls == [*CHECKED, "disarm", "state", "release_lease"]
+    assert not result.failed and (host.current, host.profile, host.timer) == (NEW, OLD, TimerState.NONE)
+
+
 @pytest.mark.parametrize(
     ("rc", "why"),
     [
@@ -423,6 +444,18 @@ def test_reboot_required_and_allowed_but_the_new_system_fails_its_checks_rolls_b
     assert host.calls[-len(ROLLBACK) - 1 :] == ["checks", *ROLLBACK]
     assert result.rolled_back and (host.current, host.profile) == (OLD, OLD)
     assert host.oneshot is None  # the one-shot entry was used up; the default never moved
+
+
+def test_a_reboot_that_came_back_on_the_old_system_is_a_failure_and_rolls_back() -> None:
+    class NoOneShot(FakeHost):
+        def boot_once(self, system: str) -> None:
+            self._enter("boot_once")  # the entry did not take: the default boots
+
+    host = NoOneShot(rc=100)
+    result = _run(host, replace(SETTINGS, allow_reboot=True))
+    assert host.calls == [*BEFORE_ARM, "arm", "activate", "boot_once", "reboot", "arm", "state", *ROLLBACK]
+    assert result.failed_checks[0] == f"reboot: the host booted {OLD}, not {NEW}"
+    assert result.rolled_back and (host.booted, host.current, host.profile) == (OLD, OLD, OLD)
 
 
 def test_reboot_required_without_the_reboot_allowed_fails_clearly_without_confirming() -> None:
@@ -552,6 +585,28 @@ def test_a_rollback_that_fails_says_exactly_where_the_host_stands_and_keeps_the_
     )
     assert "NOT ROLLED BACK (rollback armed)" in result.summary_line()
     assert (host.timer, host.timer_target) == (TimerState.WAITING, PREVIOUS)
+
+
+def test_a_rollback_that_reports_success_is_judged_by_the_state_it_left() -> None:
+    class Stuck(FakeHost):
+        def roll_back(self, previous: Target) -> RollbackResult:
+            self._enter("roll_back")
+            return RollbackResult(ok=True)  # but nothing moved
+
+    host = Stuck(rc=2)
+    result = _run(host)
+    assert host.calls == [*BEFORE_ARM, "arm", "activate", "roll_back", "state", "checks", "release_lease"]
+    assert not result.rolled_back and not result.rollback_ok and result.armed
+    assert (host.current, host.profile, host.timer) == (NEW, OLD, TimerState.WAITING)
+
+
+def test_a_rollback_whose_old_system_has_failed_units_is_back_but_not_ok() -> None:
+    host = FakeHost(rc=1, rollback_reports=RollbackResult(ok=False, msg="exit 4: units failed: pict-rs.service", rc=4))
+    result = _run(host)
+    assert host.calls == [*BEFORE_ARM, "arm", "activate", *ROLLBACK]
+    assert result.rolled_back and not result.rollback_ok
+    assert "(the rollback reported: exit 4: units failed: pict-rs.service)" in result.msg
+    assert (host.current, host.profile, host.timer) == (OLD, OLD, TimerState.NONE)
 
 
 def test_a_rollback_step_that_raises_is_judged_by_the_state_it_left() -> None:
