@@ -498,9 +498,12 @@ class _Txn:
     def _run(self) -> TxnResult:
         try:
             self.built = self._again("build", self.steps.build)
-            before = self._read()
         except NixError as exc:
             return self._refuse(f"build: {exc.msg}; nothing was switched")
+        try:
+            before = self._read()
+        except NixError as exc:
+            return self._refuse(f"state: {exc.msg}; nothing was switched")
         if _unchanged(before, self.built, self.settings.boot_default):
             return self._result(changed=False, failed=False, msg=f"{self.built.system} is already running")
         if before.current is None or before.profile is None:
@@ -508,7 +511,10 @@ class _Txn:
                 "/run/current-system or the system profile is missing: there is nothing to roll back to, "
                 "so the host is not switched (install it first)"
             )
-        s = self.settings
+        return self._under_lease()
+
+    def _under_lease(self) -> TxnResult:
+        s, built = self.settings, self._built
         try:
             got = self._again("take_lease", lambda: self.steps.take_lease(s.owner, s.started, s.lease_ttl))
         except NixError as exc:
@@ -527,14 +533,20 @@ class _Txn:
                 "the rollback armed by an earlier run fired and runs now; nothing was switched. "
                 "Run again once it has finished"
             )
-        if _unchanged(st, self.built, s.boot_default):
+        if _unchanged(st, built, s.boot_default):
             self._release()
-            return self._result(changed=False, failed=False, msg=f"{self.built.system} is already running")
+            return self._result(changed=False, failed=False, msg=f"{built.system} is already running")
         if st.profile is None:
             return self._refuse("the system profile is missing: there is nothing to roll back to")
         self.previous = st.pending or Target(st.profile, st.generation, st.profile)
         try:
             self._call("arm", lambda: self.steps.arm(self._previous, s.confirm_timeout))
+        except ConnectionLost:
+            # Armed or not, nobody knows: count it as armed, and once reconnected roll back (to
+            # where the host still is) so that the end state is known and nothing stays armed.
+            self.armed = True
+            self._reconnect("arm")
+            return self._roll_back(("arm: connection lost",))
         except NixError as exc:
             return self._arm_failed(exc)
         self.armed = True
@@ -550,10 +562,14 @@ class _Txn:
         return self.previous
 
     @property
-    def _system(self) -> str:
+    def _built(self) -> Built:
         if self.built is None:  # set by the build; a bug otherwise
             raise NixError("switch transaction: no built system")
-        return self.built.system
+        return self.built
+
+    @property
+    def _system(self) -> str:
+        return self._built.system
 
     def _arm_failed(self, exc: NixError) -> TxnResult:
         """Arming failed: nothing was activated. Read the state for the report (an earlier run's

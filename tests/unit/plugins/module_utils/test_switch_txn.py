@@ -69,6 +69,7 @@ class FakeHost:
     checks_passed_on: set[str] = field(default_factory=set)
     armed_with: list[tuple[Target, int]] = field(default_factory=list)
     last: ActivationResult | None = None
+    reads: int = 0  # state reads that answered
     # -- faults
     built: str = NEW
     build_error: str | None = None
@@ -108,6 +109,7 @@ class FakeHost:
 
     def state(self) -> HostState:
         self._enter("state")
+        self.reads += 1
         return HostState(
             current=self.current,
             profile=self.profile,
@@ -217,7 +219,7 @@ def _end(host: FakeHost, result: TxnResult) -> None:
         assert host.lease is None or host.lease.owner != ME, "a reachable host keeps no lease of this run"
         assert not result.lease_held
         assert result.armed == (host.timer in (TimerState.WAITING, TimerState.RUNNING))
-    if result.reachable and "state" in result.ran:  # what the result says of the host is what it is
+    if result.reachable and host.reads:  # what the result says of the host is what it is
         assert (result.current, result.profile, result.generation) == (host.current, host.profile, host.generation)
     if not result.failed:
         assert host.timer != TimerState.WAITING, "a successful switch leaves nothing armed"
@@ -313,6 +315,32 @@ def test_a_failed_arm_activates_nothing() -> None:
     assert result.msg.startswith("arm: Failed to start transient timer unit")
     assert result.failed_checks == ("arm: Failed to start transient timer unit: Unit already exists",)
     assert (host.current, host.profile, host.timer) == (OLD, OLD, TimerState.NONE)
+
+
+def test_a_connection_lost_while_arming_rolls_back_to_where_the_host_is_and_disarms() -> None:
+    class Drops(FakeHost):
+        def arm(self, previous: Target, timeout_s: int) -> None:
+            super().arm(previous, timeout_s)
+            raise ConnectionLost("connection closed")  # armed, but the run cannot know
+
+    host = Drops()
+    result = _run(host)
+    assert host.calls == [*BEFORE_ARM, "arm", "reconnect", *ROLLBACK]
+    assert "activate" not in result.ran
+    assert result.failed_checks == ("arm: connection lost",)
+    assert (host.current, host.profile, host.timer) == (OLD, OLD, TimerState.NONE)
+
+
+def test_a_state_that_cannot_be_read_before_the_lease_changes_nothing() -> None:
+    class Blind(FakeHost):
+        def state(self) -> HostState:
+            self._enter("state")
+            raise NixError("readlink: /run/current-system: permission denied", cmd=["readlink"], rc=1)
+
+    host = Blind()
+    result = _run(host)
+    assert host.calls == ["build", "state"]
+    assert result.msg.startswith("state: readlink") and not result.changed
 
 
 # ---------------------------------------------------------------- the switch
