@@ -25,7 +25,9 @@ The order, and why:
    now, not what ran before that other run.
 5. **Arm the rollback** after the build (so the timer never races an evaluation), returning to
    the previous system: the rollback target of an earlier run's timer that is still waiting (its
-   system was never confirmed), else the profile's system, the last confirmed one.
+   system was never confirmed), else the last confirmed system: for ``switch`` the profile's (what
+   boots; a system someone activated with ``test`` by hand is not confirmed), for ``test`` the
+   running one with the profile left as it is.
 6. **Activate with ``test``**: the running system changes, the profile and the boot default do not.
    Exit codes as switch-to-configuration(-ng) defines them (``_stc``): 0 ok; 1 and 2 failed; 4 units
    failed (``aiolabs_nixos_switch_failed_units_policy``: ``fail`` rolls back, ``warn`` goes on and
@@ -538,7 +540,12 @@ class _Txn:
             return self._result(changed=False, failed=False, msg=f"{built.system} is already running")
         if st.profile is None:
             return self._refuse("the system profile is missing: there is nothing to roll back to")
-        self.previous = st.pending or Target(st.profile, st.generation, st.profile)
+        if st.pending is not None:  # an earlier run's system was never confirmed: go where its timer goes
+            self.previous = st.pending
+        elif s.boot_default:  # switch: the last confirmed system is the one the profile boots
+            self.previous = Target(st.profile, st.generation, st.profile)
+        else:  # test: confirmed systems never reach the profile; the last one is what runs
+            self.previous = Target(st.current or st.profile, st.generation, st.profile)
         try:
             self._call("arm", lambda: self.steps.arm(self._previous, s.confirm_timeout))
         except ConnectionLost:
@@ -684,7 +691,8 @@ class _Txn:
             changed=False,
             failed=True,
             msg=(
-                f"{system} needs a reboot ({describe_exit(EXIT_REBOOT_REQUIRED)}) and {why}: nothing was "
+                f"{system} needs a reboot (switch-to-configuration exit 100: its init is incompatible with "
+                f"the running one) and {why}: nothing was "
                 f"activated or confirmed; the host still runs {prev.label()}. Allow the reboot to switch"
             ),
             failed_checks=("activation: reboot required",),

@@ -373,6 +373,20 @@ def test_action_test_activates_and_checks_but_never_moves_the_profile() -> None:
     assert (host.current, host.profile, host.generation, host.timer) == (NEW, OLD, 5, TimerState.NONE)
 
 
+def test_action_test_returns_to_the_running_system_not_to_the_profile() -> None:
+    host = FakeHost(current=OTHER, failing_checks={NEW: [Failure("unit lnbits.service", "failed")]})
+    result = _run(host, replace(SETTINGS, boot_default=False))  # OTHER was confirmed by an earlier test run
+    assert result.previous == Target(OTHER, 5, OLD)
+    assert result.rolled_back and (host.current, host.profile) == (OTHER, OLD)
+
+
+def test_switch_returns_to_the_profile_not_to_a_system_activated_by_hand() -> None:
+    host = FakeHost(current=OTHER, failing_checks={NEW: [Failure("unit lnbits.service", "failed")]})
+    result = _run(host)
+    assert result.previous == PREVIOUS
+    assert result.rolled_back and (host.current, host.profile) == (OLD, OLD)
+
+
 def test_a_waiting_rollback_of_an_earlier_run_keeps_its_target_and_the_unconfirmed_system_is_checked() -> None:
     earlier = Target(OTHER, 4, OTHER)  # the earlier run armed a return to generation 4
     host = FakeHost(current=NEW, profile=OLD, timer=TimerState.WAITING, timer_target=earlier, pending=earlier)
