@@ -45,7 +45,7 @@ CLASSIC_NIX_OPTIONS: tuple[str, ...] = ("--option", "experimental-features", "ni
 
 
 @contextlib.contextmanager
-def _explained(source: Source) -> Iterator[None]:
+def explained(source: Source) -> Iterator[None]:
     """Add :func:`search_path_hint` to a failed nixos-rebuild's message."""
     try:
         yield
@@ -153,7 +153,7 @@ class RebuildSteps:
         argv = rebuild_argv(
             self._bin("nixos-rebuild"), Action.DRY_BUILD, request.source, request.hostname, request.extra_args
         )
-        with tempfile.TemporaryDirectory(prefix="aiolabs-nixos-") as work, _explained(request.source):
+        with tempfile.TemporaryDirectory(prefix="aiolabs-nixos-") as work, explained(request.source):
             result = self._run(argv, cwd=work, env=request.source.environment())
         text = result.stderr + result.stdout
         return parse_dry_run(text), text
@@ -163,7 +163,7 @@ class RebuildSteps:
         argv = rebuild_argv(
             self._bin("nixos-rebuild"), Action.BUILD, request.source, request.hostname, request.extra_args
         )
-        with tempfile.TemporaryDirectory(prefix="aiolabs-nixos-") as work, _explained(request.source):
+        with tempfile.TemporaryDirectory(prefix="aiolabs-nixos-") as work, explained(request.source):
             result = self._run(argv, cwd=work, env=request.source.environment())
             link = Path(work, "result")
             if not link.is_symlink():

@@ -189,7 +189,7 @@ class Failure:
     msg: str
 
     def __str__(self) -> str:
-        return f"{self.check}: {self.msg}"
+        return f"{self.check}: {self.msg}" if self.msg else self.check
 
 
 @dataclass(frozen=True)

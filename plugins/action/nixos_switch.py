@@ -1,0 +1,392 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, aiolabs
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Action plugin of aiolabs.nixos.nixos_switch: the whole switch transaction (documented in the module).
+
+The decisions are ``_switch_txn.run``; this file only supplies its steps: each is one call of the
+``aiolabs.nixos.nixos_switch_step`` module on the host, a connection reset, an HTTP probe from the
+controller, or ``ansible.builtin.reboot``. A connection that fails under a step becomes
+``ConnectionLost`` (the transaction reconnects and retries once), a failed module ``NixError``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ansible.errors import AnsibleConnectionFailure
+from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
+
+from ansible_collections.aiolabs.nixos.plugins.module_utils import _switch_txn as txn
+from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError
+from ansible_collections.aiolabs.nixos.plugins.module_utils._rebuild_models import Action, UnitReport
+from ansible_collections.aiolabs.nixos.plugins.module_utils._switch_checks import HttpCheck, run_checks
+
+display = Display()
+
+STEP_MODULE = "aiolabs.nixos.nixos_switch_step"
+SOURCE_ARGS = ("flake", "attr", "include", "nix_path", "extra_args")
+DEFAULTS: dict[str, Any] = {
+    "action": "switch",
+    "flake": None,
+    "attr": None,
+    "include": [],
+    "nix_path": None,
+    "extra_args": [],
+    "profile": "/nix/var/nix/profiles/system",
+    "confirm_timeout": 0,
+    "activation_timeout": 900,
+    "reconnect_timeout": 120,
+    "reboot_timeout": 600,
+    "allow_reboot": False,
+    "reboot_search_paths": ["/run/current-system/sw/bin", "/run/wrappers/bin", "/sbin", "/usr/sbin"],
+    "failed_units_policy": "fail",
+    "units": [],
+    "http_checks": [],
+    "http_ca_path": None,
+    "http_validate_certs": True,
+    "http_timeout": 10,
+    "check_retries": 5,
+    "check_delay": 2,
+    "lease_wait": 0,
+    "rollback": False,
+    "generation": 0,
+}
+# The role variable each option comes from, for messages.
+VAR = {name: f"aiolabs_nixos_switch_{name}" for name in DEFAULTS}
+VAR["generation"] = "aiolabs_nixos_switch_rollback_generation"
+
+
+def _bool(value: object) -> bool:
+    return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+class ArgError(ValueError):
+    """A bad option, named by its role variable."""
+
+
+def parse_args(raw: dict[str, Any]) -> dict[str, Any]:
+    """The options with their defaults, typed; a bad value raises :class:`ArgError` naming its variable."""
+    unknown = sorted(set(raw) - set(DEFAULTS))
+    if unknown:
+        raise ArgError(f"nixos_switch: unsupported options {', '.join(unknown)}")
+    args = {**DEFAULTS, **{k: v for k, v in raw.items() if v is not None}}
+    for name in ("confirm_timeout", "activation_timeout", "reconnect_timeout", "reboot_timeout", "http_timeout",
+                 "check_retries", "check_delay", "lease_wait", "generation"):  # fmt: skip
+        try:
+            args[name] = int(args[name])
+        except (TypeError, ValueError):
+            raise ArgError(f"{VAR[name]} must be a whole number of seconds (or a count), got {args[name]!r}") from None
+        if args[name] < 0:
+            raise ArgError(f"{VAR[name]} must not be negative, got {args[name]}")
+    if args["action"] not in ("switch", "test"):
+        raise ArgError(f"{VAR['action']} must be switch or test, got {args['action']!r}")
+    if args["failed_units_policy"] not in ("fail", "warn"):
+        raise ArgError(f"{VAR['failed_units_policy']} must be fail or warn, got {args['failed_units_policy']!r}")
+    for name in ("include", "extra_args", "units", "reboot_search_paths"):
+        if not isinstance(args[name], list) or not all(isinstance(x, str) for x in args[name]):
+            raise ArgError(f"{VAR[name]} must be a list of strings, got {args[name]!r}")
+    if not isinstance(args["http_checks"], list) or not all(isinstance(c, dict) for c in args["http_checks"]):
+        raise ArgError(f"{VAR['http_checks']} must be a list of dictionaries")
+    for name in ("allow_reboot", "http_validate_certs", "rollback"):
+        args[name] = _bool(args[name])
+    if args["http_ca_path"]:
+        ca = str(Path(str(args["http_ca_path"])).expanduser())
+        if not Path(ca).is_file():
+            raise ArgError(
+                f"{VAR['http_ca_path']}: {ca} is not a file on the controller (a PEM CA certificate, or empty for "
+                "the system trust store)"
+            )
+        args["http_ca_path"] = ca
+    else:
+        args["http_ca_path"] = None
+    if args["check_retries"] < 1:
+        raise ArgError(f"{VAR['check_retries']} must be at least 1")
+    return args
+
+
+def checks_budget(args: dict[str, Any]) -> int:
+    """Seconds the health checks may take at worst (every try of every check failing)."""
+    retries, delay = args["check_retries"], args["check_delay"]
+    units = len(args["units"]) * retries * (delay + 5)
+    http = len(args["http_checks"]) * retries * (delay + args["http_timeout"])
+    return max(30, units + http)
+
+
+def settings(args: dict[str, Any], owner: str, started: str) -> txn.Settings:
+    checks = checks_budget(args)
+    base = txn.Settings(
+        owner=owner,
+        started=started,
+        activation_timeout=args["activation_timeout"],
+        reconnect_timeout=args["reconnect_timeout"],
+        checks_timeout=checks,
+        reboot_timeout=args["reboot_timeout"],
+        allow_reboot=args["allow_reboot"],
+        failed_units=txn.UnitsPolicy(args["failed_units_policy"]),
+        boot_default=args["action"] == "switch",
+    )
+    # 0 = as long as the switch may take before it confirms, and a minute more.
+    confirm = args["confirm_timeout"] or base.needed + 60
+    return txn.Settings(**{**base.__dict__, "confirm_timeout": confirm})
+
+
+def _target(raw: dict[str, Any] | None) -> txn.Target | None:
+    if not raw or not raw.get("system"):
+        return None
+    gen = raw.get("generation")
+    return txn.Target(str(raw["system"]), int(gen) if gen is not None else None, str(raw.get("profile_system") or ""))
+
+
+def _host_state(raw: dict[str, Any]) -> txn.HostState:
+    lease = raw.get("lease") or None
+    return txn.HostState(
+        current=raw.get("current"),
+        profile=raw.get("profile"),
+        generation=raw.get("generation"),
+        booted=raw.get("booted"),
+        timer=txn.TimerState(raw.get("timer") or "none"),
+        pending=_target(raw.get("pending")),
+        lease=txn.Holder(str(lease.get("owner")), str(lease.get("started"))) if lease else None,
+    )
+
+
+class AnsibleSteps:
+    """The transaction's steps through Ansible: module calls, connection resets, probes, reboot."""
+
+    def __init__(self, action: ActionModule, task_vars: dict[str, Any], args: dict[str, Any]) -> None:
+        self.action = action
+        self.task_vars = task_vars
+        self.args = args
+        self.address = str(task_vars.get("ansible_host") or task_vars.get("inventory_hostname"))
+        self.goto: dict[str, Any] | None = None  # rollback mode: the generation to go to
+        self.new_system = ""  # the built system, which `arm` records
+        self.owner = ""
+
+    # -- the seam ------------------------------------------------------------------------
+
+    def step(self, name: str, **params: Any) -> Any:
+        module_args = {"step": name, "profile": self.args["profile"],
+                       "activation_timeout": self.args["activation_timeout"], **params}  # fmt: skip
+        display.vv(f"nixos_switch: step {name}")
+        try:
+            result = self.action._execute_module(
+                module_name=STEP_MODULE, module_args=module_args, task_vars=self.task_vars
+            )
+        except AnsibleConnectionFailure as exc:
+            raise txn.ConnectionLost(f"{name}: {exc}") from exc
+        if result.get("unreachable"):
+            raise txn.ConnectionLost(f"{name}: {result.get('msg', 'unreachable')}")
+        if result.get("failed"):
+            raise NixError(
+                str(result.get("msg") or f"step {name} failed"),
+                cmd=result.get("cmd"),
+                rc=result.get("rc"),
+                stdout=str(result.get("stdout") or ""),
+                stderr=str(result.get("stderr") or ""),
+            )
+        return result.get("result")
+
+    # -- txn.Steps -----------------------------------------------------------------------
+
+    def build(self) -> txn.Built:
+        if self.args["rollback"]:
+            return self._rollback_target()
+        got = self.step("build", **{k: self.args[k] for k in SOURCE_ARGS if self.args[k] not in (None, [])})
+        self.new_system = str(got["system"])
+        return txn.Built(system=self.new_system, gc_root=got.get("gc_root"))
+
+    def _rollback_target(self) -> txn.Built:
+        raw = self.step("state")
+        gens = {int(k): v for k, v in (raw.get("generations") or {}).items()}
+        current = raw.get("generation")
+        goal = self.args["generation"] or max((g for g in gens if current is None or g < current), default=0)
+        if goal not in gens:
+            raise NixError(
+                f"no generation {goal if goal else 'before ' + str(current)} in {self.args['profile']} "
+                f"(generations: {', '.join(str(g) for g in sorted(gens))}); set {VAR['generation']}"
+            )
+        self.goto = {"generation": goal, "system": gens[goal]}
+        self.new_system = str(gens[goal])
+        return txn.Built(system=self.new_system)
+
+    def state(self) -> txn.HostState:
+        return _host_state(self.step("state"))
+
+    def take_lease(self, owner: str, started: str, ttl_s: int) -> txn.Lease | txn.Holder:
+        got = self.step("take_lease", owner=owner, started=started, ttl=ttl_s, wait=self.args["lease_wait"])
+        if got.get("taken"):
+            return txn.Lease(owner=owner, started=started)
+        holder = got.get("holder") or {}
+        return txn.Holder(
+            owner=str(holder.get("owner", "?")),
+            started=f"{holder.get('started', '?')} (the lease expires {holder.get('expires', '?')})",
+        )
+
+    def arm(self, previous: txn.Target, timeout_s: int) -> None:
+        self.step("arm", system=self.new_system, timeout=timeout_s, previous=_target_dict(previous))
+
+    def activate(self, system: str, action: Action) -> txn.ActivationResult:
+        return _activation(self.step("activate", system=system, action=str(action)))
+
+    def wait_activation(self, system: str, action: Action) -> txn.ActivationResult:
+        return _activation(self.step("wait_activation", system=system, action=str(action)))
+
+    def reconnect(self) -> None:
+        conn = self.action._connection
+        deadline = time.monotonic() + self.args["reconnect_timeout"]
+        error: Exception | None = None
+        while time.monotonic() < deadline:
+            try:
+                conn.reset()
+                result = self.action._execute_module(
+                    module_name="ansible.legacy.ping", module_args={}, task_vars=self.task_vars
+                )
+                if result.get("ping") == "pong":
+                    return
+                error = NixError(str(result.get("msg") or "ping failed"))
+            except Exception as exc:  # noqa: BLE001 - any failure to connect is a retry, as wait_for_connection does
+                error = exc
+            time.sleep(1)
+        raise txn.ConnectionLost(f"no connection within {self.args['reconnect_timeout']} s: {error}")
+
+    def checks(self) -> list[txn.Failure]:
+        failures: list[txn.Failure] = []
+        if self.args["units"]:
+            got = self.step("units", units=self.args["units"], retries=self.args["check_retries"],
+                            delay=self.args["check_delay"])  # fmt: skip
+            failures += [txn.Failure(str(f["check"]), str(f.get("msg") or "")) for f in got["failures"]]
+        if self.args["http_checks"]:
+            probes = [HttpCheck.from_mapping(c, self.address) for c in self.args["http_checks"]]
+            run = run_checks(
+                probes,
+                retries=self.args["check_retries"],
+                delay=float(self.args["check_delay"]),
+                timeout=float(self.args["http_timeout"]),
+                ca_path=self.args["http_ca_path"],
+                validate_certs=self.args["http_validate_certs"],
+            )
+            failures += [txn.Failure(str(f), "") for f in run.failed]
+        return failures
+
+    def confirm(self, system: str) -> None:
+        self.step("confirm", system=system, generation=self.goto["generation"] if self.goto else None)
+
+    def disarm(self) -> None:
+        self.step("disarm")
+
+    def roll_back(self, previous: txn.Target) -> txn.RollbackResult:
+        got = self.step("roll_back", previous=_target_dict(previous))
+        return txn.RollbackResult(ok=bool(got.get("ok")), msg=str(got.get("msg") or ""), rc=got.get("rc"))
+
+    def boot_once(self, system: str) -> None:
+        raise NixError(
+            "this host has no one-shot boot entry aiolabs.nixos can set (systemd-boot's bootctl set-oneshot): "
+            "the new system was not booted"
+        )
+
+    def reboot(self) -> None:
+        task = self.action._task.copy()
+        task.args = {
+            "reboot_timeout": self.args["reboot_timeout"],
+            "search_paths": self.args["reboot_search_paths"],
+            "msg": "aiolabs.nixos switch to a new system that needs a reboot",
+        }
+        reboot = self.action._shared_loader_obj.action_loader.get(
+            "ansible.legacy.reboot",
+            task=task,
+            connection=self.action._connection,
+            play_context=self.action._play_context,
+            loader=self.action._loader,
+            templar=self.action._templar,
+            shared_loader_obj=self.action._shared_loader_obj,
+        )
+        result = reboot.run(task_vars=self.task_vars)
+        if result.get("failed"):
+            if result.get("rebooted"):
+                raise txn.ConnectionLost(f"reboot: {result.get('msg')}")
+            raise NixError(f"reboot: {result.get('msg')}")
+
+    def release_lease(self) -> None:
+        self.step("release_lease", owner=self.owner)
+
+
+def _target_dict(target: txn.Target) -> dict[str, Any]:
+    return {"system": target.system, "generation": target.generation, "profile_system": target.profile_system}
+
+
+def _activation(raw: dict[str, Any]) -> txn.ActivationResult:
+    units = raw.get("units") or {}
+    report = UnitReport(
+        **{k: tuple(units.get(k) or ()) for k in ("stopped", "started", "restarted", "reloaded", "failed", "new", "skipped")}
+    )
+    msg = str(raw.get("msg") or "")
+    if raw.get("rc") not in (0, None) and raw.get("log_tail"):
+        msg += "; log tail:\n" + str(raw["log_tail"])
+    return txn.ActivationResult(rc=raw.get("rc"), units=report, msg=msg)
+
+
+class ActionModule(ActionBase):  # type: ignore[misc]
+    TRANSFERS_FILES = False
+
+    def run(self, tmp: Any = None, task_vars: Any = None) -> dict[str, Any]:
+        result: dict[str, Any] = super().run(tmp, task_vars)
+        task_vars = task_vars or {}
+        try:
+            args = parse_args(dict(self._task.args))
+        except ArgError as exc:
+            return {**result, "failed": True, "msg": str(exc)}
+        if self._task.check_mode:
+            return {**result, **self._predict(args, task_vars)}
+        owner = f"{getpass.getuser()}@{socket.gethostname()} pid {os.getpid()}"
+        started = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        steps = AnsibleSteps(self, task_vars, args)
+        steps.owner = owner
+        outcome = txn.run(steps, settings(args, owner, started))
+        switch = outcome.as_dict()
+        switch["check_mode"] = False
+        switch["connection_dropped"] = "wait_activation" in outcome.ran
+        if steps.goto is not None:
+            switch["generation_goal"] = steps.goto["generation"]
+        for warning in outcome.warnings:
+            display.warning(f"{task_vars.get('inventory_hostname')}: {warning}")
+        return {**result, **switch, "switch": switch, "failed": outcome.failed, "changed": outcome.changed}
+
+    def _predict(self, args: dict[str, Any], task_vars: dict[str, Any]) -> dict[str, Any]:
+        """Check mode: nixos_rebuild's own prediction (dry-build, dry-activate); nothing is armed."""
+        if args["rollback"]:
+            return {"changed": True, "check_mode": True, "msg": "would roll back (check mode)", "switch": {
+                "changed": True, "check_mode": True, "failed": False}}  # fmt: skip
+        module_args = {k: args[k] for k in SOURCE_ARGS if args[k] not in (None, [])}
+        module_args.update(action=args["action"], profile=args["profile"])
+        got = self._execute_module(
+            module_name="aiolabs.nixos.nixos_rebuild", module_args=module_args, task_vars=task_vars
+        )
+        switch = {
+            "changed": bool(got.get("changed")),
+            "failed": bool(got.get("failed")),
+            "check_mode": True,
+            "msg": got.get("msg"),
+            "system": got.get("system"),
+            "previous_system": got.get("previous_system"),
+            "generation_before": got.get("generation_before"),
+            "generation_after": got.get("generation_after"),
+            "units": got.get("units"),
+            "reboot_required": bool(got.get("reboot_required")),
+            "rolled_back": False,
+            "failed_checks": [],
+            "warnings": [],
+            "summary": f"switched: would {'change' if got.get('changed') else 'not change'} (check mode)",
+        }
+        out = {"changed": switch["changed"], "failed": switch["failed"], "msg": switch["msg"], "switch": switch}
+        if "diff" in got:
+            out["diff"] = got["diff"]
+        return out
+

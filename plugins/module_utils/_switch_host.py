@@ -1,0 +1,431 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, aiolabs
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The steps of the switch transaction as they run ON the NixOS host (module ``nixos_switch_step``).
+
+The transaction (``_switch_txn``) runs on the controller, in the ``aiolabs.nixos.nixos_switch``
+action plugin, and calls one of these per step; each returns a JSON-able mapping. Every step is
+safe to repeat after a lost connection (the transaction retries a step once).
+
+The files, all under ``/run/aiolabs-nixos/`` (root only; ``/run`` is wiped by a reboot, and so is
+everything armed: a host that reboots before the confirm boots its profile, the last confirmed
+system, because the activation was ``test``):
+
+* ``lease``: who deploys this host now (owner, start time, time to live); taken with ``O_EXCL``.
+* ``rollback.json``: what the armed rollback returns to (the previous system, generation and
+  profile system, the new system, the unit); ``rollback.unit`` its unit name.
+* run directories of detached activations (``_activation``).
+
+Private to the collection: the leading underscore means no stability promise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shlex
+import tempfile
+import time
+from dataclasses import replace
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ansible_collections.aiolabs.nixos.plugins.module_utils import _activation, _profile
+from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError
+from ansible_collections.aiolabs.nixos.plugins.module_utils._rebuild_models import (
+    Action,
+    Activation,
+    Request,
+    last_lines,
+)
+from ansible_collections.aiolabs.nixos.plugins.module_utils._rebuild_steps import RebuildSteps, explained, rebuild_argv
+from ansible_collections.aiolabs.nixos.plugins.module_utils._stc import describe_exit, parse_report, stc_argv
+from ansible_collections.aiolabs.nixos.plugins.module_utils._switch_checks import rollback_state
+
+ARMED_UNIT_PREFIX = "aiolabs-nixos-rollback"
+# The built system is held here from the build until the profile holds it (confirm) or the
+# switch ends without it: a symlink in gcroots is a root for nix-collect-garbage.
+GC_ROOT = "/nix/var/nix/gcroots/aiolabs-nixos-built-system"
+TRANSITIONAL = frozenset({"activating", "deactivating", "reloading", "refreshing"})
+# Exit 11 of switch-to-configuration: another one holds its lock. The armed rollback retries.
+EXIT_LOCKED = 11
+
+
+def _now_stamp() -> str:
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"{time.time() % 1:.6f}"[2:]
+
+
+class SwitchHost(RebuildSteps):
+    """One host's side of the transaction."""
+
+    @property
+    def lease_path(self) -> str:
+        return f"{self.paths.state_dir}/lease"
+
+    @property
+    def record_path(self) -> str:
+        return f"{self.paths.state_dir}/rollback.json"
+
+    @property
+    def unit_path(self) -> str:
+        return f"{self.paths.state_dir}/rollback.unit"
+
+    def _state_dir(self) -> Path:
+        state = Path(self.paths.state_dir)
+        state.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return state
+
+    # ------------------------------------------------------------------ build
+
+    def build_once(self, request: Request, gc_root: str = GC_ROOT) -> dict[str, Any]:
+        """One evaluation: ``nixos-rebuild build --no-reexec`` (``--fast`` for the legacy tool, which
+        rejects ``--no-reexec``); the system is held by ``gc_root`` before ./result goes away."""
+        nixos_rebuild = self._bin("nixos-rebuild")
+        for flag in ("--no-reexec", "--fast"):
+            argv = rebuild_argv(nixos_rebuild, Action.BUILD, request.source, request.hostname, (flag, *request.extra_args))
+            try:
+                system = self._build_in_tmp(argv, request, gc_root)
+            except NixError as exc:
+                if flag == "--no-reexec" and f"unknown option `{flag}'" in exc.stderr:
+                    continue
+                raise
+            return {"system": system, "gc_root": gc_root, "commands": [list(c) for c in self.commands]}
+        raise NixError("nixos-rebuild accepts neither --no-reexec nor --fast")  # pragma: no cover
+
+    def _build_in_tmp(self, argv: Sequence[str], request: Request, gc_root: str) -> str:
+        with tempfile.TemporaryDirectory(prefix="aiolabs-nixos-") as work, explained(request.source):
+            result = self._run(argv, cwd=work, env=request.source.environment())
+            link = Path(work, "result")
+            if not link.is_symlink():
+                raise NixError(
+                    "nixos-rebuild build succeeded but left no ./result",
+                    cmd=argv,
+                    rc=result.rc,
+                    stdout=result.stdout,
+                    stderr=result.stderr,
+                )
+            system = str(link.resolve())
+            _replace_symlink(system, gc_root)  # while ./result still holds it
+            return system
+
+    # ------------------------------------------------------------------ state
+
+    def state(self) -> dict[str, Any]:
+        """What runs, what the profile holds, what booted, the armed rollback, the lease."""
+        record = _read_json(self.record_path)
+        unit = _read_text(self.unit_path).strip()
+        timer = "none"
+        timer_detail: dict[str, object] = {}
+        if unit:
+            timer_detail = self._rollback_state(unit)
+            if timer_detail.get("running"):
+                timer = "running"
+            elif timer_detail.get("waiting"):
+                timer = "waiting"
+            elif str(timer_detail.get("timer", "")).startswith("active"):
+                timer = "fired"  # fired, its service done: `active (elapsed)` until stopped
+        pending = None
+        if timer in ("waiting", "running") and record and record.get("unit") == unit:
+            pending = {k: record.get(k) for k in ("system", "generation", "profile_system")}
+        return {
+            "current": _profile.resolved(self.paths.current_system),
+            "profile": _profile.resolved(self.paths.profile),
+            "generation": _profile.current_generation(self.paths.profile),
+            "booted": _profile.resolved(self.paths.booted_system),
+            "timer": timer,
+            "timer_detail": timer_detail,
+            "armed_unit": unit or None,
+            "pending": pending,
+            "lease": _read_json(self.lease_path),
+            "generations": {str(n): os.path.realpath(path) for n, path in _profile.generations(self.paths.profile).items()},
+        }
+
+    def _rollback_state(self, unit: str) -> dict[str, object]:
+        systemctl = self._bin("systemctl")
+        timer = self._run([systemctl, "show", "-p", "ActiveState,SubState,LastTriggerUSec", f"{unit}.timer"], check=False)
+        service = self._run(
+            [systemctl, "show", "-p", "ActiveState,SubState,InactiveExitTimestampMonotonic", f"{unit}.service"],
+            check=False,
+        )
+        return rollback_state(timer.stdout, service.stdout)
+
+    # ------------------------------------------------------------------ lease
+
+    @contextlib.contextmanager
+    def _lease_lock(self) -> Iterator[None]:
+        with open(self._state_dir() / "lease.lock", "w", encoding="utf-8") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+
+    def take_lease(self, owner: str, started: str, ttl: int, wait: float) -> dict[str, Any]:
+        """Take the lease, waiting up to ``wait`` seconds; a lease past its own time to live belongs
+        to a run that died and is taken over (said in ``took_over``)."""
+        deadline = self.clock() + wait
+        while True:
+            with self._lease_lock():
+                held = _read_json(self.lease_path)
+                now = time.time()
+                expired = bool(held) and now > float(held.get("taken_at", 0)) + float(held.get("ttl", 0))
+                if not held or expired or held.get("owner") == owner:
+                    lease = {"owner": owner, "started": started, "ttl": ttl, "taken_at": now}
+                    _write_json(self.lease_path, lease)
+                    return {"taken": True, "lease": lease, "took_over": held if expired else None}
+            if self.clock() >= deadline:
+                expires = float(held.get("taken_at", 0)) + float(held.get("ttl", 0))
+                return {
+                    "taken": False,
+                    "holder": {
+                        "owner": str(held.get("owner", "?")),
+                        "started": str(held.get("started", "?")),
+                        "expires": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires)),
+                    },
+                }
+            self.sleep(1.0)
+
+    def release_lease(self, owner: str) -> dict[str, Any]:
+        with self._lease_lock():
+            held = _read_json(self.lease_path)
+            if held and held.get("owner") == owner:
+                os.unlink(self.lease_path)
+                return {"released": True}
+        return {"released": False, "holder": held or None}
+
+    # ------------------------------------------------------------------ arm / disarm
+
+    def arm(self, previous: Mapping[str, Any], new_system: str, timeout: int, activation_timeout: float) -> dict[str, Any]:
+        """Stop an earlier run's timer (this run holds the lease), record the target, arm a timer
+        that returns the host to ``previous`` in ``timeout`` seconds unless disarmed."""
+        self._state_dir()
+        self.disarm()
+        unit = f"{ARMED_UNIT_PREFIX}-{_now_stamp()}"
+        record = {
+            "system": previous["system"],
+            "generation": previous.get("generation"),
+            "profile_system": previous["profile_system"],
+            "new_system": new_system,
+            "unit": unit,
+            "armed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "timeout": timeout,
+        }
+        _write_json(self.record_path, record)
+        script = self.rollback_script(previous, activation_timeout)
+        argv = [
+            self._bin("systemd-run"),
+            f"--on-active={int(timeout)}s",
+            f"--unit={unit}",
+            f"--description=aiolabs.nixos rollback to generation {previous.get('generation')} unless the deploy confirms",
+            "--service-type=oneshot",
+            "--",
+            self.paths.shell,
+            "-c",
+            _activation.systemd_escape(script),
+        ]
+        self._run(argv)
+        _write_text(self.unit_path, unit + "\n")
+        return {"unit": unit, "record": record}
+
+    def rollback_script(self, previous: Mapping[str, Any], activation_timeout: float) -> str:
+        """The armed rollback's shell script, every value written in (no variables from outside).
+
+        It waits for a running switch-to-configuration (exit 11: its lock is held; retried every
+        2 s for up to the activation timeout), returns the profile to the previous generation (the
+        boot default before the deploy) and activates the previously RUNNING system: ``switch`` when
+        it is the generation's, ``test`` when a ``boot`` before this deploy left them apart."""
+        log = f"{self.paths.state_dir}/rollback.log"
+        nix_env = os.path.realpath(self._bin("nix-env"))
+        sleep = os.path.realpath(self._bin("sleep"))
+        profile_cmd = self._profile_restore_argv(nix_env, previous)
+        system = str(previous["system"])
+        action = "switch" if system == previous["profile_system"] else "test"
+        stc = shlex.join(stc_argv(system, Action(action)))
+        tries = max(1, int(activation_timeout // 2))
+        q = shlex.quote
+        return (
+            f"exec >{q(log)} 2>&1; {shlex.join(profile_cmd)} || exit $?; i=0; "
+            f"while :; do {stc}; rc=$?; [ $rc -ne {EXIT_LOCKED} ] && exit $rc; "
+            f"i=$((i+1)); [ $i -ge {tries} ] && exit $rc; {q(sleep)} 2; done"
+        )
+
+    def _profile_restore_argv(self, nix_env: str, previous: Mapping[str, Any]) -> list[str]:
+        generation = previous.get("generation")
+        gens = _profile.generations(self.paths.profile)
+        if generation is not None and os.path.realpath(gens.get(int(generation), "")) == previous["profile_system"]:
+            return [nix_env, "-p", self.paths.profile, "--switch-generation", str(int(generation))]
+        return _profile.set_profile_argv(nix_env, self.paths.profile, str(previous["profile_system"]))
+
+    def disarm(self) -> dict[str, Any]:
+        """Stop the recorded rollback timer (exit 5: not loaded, is fine). Its service, if it runs,
+        is left to finish: the caller reads the state next."""
+        unit = _read_text(self.unit_path).strip()
+        if not unit:
+            return {"unit": None}
+        result = self._run([self._bin("systemctl"), "stop", f"{unit}.timer"], check=False)
+        if result.rc not in (0, 5):
+            raise NixError(
+                f"systemctl stop {unit}.timer failed with exit {result.rc}",
+                cmd=result.cmd,
+                rc=result.rc,
+                stderr=result.stderr,
+            )
+        return {"unit": unit, "state": self._rollback_state(unit)}
+
+    # ------------------------------------------------------------------ activation
+
+    def activate(self, system: str, action: Action, timeout: float) -> dict[str, Any]:
+        """Wait for an earlier activation, then switch-to-configuration ACTION detached, and wait."""
+        self.wait_running(timeout)
+        activation = self.start_activation(
+            system, action, _profile.resolved(self.paths.current_system), _profile.current_generation(self.paths.profile)
+        )
+        return self._activation_result(self.wait_for(activation, timeout))
+
+    def wait_activation(self, system: str, action: Action, timeout: float) -> dict[str, Any]:
+        """After a lost connection: the newest unreported activation of ``system`` as it ended."""
+        mine = None
+        for run_dir in reversed(_activation.runs(self.paths.state_dir)):
+            found = _activation.read_activation(run_dir)
+            if found is not None and found.system == system and found.action == action:
+                mine = found
+                break
+        if mine is None:
+            return {"rc": None, "units": parse_report("").as_dict(), "msg": "no activation of this system was found"}
+        return self._activation_result(self.wait_for(mine, timeout))
+
+    def wait_running(self, timeout: float) -> None:
+        """Until no detached activation of ours and no armed rollback's service runs (bounded)."""
+        _activation.pending_runs(self.paths.state_dir, timeout, clock=self.clock, sleep=self.sleep)
+        unit = _read_text(self.unit_path).strip()
+        deadline = self.clock() + timeout
+        while unit and self._rollback_state(unit).get("running"):
+            if self.clock() >= deadline:
+                raise NixError(f"the rollback {unit}.service still runs after {timeout:g}s")
+            self.sleep(1.0)
+
+    def _activation_result(self, activation: Activation) -> dict[str, Any]:
+        units = parse_report(activation.log)
+        if activation.rc == 4:
+            extra = [u for u in self._troubled_units(units) if u not in units.failed]
+            if extra:
+                units = replace(units, failed=units.failed + tuple(extra))
+        _activation.mark_reported(activation.run_dir)
+        _activation.prune(self.paths.state_dir)
+        msg = "" if activation.rc == 0 else describe_exit(-1 if activation.rc is None else activation.rc)
+        return {
+            "rc": activation.rc,
+            "units": units.as_dict(),
+            "msg": msg,
+            "log_tail": last_lines(activation.log),
+            "log_path": f"{activation.run_dir}/log",
+        }
+
+    # ------------------------------------------------------------------ confirm / roll back
+
+    def confirm(self, system: str, generation: int | None = None, gc_root: str = GC_ROOT) -> dict[str, Any]:
+        """The profile moves to ``system`` (to its ``generation`` when one is given: a rollback) and
+        ``switch-to-configuration boot`` makes it the boot default; only then is the build's GC root
+        dropped (the profile holds the system now)."""
+        nix_env = self._bin("nix-env")
+        if generation is not None and _profile.current_generation(self.paths.profile) != generation:
+            self._run([nix_env, "-p", self.paths.profile, "--switch-generation", str(int(generation))])
+        elif generation is None and _profile.resolved(self.paths.profile) != system:
+            self._run(_profile.set_profile_argv(nix_env, self.paths.profile, system))
+        result = self._run(stc_argv(system, Action.BOOT), check=False, env={"NIXOS_INSTALL_BOOTLOADER": "0"})
+        if result.rc != 0:
+            raise NixError(
+                f"switch-to-configuration boot failed: {describe_exit(result.rc)}",
+                cmd=result.cmd,
+                rc=result.rc,
+                stdout=result.stdout,
+                stderr=result.stderr,
+            )
+        _remove(gc_root)
+        return {"profile": _profile.resolved(self.paths.profile), "generation": _profile.current_generation(self.paths.profile)}
+
+    def roll_back(self, previous: Mapping[str, Any], timeout: float, gc_root: str = GC_ROOT) -> dict[str, Any]:
+        """Now: wait for a running activation (ours or the timer's), return the profile, activate
+        the previous system detached, and report every return code."""
+        self.wait_running(timeout)
+        problems: list[str] = []
+        rc: int | None = None
+        if _profile.resolved(self.paths.profile) != previous["profile_system"]:
+            argv = self._profile_restore_argv(self._bin("nix-env"), previous)
+            result = self._run(argv, check=False)
+            if result.rc != 0:
+                problems.append(f"{shlex.join(argv)} failed with exit {result.rc}: {last_lines(result.stderr, 3)}")
+                rc = result.rc
+        system = str(previous["system"])
+        outcome: dict[str, Any] = {}
+        if _profile.resolved(self.paths.current_system) != system or problems:
+            action = Action.SWITCH if system == previous["profile_system"] else Action.TEST
+            activation = self.start_activation(system, action)
+            outcome = self._activation_result(self.wait_for(activation, timeout))
+            if outcome["rc"] != 0:
+                problems.append(f"switch-to-configuration {action} of {system}: {outcome['msg']}")
+                rc = outcome["rc"] if rc is None else rc
+        _remove(gc_root)
+        return {"ok": not problems, "msg": "; ".join(problems), "rc": rc, "activation": outcome}
+
+    # ------------------------------------------------------------------ checks on the host
+
+    def check_units(self, units: Sequence[str], retries: int, delay: float) -> list[dict[str, str]]:
+        """``systemctl is-active`` of each unit, tried again while it is on its way."""
+        failures = []
+        systemctl = self._bin("systemctl")
+        for unit in units:
+            state = ""
+            for attempt in range(max(1, retries)):
+                state = self._run([systemctl, "is-active", unit], check=False).stdout.strip() or "unknown"
+                if state not in TRANSITIONAL or attempt == retries - 1:
+                    break
+                self.sleep(delay)
+            if state != "active":
+                failures.append({"check": f"unit {unit} is {state}", "msg": ""})
+        return failures
+
+
+# ---------------------------------------------------------------------- small file helpers
+
+
+def _read_text(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError:
+        return ""
+
+
+def _read_json(path: str) -> dict[str, Any]:
+    text = _read_text(path)
+    try:
+        data = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_text(path: str, text: str) -> None:
+    tmp = f"{path}.tmp.{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def _write_json(path: str, data: Mapping[str, Any]) -> None:
+    _write_text(path, json.dumps(dict(data), sort_keys=True) + "\n")
+
+
+def _replace_symlink(target: str, link: str) -> None:
+    tmp = f"{link}.tmp.{os.getpid()}"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)

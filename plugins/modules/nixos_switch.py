@@ -1,0 +1,252 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, aiolabs
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: nixos_switch
+short_description: Switch a NixOS host as one transaction - build once, activate, check, confirm or roll back
+version_added: 0.2.0
+description:
+  - An action plugin (like P(ansible.builtin.reboot#module), because it must reconnect) that runs the whole switch
+    and returns one result. The steps run on the host through P(aiolabs.nixos.nixos_switch_step#module).
+  - B(Build once) (one evaluation, C(nixos-rebuild build --no-reexec)); the built system is held by a GC root until
+    the profile holds it. B(Compare) with C(/run/current-system) and the profile; when they already hold it and no
+    earlier run's rollback waits, nothing else runs (RV(ignore:changed=false)).
+  - B(Take the lease) C(/run/aiolabs-nixos/lease) (owner, start time): a second deploy of the same host fails at once
+    naming the holder, or waits up to O(lease_wait) seconds. A lease older than its time to live (the confirm
+    timeout + the activation timeout + the reconnect timeout) belongs to a run that died and is taken over.
+  - B(Arm the rollback) after the build: a transient systemd timer that returns the host to the last confirmed
+    system after O(confirm_timeout) seconds unless the run confirms. A confirm timeout shorter than the activation,
+    the reconnection and the checks may take is refused before anything is built.
+  - B(Activate with test): the running system changes; the profile and the boot default do not, so a reboot or a power
+    cut before the confirm boots the previous system. The activation is detached from the connection; a dropped
+    connection is reconnected and the activation's outcome read.
+  - B(Checks) on a fresh connection: the system runs, every unit of O(units) is active, every probe of
+    O(http_checks) answers as expected (from the controller, https with SNI, no redirects followed).
+  - B(Confirm) (O(action=switch)): the profile moves to the new system and C(switch-to-configuration boot) makes it
+    the boot default; then the timer is disarmed and the state read again, which must show the new system running,
+    in the profile, nothing armed.
+  - Any failure after arming B(rolls back now): wait for a running activation, return the profile, activate the
+    previous system, check every return code, run the checks on it, and report exactly where the host stands.
+  - Exit 100 (the new system needs a reboot) without O(allow_reboot) fails clearly without activating or confirming
+    anything; the host still runs, and boots, the previous system.
+author:
+  - aiolabs (@aiolabs)
+extends_documentation_fragment:
+  - aiolabs.nixos.attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Runs P(aiolabs.nixos.nixos_rebuild#module) in check mode (dry-build, dry-activate); arms and activates nothing.
+  diff_mode:
+    support: partial
+    details:
+      - In check mode, the previous and the new system path.
+  idempotent:
+    support: full
+options:
+  action:
+    description: V(switch) (running system and boot default) or V(test) (running system only).
+    type: str
+    default: switch
+    choices: [switch, test]
+  flake:
+    description: Build from this flake (C(nixos-rebuild --flake)); classic C(<nixos-config>) when unset.
+    type: str
+  attr:
+    description: The C(nixosConfigurations) attribute of O(flake); the host name when unset.
+    type: str
+  include:
+    description: C(-I) entries for classic mode.
+    type: list
+    elements: str
+    default: []
+  nix_path:
+    description: The C(NIX_PATH) of classic mode (as P(aiolabs.nixos.nixos_rebuild#module)).
+    type: str
+  extra_args:
+    description: More arguments for C(nixos-rebuild build).
+    type: list
+    elements: str
+    default: []
+  profile:
+    description: The system profile.
+    type: path
+    default: /nix/var/nix/profiles/system
+  confirm_timeout:
+    description:
+      - Seconds after arming before the rollback fires on the host on its own.
+      - V(0) (the default) is what the switch may take before it confirms (O(activation_timeout) + O(reconnect_timeout)
+        + the checks + 60 s for the confirm) plus 60 s. A smaller value is refused before anything is built.
+    type: int
+    default: 0
+  activation_timeout:
+    description: Seconds switch-to-configuration (and one already running) may take.
+    type: int
+    default: 900
+  reconnect_timeout:
+    description: Seconds to wait for a fresh connection after the activation or a rollback.
+    type: int
+    default: 120
+  allow_reboot:
+    description: Reboot when the new system needs it (switch-to-configuration exit 100).
+    type: bool
+    default: false
+  reboot_timeout:
+    description: Seconds the reboot may take.
+    type: int
+    default: 600
+  reboot_search_paths:
+    description: Where P(ansible.builtin.reboot#module) looks for C(shutdown).
+    type: list
+    elements: str
+    default: [/run/current-system/sw/bin, /run/wrappers/bin, /sbin, /usr/sbin]
+  failed_units_policy:
+    description: Exit 4 (units failed) V(fail)s and rolls back, or V(warn)s and keeps the new system.
+    type: str
+    default: fail
+    choices: [fail, warn]
+  units:
+    description: Units that must be active after the switch.
+    type: list
+    elements: str
+    default: []
+  http_checks:
+    description: Probes sent from the controller (as P(aiolabs.nixos.http_check#module)'s O(aiolabs.nixos.http_check#module:checks)).
+    type: list
+    elements: dict
+    default: []
+  http_ca_path:
+    description: A PEM CA file the https certificates must chain to; the system trust store when unset.
+    type: path
+  http_validate_certs:
+    description: Check https certificates.
+    type: bool
+    default: true
+  http_timeout:
+    description: Seconds one probe may take.
+    type: int
+    default: 10
+  check_retries:
+    description: Tries per check before it counts as failed.
+    type: int
+    default: 5
+  check_delay:
+    description: Seconds between tries.
+    type: int
+    default: 2
+  lease_wait:
+    description: Seconds to wait for another deploy's lease; V(0) fails at once naming the holder.
+    type: int
+    default: 0
+  rollback:
+    description: Go to an earlier generation (O(generation)) instead of building, with the same arm, checks and confirm.
+    type: bool
+    default: false
+  generation:
+    description: The generation O(rollback) goes to; V(0) is the one before the profile's current generation.
+    type: int
+    default: 0
+notes:
+  - "A host always ends on a confirmed system: the new one when every check passed, else the previous one, which the
+    rollback returns to now, or the armed timer does when the controller is gone."
+seealso:
+  - module: aiolabs.nixos.nixos_rebuild
+  - module: aiolabs.nixos.nixos_switch_step
+"""
+
+EXAMPLES = r"""
+- name: Switch with checks, roll back when one fails
+  aiolabs.nixos.nixos_switch:
+    units: [nginx.service]
+    http_checks:
+      - {host: app.example.org, scheme: https}
+  register: switched
+"""
+
+RETURN = r"""
+switch:
+  description: The whole result (the keys below, also at the top level).
+  returned: always
+  type: dict
+system:
+  description: The built system.
+  returned: always
+  type: str
+previous_system:
+  description: What a rollback returns to.
+  returned: always
+  type: str
+generation_before:
+  description: The generation of the previous system.
+  returned: always
+  type: int
+generation_after:
+  description: The profile's generation at the end.
+  returned: always
+  type: int
+current_system:
+  description: C(/run/current-system) at the end (last read).
+  returned: always
+  type: str
+profile_system:
+  description: The profile's system at the end.
+  returned: always
+  type: str
+armed:
+  description: A rollback timer is still armed on the host at the end.
+  returned: always
+  type: bool
+lease_held:
+  description: This run's lease is still on the host (the host was lost).
+  returned: always
+  type: bool
+steps:
+  description: The steps that ran, in order.
+  returned: always
+  type: list
+  elements: str
+units:
+  description: The activation's unit report (as P(aiolabs.nixos.nixos_rebuild#module)'s).
+  returned: always
+  type: dict
+activation_rc:
+  description: switch-to-configuration's exit status; null when nothing was activated.
+  returned: always
+  type: int
+failed_checks:
+  description: What failed.
+  returned: always
+  type: list
+  elements: str
+rollback_checks:
+  description: Checks that failed on the old system after the rollback.
+  returned: always
+  type: list
+  elements: str
+rolled_back:
+  description: The host is back on the previous system (running and profile).
+  returned: always
+  type: bool
+rebooted:
+  description: The host was rebooted into the new system.
+  returned: always
+  type: bool
+reboot_required:
+  description: The new system needs a reboot that was not allowed.
+  returned: always
+  type: bool
+connection_dropped:
+  description: The connection dropped during the activation.
+  returned: always
+  type: bool
+summary:
+  description: One line for the deploy summary.
+  returned: always
+  type: str
+"""

@@ -1,0 +1,258 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, aiolabs
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: nixos_switch_step
+short_description: One step of the switch transaction on a NixOS host (used by aiolabs.nixos.nixos_switch)
+version_added: 0.2.0
+description:
+  - The host side of the P(aiolabs.nixos.nixos_switch#module) action plugin, which calls it once per step of its
+    transaction. Not meant for playbooks; use P(aiolabs.nixos.nixos_switch#module) or the C(aiolabs.nixos.switch)
+    role.
+  - Every step is safe to run again after a lost connection.
+  - V(build) runs the one evaluation (C(nixos-rebuild build --no-reexec), C(--fast) for the legacy tool) and holds
+    the built system with a GC root until V(confirm) or V(roll_back).
+  - V(state) reads C(/run/current-system), the profile, C(/run/booted-system), the armed rollback as systemd reports
+    it and the lease. V(take_lease) and V(release_lease) manage C(/run/aiolabs-nixos/lease).
+  - V(arm) arms a transient systemd timer that returns the host to O(previous) after O(timeout) seconds;
+    V(disarm) stops it.
+  - V(activate) runs C(switch-to-configuration) O(action) detached from the connection and waits;
+    V(wait_activation) waits for one started before a connection was lost.
+  - V(confirm) sets the profile to O(system) and runs C(switch-to-configuration boot); V(roll_back) returns the
+    profile and the running system to O(previous) now; V(units) checks that units are active.
+author:
+  - aiolabs (@aiolabs)
+extends_documentation_fragment:
+  - aiolabs.nixos.attributes
+attributes:
+  check_mode:
+    support: none
+  diff_mode:
+    support: none
+  idempotent:
+    support: partial
+    details:
+      - V(state), V(units), V(disarm), V(confirm) and V(release_lease) are idempotent; the others act each time.
+options:
+  step:
+    description: The step to run.
+    type: str
+    required: true
+    choices: [build, state, take_lease, release_lease, arm, disarm, activate, wait_activation, confirm, roll_back, units]
+  flake:
+    description: As P(aiolabs.nixos.nixos_rebuild#module)'s O(aiolabs.nixos.nixos_rebuild#module:flake) (V(build)).
+    type: str
+  attr:
+    description: As P(aiolabs.nixos.nixos_rebuild#module)'s O(aiolabs.nixos.nixos_rebuild#module:attr) (V(build)).
+    type: str
+  include:
+    description: As P(aiolabs.nixos.nixos_rebuild#module)'s O(aiolabs.nixos.nixos_rebuild#module:include).
+    type: list
+    elements: str
+    default: []
+  nix_path:
+    description: As P(aiolabs.nixos.nixos_rebuild#module)'s O(aiolabs.nixos.nixos_rebuild#module:nix_path).
+    type: str
+  extra_args:
+    description: More arguments for C(nixos-rebuild build).
+    type: list
+    elements: str
+    default: []
+  profile:
+    description: The system profile.
+    type: path
+    default: /nix/var/nix/profiles/system
+  system:
+    description: The built system (V(arm), V(activate), V(wait_activation), V(confirm)).
+    type: str
+  generation:
+    description: The profile generation V(confirm) switches to (a rollback to that generation) instead of adding one.
+    type: int
+  action:
+    description: The switch-to-configuration action of V(activate) and V(wait_activation).
+    type: str
+    default: test
+    choices: [test, switch]
+  previous:
+    description: What a rollback returns to (V(arm), V(roll_back)), keys C(system), C(generation), C(profile_system).
+    type: dict
+  timeout:
+    description: Seconds until the armed rollback fires (V(arm)).
+    type: int
+    default: 1200
+  activation_timeout:
+    description: Seconds to wait for an activation (and for one already running).
+    type: int
+    default: 900
+  owner:
+    description: Who takes or releases the lease (V(take_lease), V(release_lease)).
+    type: str
+  started:
+    description: When the owner's deploy started (V(take_lease)).
+    type: str
+  ttl:
+    description: Seconds after which the lease belongs to a run that died and may be taken over (V(take_lease)).
+    type: int
+    default: 3600
+  wait:
+    description: Seconds to wait for a lease held by another run (V(take_lease)).
+    type: int
+    default: 0
+  units:
+    description: Units that must be active (V(units)).
+    type: list
+    elements: str
+    default: []
+  retries:
+    description: Tries per unit while it is activating or reloading (V(units)).
+    type: int
+    default: 5
+  delay:
+    description: Seconds between tries (V(units)).
+    type: int
+    default: 2
+requirements:
+  - NixOS with C(nixos-rebuild), C(nix-env) and C(systemd-run) on the target.
+seealso:
+  - module: aiolabs.nixos.nixos_switch
+"""
+
+EXAMPLES = r"""
+- name: Read the state the switch transaction starts from
+  aiolabs.nixos.nixos_switch_step:
+    step: state
+  register: state
+"""
+
+RETURN = r"""
+step:
+  description: The step that ran.
+  returned: always
+  type: str
+result:
+  description: What the step returns (for V(state) the current, profile and booted systems, generation, timer and lease).
+  returned: success
+  type: dict
+commands:
+  description: The commands the step ran, as argv lists.
+  returned: always
+  type: list
+  elements: list
+"""
+
+import socket
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError
+from ansible_collections.aiolabs.nixos.plugins.module_utils._nixos_rebuild import EXTRA_BIN_DIRS
+from ansible_collections.aiolabs.nixos.plugins.module_utils._process import Runner
+from ansible_collections.aiolabs.nixos.plugins.module_utils._rebuild_models import (
+    Action,
+    Paths,
+    Request,
+    Source,
+    failure_result,
+)
+from ansible_collections.aiolabs.nixos.plugins.module_utils._switch_host import SwitchHost
+
+ARGUMENT_SPEC: dict[str, Any] = {
+    "step": {
+        "type": "str",
+        "required": True,
+        "choices": [
+            "build", "state", "take_lease", "release_lease", "arm", "disarm", "activate",
+            "wait_activation", "confirm", "roll_back", "units",
+        ],  # fmt: skip
+    },
+    "flake": {"type": "str"},
+    "attr": {"type": "str"},
+    "include": {"type": "list", "elements": "str", "default": []},
+    "nix_path": {"type": "str"},
+    "extra_args": {"type": "list", "elements": "str", "default": []},
+    "profile": {"type": "path", "default": "/nix/var/nix/profiles/system"},
+    "system": {"type": "str"},
+    "generation": {"type": "int"},
+    "action": {"type": "str", "default": "test", "choices": ["test", "switch"]},
+    "previous": {"type": "dict"},
+    "timeout": {"type": "int", "default": 1200},
+    "activation_timeout": {"type": "int", "default": 900},
+    "owner": {"type": "str"},
+    "started": {"type": "str"},
+    "ttl": {"type": "int", "default": 3600},
+    "wait": {"type": "int", "default": 0},
+    "units": {"type": "list", "elements": "str", "default": []},
+    "retries": {"type": "int", "default": 5},
+    "delay": {"type": "int", "default": 2},
+}
+REQUIRED = {
+    "arm": ("system", "previous"),
+    "activate": ("system",),
+    "wait_activation": ("system",),
+    "confirm": ("system",),
+    "roll_back": ("previous",),
+    "take_lease": ("owner", "started"),
+    "release_lease": ("owner",),
+}
+
+
+def make_paths(profile: str) -> Paths:
+    """The machine's paths (a seam for tests)."""
+    return Paths(profile=profile)
+
+
+def run_step(host: SwitchHost, p: dict[str, Any]) -> Any:
+    step = p["step"]
+    missing = [name for name in REQUIRED.get(step, ()) if not p.get(name)]
+    if missing:
+        raise NixError(f"step {step} needs {', '.join(missing)}")
+    timeout = float(p["activation_timeout"])
+    if step == "build":
+        source = Source(flake=p["flake"], attr=p["attr"], include=tuple(p["include"]), nix_path=p["nix_path"])
+        request = Request(
+            action=Action.BUILD, source=source, extra_args=tuple(p["extra_args"]), hostname=socket.gethostname()
+        )
+        return host.build_once(request)
+    if step == "state":
+        return host.state()
+    if step == "take_lease":
+        return host.take_lease(p["owner"], p["started"], p["ttl"], float(p["wait"]))
+    if step == "release_lease":
+        return host.release_lease(p["owner"])
+    if step == "arm":
+        return host.arm(p["previous"], p["system"], p["timeout"], timeout)
+    if step == "disarm":
+        return host.disarm()
+    if step == "activate":
+        return host.activate(p["system"], Action(p["action"]), timeout)
+    if step == "wait_activation":
+        return host.wait_activation(p["system"], Action(p["action"]), timeout)
+    if step == "confirm":
+        return host.confirm(p["system"], p["generation"])
+    if step == "roll_back":
+        return host.roll_back(p["previous"], timeout)
+    return {"failures": host.check_units(p["units"], p["retries"], float(p["delay"]))}
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=False)
+    params = module.params
+    host = SwitchHost(Runner(extra_dirs=EXTRA_BIN_DIRS), make_paths(params["profile"]))
+    try:
+        result = run_step(host, params)
+    except NixError as exc:
+        module.fail_json(step=params["step"], **failure_result(exc), commands=[list(c) for c in host.commands])
+    changed = params["step"] not in ("state", "units", "build", "wait_activation")
+    module.exit_json(
+        changed=changed, step=params["step"], result=result, commands=[list(c) for c in host.commands]
+    )
+
+
+if __name__ == "__main__":
+    main()
