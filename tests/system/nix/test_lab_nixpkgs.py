@@ -337,6 +337,7 @@ def test_machine1_webapp_and_lnbits(lib_level: str, tmp_path: Path) -> None:
         "serverAliases": [],
         "ssl": True,
         "forceSSL": True,
+        "redirectCode": 301,
         "cert": None,
         "key": None,
         "locations": [{"prefix": "/", "static": "/var/src/web-app-dist"}],
