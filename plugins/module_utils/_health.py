@@ -29,9 +29,9 @@ Private to the collection: the leading underscore means no stability promise.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 
 from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError
@@ -95,9 +95,7 @@ def _check_entry(source: str, index: int, raw: object) -> Mapping[str, object]:
         if value is not None and not isinstance(value, str):
             raise bad(field, "null or a string")
         optional[field] = value
-    return MappingProxyType(
-        {"host": host, "scheme": scheme, "port": port, "path": path, "status": status, **optional}
-    )
+    return MappingProxyType({"host": host, "scheme": scheme, "port": port, "path": path, "status": status, **optional})
 
 
 def parse_health(text: str, *, source: str) -> Health:
@@ -119,7 +117,9 @@ def parse_health(text: str, *, source: str) -> Health:
         raise NixError(f"{source}: units must be a list of unit names (got {_kind(units)})")
     for index, unit in enumerate(units):
         if not isinstance(unit, str) or not unit or any(c.isspace() for c in unit):
-            raise NixError(f"{source}: units[{index}] must be a unit name such as nginx.service (got {json.dumps(unit)})")
+            raise NixError(
+                f"{source}: units[{index}] must be a unit name such as nginx.service (got {json.dumps(unit)})"
+            )
     http = data.get("http")
     if not isinstance(http, list):
         raise NixError(f"{source}: http must be a list of checks (got {_kind(http)})")
@@ -131,12 +131,11 @@ def parse_health(text: str, *, source: str) -> Health:
 
 def read_health(system: str) -> Health | None:
     """The health checks of the system at ``system`` (a store path), or None when it has none."""
-    if not os.path.isdir(system):
+    if not Path(system).is_dir():
         raise NixError(f"{system}: no such system (not a directory)")
-    path = os.path.join(system, HEALTH_FILE)
+    path = Path(system) / HEALTH_FILE
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
+        raw = path.read_bytes()
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as exc:
@@ -145,4 +144,4 @@ def read_health(system: str) -> Health | None:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise NixError(f"{path}: not UTF-8 ({exc.reason} at byte {exc.start})") from exc
-    return parse_health(text, source=path)
+    return parse_health(text, source=str(path))

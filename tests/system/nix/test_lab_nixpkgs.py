@@ -395,7 +395,10 @@ def test_machine2_pictrs(lib_level: str, tmp_path: Path) -> None:
     assert re.search(r"^ExecStart=/nix/store/\S+-pict-rs-0.5.16-lab/bin/pict-rs run$", unit, re.M)
     assert built.nginx["vhosts"]["img.machine2.lab.test"]["locations"] == [{"prefix": "/", "proxy": "127.0.0.1:8080"}]
     assert built.health["units"] == ["nginx.service", "pict-rs.service"]
-    assert built.health["http"] == [*forced_ssl("app.machine2.lab.test"), *forced_ssl("img.machine2.lab.test", "/healthz")]
+    assert built.health["http"] == [
+        *forced_ssl("app.machine2.lab.test"),
+        *forced_ssl("img.machine2.lab.test", "/healthz"),
+    ]
 
 
 def test_machine3_atbb_and_lnbits_merge(lib_level: str, tmp_path: Path) -> None:

@@ -57,7 +57,7 @@ def machine_dir(tmp_path: Path) -> Path:
     return d
 
 
-def page(host: str, scheme: str, port: int, path: str = "/", status: int = 200, contains: str | None = None) -> Any:
+def page(host: str, scheme: str, port: int, path: str = "/", *, status: int = 200, contains: str | None = None) -> Any:
     return {
         "host": host,
         "scheme": scheme,
@@ -212,13 +212,15 @@ def test_a_machine_sets_path_status_and_contains(harness: Harness) -> None:
     health = harness.eval(shared(config), HEALTH)
     assert health["units"] == ["nginx.service", "wg-quick-wg0.service"]  # sorted, each once
     assert health["http"] == [
-        page("app.m1.example.org", "https", 443, "/status", 204, "ok"),
+        page("app.m1.example.org", "https", 443, "/status", status=204, contains="ok"),
         redirect("app.m1.example.org", "/status"),
     ]
 
 
 def test_a_vhost_nginx_does_not_declare_is_an_assertion(harness: Harness) -> None:
-    result = harness.eval(shared('aiolabs.nginx.enable = true; aiolabs.health.vhosts."nope.example.org" = { };'), WITH_FAILED)
+    result = harness.eval(
+        shared('aiolabs.nginx.enable = true; aiolabs.health.vhosts."nope.example.org" = { };'), WITH_FAILED
+    )
     assert result["health"]["http"] == []
     assert len(result["failed"]) == 1, result["failed"]
     assert "nope.example.org" in result["failed"][0]
@@ -247,9 +249,7 @@ def test_bad_declarations_are_type_errors(harness: Harness, config: str, option:
     assert option in error
 
 
-def test_atbb_units_and_vhost_come_from_machine_services(
-    harness: Harness, machine_dir: Path, tmp_path: Path
-) -> None:
+def test_atbb_units_and_vhost_come_from_machine_services(harness: Harness, machine_dir: Path, tmp_path: Path) -> None:
     source = tmp_path / "atbb"
     shutil.copytree(NIX_MODULES / "atbb", source)
     data = machine_data(
@@ -275,7 +275,10 @@ def test_atbb_units_and_vhost_come_from_machine_services(
 def test_the_json_is_stable_text(harness: Harness, machine_dir: Path) -> None:
     # builtins.toJSON sorts keys: the file changes only when a check does.
     text = eval_machine(
-        harness, machine_dir, machine_data(webapp={"enable": True}), 'c.environment.etc."aiolabs-nixos/health.json".text'
+        harness,
+        machine_dir,
+        machine_data(webapp={"enable": True}),
+        'c.environment.etc."aiolabs-nixos/health.json".text',
     )
     expected = {"http": forced("app.machine1.lab.test"), "units": ["nginx.service"], "version": 1}
     assert text == json.dumps(expected, separators=(",", ":"), sort_keys=True)

@@ -393,6 +393,4 @@ def test_force_ssl_redirect_answers_the_vhost_redirect_code(tls_servers: tuple[i
 
 def test_redirect_code_must_be_a_redirect() -> None:
     with pytest.raises(lab_httpd.ConfigError, match="redirectCode must be a 3xx status"):
-        lab_httpd.config_from_json(
-            {"vhosts": {"a.lab.test": {"forceSSL": True, "redirectCode": 200, "locations": []}}}
-        )
+        lab_httpd.config_from_json({"vhosts": {"a.lab.test": {"forceSSL": True, "redirectCode": 200, "locations": []}}})

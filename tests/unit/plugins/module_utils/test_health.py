@@ -9,7 +9,6 @@ from a system path (None for a system without the file)."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +169,7 @@ def system(tmp_path: Path, text: str | None) -> str:
 
 def test_health_file_is_relative_to_the_system() -> None:
     assert HEALTH_FILE == "etc/aiolabs-nixos/health.json"
-    assert not os.path.isabs(HEALTH_FILE)
+    assert not Path(HEALTH_FILE).is_absolute()
 
 
 def test_read_health_of_a_system(tmp_path: Path) -> None:
@@ -204,7 +203,7 @@ def test_a_missing_system_is_an_error(tmp_path: Path) -> None:
 
 
 def test_read_errors_name_the_file(tmp_path: Path) -> None:
-    root = system(tmp_path, "{\"version\": 1, \"units\": [], \"http\": 3}")
+    root = system(tmp_path, '{"version": 1, "units": [], "http": 3}')
     with pytest.raises(NixError) as info:
         read_health(root)
     assert str(info.value) == f"{root}/{HEALTH_FILE}: http must be a list of checks (got int)"
