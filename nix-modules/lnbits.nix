@@ -27,7 +27,10 @@ let
   ext = cfg.extensions;
 in
 {
-  imports = [ ./common.nix ];
+  imports = [
+    ./common.nix
+    ./health.nix
+  ];
 
   options.aiolabs.lnbits = {
     enable = mkEnableOption "LNbits at lnbits.<domain>";
@@ -179,6 +182,12 @@ in
         ProtectControlGroups = true;
         RestrictSUIDSGID = true;
       };
+    };
+
+    aiolabs.health = {
+      units = [ "lnbits.service" ];
+      # LNbits' home page, through nginx to the unit.
+      vhosts.${cfg.domain} = { };
     };
 
     aiolabs.nginx.enable = mkDefault true;

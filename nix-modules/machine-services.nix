@@ -95,6 +95,17 @@ in
     (optionalAttrs (enabled "atbb") {
       # atBB brings its own vhost; the fleet's nginx settings (ACME email, fail2ban) cover it too.
       aiolabs.nginx.enable = lib.mkDefault true;
+      # atBB's module is also its flake's nixosModules.default and knows nothing of
+      # aiolabs.health: its units and vhost are declared here, from its own options.
+      # atbb-migrate is a oneshot with RemainAfterExit, active once it ran (with autoMigrate).
+      aiolabs.health = {
+        units = [
+          "atbb-appview.service"
+          "atbb-web.service"
+        ]
+        ++ optional config.services.atbb.autoMigrate "atbb-migrate.service";
+        vhosts = lib.mkIf config.services.atbb.enableNginx { ${config.services.atbb.domain} = { }; };
+      };
       services.atbb = {
         enable = true;
         environmentFile = atbb.environmentFile or "/var/lib/secrets/atbb.env";

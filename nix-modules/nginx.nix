@@ -17,6 +17,8 @@ let
   acmeHosts = builtins.filter (n: vhosts.${n}.enableACME) (attrNames vhosts);
 in
 {
+  imports = [ ./health.nix ];
+
   options.aiolabs.nginx = {
     enable = mkEnableOption "the fleet's nginx (ACME, fail2ban, WebSocket-friendly proxying)";
 
@@ -64,6 +66,9 @@ in
       acceptTerms = true;
       defaults.email = cfg.acmeEmail;
     };
+
+    # The vhosts are the services' to declare (each module adds its own).
+    aiolabs.health.units = [ "nginx.service" ];
 
     networking.firewall.allowedTCPPorts = [
       80

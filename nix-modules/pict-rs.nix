@@ -13,7 +13,10 @@ let
   cfg = config.aiolabs.pictrs;
 in
 {
-  imports = [ ./common.nix ];
+  imports = [
+    ./common.nix
+    ./health.nix
+  ];
 
   options.aiolabs.pictrs = {
     enable = mkEnableOption "pict-rs image hosting at img.<domain>";
@@ -49,6 +52,13 @@ in
       enable = true;
       address = "127.0.0.1";
       inherit (cfg) port;
+    };
+
+    # NixOS's services.pict-rs runs as pict-rs.service; /healthz answers 200 once pict-rs
+    # reaches its database and storage (pict-rs has no page at /).
+    aiolabs.health = {
+      units = [ "pict-rs.service" ];
+      vhosts.${cfg.domain}.path = "/healthz";
     };
 
     aiolabs.nginx.enable = mkDefault true;

@@ -9,6 +9,7 @@
 {
   imports = [
     ./common.nix
+    ./health.nix
     ./nginx.nix
     ./lnbits.nix
     ./pict-rs.nix

@@ -15,7 +15,10 @@ let
   cfg = config.aiolabs.webapp;
 in
 {
-  imports = [ ./common.nix ];
+  imports = [
+    ./common.nix
+    ./health.nix
+  ];
 
   options.aiolabs.webapp = {
     enable = mkEnableOption "the web app virtual host";
@@ -59,5 +62,7 @@ in
       # A single-page app: unknown paths get index.html, the router takes over.
       locations."/".tryFiles = "$uri $uri/ /index.html";
     };
+    # The app's index.html (every path answers it).
+    aiolabs.health.vhosts.${cfg.domain} = { };
   };
 }

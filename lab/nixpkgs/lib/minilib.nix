@@ -221,6 +221,18 @@ let
       check = isInt;
       merge = mergeEqualOption;
     };
+    # As nixpkgs' types.ints.between (addCheck int, its name and description).
+    ints.between =
+      lowest: highest:
+      if lowest > highest then
+        throw "ints.between: lowest must be smaller than highest"
+      else
+        mkOptionType {
+          name = "intBetween";
+          description = "integer between ${toString lowest} and ${toString highest} (both inclusive)";
+          check = x: isInt x && x >= lowest && x <= highest;
+          merge = mergeEqualOption;
+        };
     port = mkOptionType {
       name = "port";
       description = "16 bit unsigned integer; between 0 and 65535 (both inclusive)";

@@ -70,6 +70,10 @@ class Built:
     def nginx(self) -> Any:
         return json.loads(self.text("etc/lab/nginx.json"))
 
+    @property
+    def health(self) -> Any:
+        return json.loads(self.text("etc/aiolabs-nixos/health.json"))
+
     def units(self) -> list[str]:
         return sorted(p.name for p in (self.path / "etc/systemd/system").iterdir())
 
@@ -333,6 +337,7 @@ def test_machine1_webapp_and_lnbits(lib_level: str, tmp_path: Path) -> None:
         "serverAliases": [],
         "ssl": True,
         "forceSSL": True,
+        "redirectCode": 301,
         "cert": None,
         "key": None,
         "locations": [{"prefix": "/", "static": "/var/src/web-app-dist"}],
@@ -372,6 +377,13 @@ def test_machine1_webapp_and_lnbits(lib_level: str, tmp_path: Path) -> None:
     assert built.text("etc/ssh/authorized_keys.d/root").startswith(ROOT_KEY + "\n")
     assert built.system["stateVersion"] == "25.05"
 
+    # health.nix: the checks the switch runs, declared by the system itself.
+    assert built.health == {
+        "version": 1,
+        "units": ["lnbits.service", "nginx.service"],
+        "http": [*forced_ssl("app.machine1.lab.test"), *forced_ssl("lnbits.machine1.lab.test")],
+    }
+
 
 def test_machine2_pictrs(lib_level: str, tmp_path: Path) -> None:
     services = "webapp = { enable = true; };\npictrs = { enable = true; port = 8080; };"
@@ -382,6 +394,11 @@ def test_machine2_pictrs(lib_level: str, tmp_path: Path) -> None:
     assert 'Environment="PICTRS__SERVER__ADDRESS=127.0.0.1:8080"\n' in unit
     assert re.search(r"^ExecStart=/nix/store/\S+-pict-rs-0.5.16-lab/bin/pict-rs run$", unit, re.M)
     assert built.nginx["vhosts"]["img.machine2.lab.test"]["locations"] == [{"prefix": "/", "proxy": "127.0.0.1:8080"}]
+    assert built.health["units"] == ["nginx.service", "pict-rs.service"]
+    assert built.health["http"] == [
+        *forced_ssl("app.machine2.lab.test"),
+        *forced_ssl("img.machine2.lab.test", "/healthz"),
+    ]
 
 
 def test_machine3_atbb_and_lnbits_merge(lib_level: str, tmp_path: Path) -> None:
@@ -430,6 +447,25 @@ atbb = {{ enable = true; domain = "forum.machine3.lab.test"; forumDid = "did:plc
         assert f"${port_var}" in Path(program).read_text()
         assert "nodejs-22-lab" in node
     assert "EnvironmentFile=/var/lib/secrets/atbb.env\n" in built.unit("atbb-appview.service")
+    # atbb-migrate runs only with autoMigrate (off here): not a unit that must be active.
+    assert built.health["units"] == ["atbb-appview.service", "atbb-web.service", "lnbits.service", "nginx.service"]
+    assert [c["host"] for c in built.health["http"]] == [
+        "app.machine3.lab.test",
+        "app.machine3.lab.test",
+        "forum.machine3.lab.test",
+        "forum.machine3.lab.test",
+        "lnbits.machine3.lab.test",
+        "lnbits.machine3.lab.test",
+    ]
+
+
+def forced_ssl(host: str, path: str = "/") -> list[dict[str, Any]]:
+    """health.json's two checks of a forceSSL vhost: the page over https, port 80's redirect to it."""
+    page = {"host": host, "path": path, "contains": None}
+    return [
+        {**page, "scheme": "https", "port": 443, "status": 200, "location": None},
+        {**page, "scheme": "http", "port": 80, "status": 301, "location": f"https://{host}{path}"},
+    ]
 
 
 # ── bad configurations fail with the module system's message, exit 1 ──────────────────

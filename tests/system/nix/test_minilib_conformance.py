@@ -197,6 +197,13 @@ MODULE_SETS = {
     ' defaultGateway = "10.0.0.1"; nameservers = [ "1.1.1.1" ]; }; }; rootAuthorizedKeys = [ "ssh-ed25519 AAAA k" ];'
     " services = { webapp.enable = true; pictrs = { enable = true; port = 8080; }; }; })"
     f" {{ {LNBITS_PKG} }}",
+    # health.nix alone beside nginx: addSSL and a listen port, the machine's own path/status/units.
+    "health": f"{NIX_MODULES}/nginx.nix {NIX_MODULES}/health.nix {{ aiolabs.nginx = {{ enable = true;"
+    ' acmeEmail = "a@example.org"; }; services.nginx.virtualHosts."a.example.org" = { addSSL = true;'
+    ' enableACME = true; listen = [ { addr = "0.0.0.0"; port = 8443; ssl = true; } ]; };'
+    ' aiolabs.health = { units = [ "x.timer" "nginx.service" ]; vhosts."a.example.org" = { path = "/x";'
+    ' status = 204; contains = "ok"; }; }; }',
+    "health-missing-vhost": f'{NIX_MODULES}/health.nix {{ aiolabs.health.vhosts."gone.example.org" = {{ }}; }}',
     "example-machine-modules": f"{NIX_MODULES}/example-machine/boot.nix"
     f" {NIX_MODULES}/example-machine/example-service.nix",
 }

@@ -338,6 +338,8 @@ def tls_servers(lab_pki: Path, tmp_path: Path) -> Iterator[tuple[int, int, Path]
                                           "locations": [{"prefix": "/", "static": str(tmp_path / "www")}]},
                 "plain.machine1.lab.test": {"ssl": False, "forceSSL": False,
                                             "locations": [{"prefix": "/", "respond": "plain"}]},
+                "moved.machine1.lab.test": {"ssl": True, "forceSSL": True, "redirectCode": 308,
+                                            "locations": [{"prefix": "/", "respond": "moved"}]},
             },
         }
     )  # fmt: skip
@@ -378,3 +380,17 @@ def test_force_ssl_redirects_and_https_serves_with_the_lab_certificate(tls_serve
     assert request(https_port, "plain.machine1.lab.test", ca=ca)[0] == 404  # not an ssl vhost
     with pytest.raises(ssl.SSLCertVerificationError):
         request(https_port, "app.machine1.lab.test", tls=True)  # the system's CAs do not know the lab CA
+
+
+def test_force_ssl_redirect_answers_the_vhost_redirect_code(tls_servers: tuple[int, int, Path]) -> None:
+    # NixOS: `return ${toString vhost.redirectCode} https://$host$request_uri;`
+    http_port, https_port, ca = tls_servers
+    status, body, headers = request(http_port, "moved.machine1.lab.test", "/healthz")
+    assert (status, headers["location"]) == (308, "https://moved.machine1.lab.test/healthz")
+    assert "308 Permanent Redirect" in body
+    assert request(https_port, "moved.machine1.lab.test", ca=ca)[:2] == (200, "moved\n")
+
+
+def test_redirect_code_must_be_a_redirect() -> None:
+    with pytest.raises(lab_httpd.ConfigError, match="redirectCode must be a 3xx status"):
+        lab_httpd.config_from_json({"vhosts": {"a.lab.test": {"forceSSL": True, "redirectCode": 200, "locations": []}}})

@@ -21,7 +21,8 @@ The config file is the lab's rendering of services.nginx (lab/nixpkgs builds it)
 A vhost with `ssl` is served on the TLS listeners (Python's ssl module) with its `cert`/`key`, or
 with the host's lab certificate (/var/lib/lab/tls/cert.pem, key.pem: `HOST.lab.test` and
 `*.HOST.lab.test`, signed by the lab CA) when they are null; `forceSSL` makes the plain listeners
-answer `301 https://$host$request_uri` as NixOS's nginx module does. Lab hosts share one network
+answer `301 https://$host$request_uri` as NixOS's nginx module does (the vhost's `redirectCode`,
+default 301, is the status). Lab hosts share one network
 stack, so the addresses 127.0.0.1 / 0.0.0.0 / `*` / localhost (listen and proxy) mean $LAB_ADDRESS,
 the host's own loopback address (lab-init puts it in every unit's environment).
 """
@@ -119,6 +120,7 @@ class VhostTLS:
     force_ssl: bool = False
     cert: str | None = None
     key: str | None = None
+    redirect_code: int = 301  # NixOS: the vhost's redirectCode, for forceSSL's redirect
 
 
 @dataclass
@@ -162,8 +164,11 @@ def config_from_json(data: dict[str, object]) -> Config:
         if isinstance(vhost, dict) and "locations" in vhost:
             entries = vhost["locations"]
             names = [str(name), *(str(a) for a in vhost.get("serverAliases") or [])]
+            code = vhost.get("redirectCode", 301)
+            if not isinstance(code, int) or isinstance(code, bool) or not 300 <= code <= 399:
+                raise ConfigError(f"config: vhost {name}: redirectCode must be a 3xx status (got {code!r})")
             tls = VhostTLS(bool(vhost.get("ssl") or vhost.get("forceSSL")), bool(vhost.get("forceSSL")),
-                           vhost.get("cert") or None, vhost.get("key") or None)  # fmt: skip
+                           vhost.get("cert") or None, vhost.get("key") or None, code)  # fmt: skip
             if (tls.cert is None) != (tls.key is None):
                 raise ConfigError(f"config: vhost {name}: cert and key go together")
         else:
@@ -227,8 +232,8 @@ class Handler(BaseHTTPRequestHandler):
         host = self.headers.get("Host", "").split(":", 1)[0].lower().rstrip(".")
         tls = self.server.tls.get(host, VhostTLS())
         if not self.server.is_tls and tls.force_ssl:
-            # NixOS's nginx module: return 301 https://$host$request_uri;
-            self.redirect(f"https://{host}{self.path}")
+            # NixOS's nginx module: return <redirectCode> https://$host$request_uri;
+            self.redirect(f"https://{host}{self.path}", tls.redirect_code)
             return
         routes = self.server.routes
         if self.server.is_tls:
@@ -248,9 +253,10 @@ class Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self.handle_any()
 
-    def redirect(self, location: str) -> None:
-        body = b"<html>\r\n<head><title>301 Moved Permanently</title></head>\r\n</html>\r\n"
-        self.send_response(301)
+    def redirect(self, location: str, status: int = 301) -> None:
+        title = f"{status} {self.responses.get(status, ('Redirect',))[0]}"
+        body = f"<html>\r\n<head><title>{title}</title></head>\r\n</html>\r\n".encode()
+        self.send_response(status)
         self.send_header("Location", location)
         self.send_header("Content-Type", "text/html")
         self.send_header("Content-Length", str(len(body)))

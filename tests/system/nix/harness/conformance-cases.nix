@@ -30,6 +30,8 @@ in
   wrong-type-submodule-field = one {
     s = opt (types.attrsOf (types.submodule { options.port = opt types.port 1; })) { };
   } { s.web.port = -1; };
+  wrong-type-int-between = one { status = opt (types.ints.between 100 599) 200; } { status = 99; };
+  wrong-type-str-matching = one { path = opt (types.strMatching "/.*") "/"; } { path = "healthz"; };
   no-value = one { a = req types.str; } { };
   conflicting-values = {
     modules = [
@@ -178,6 +180,18 @@ in
     maybe = "x";
     either = "s";
     anything = { a.b = [ 1 ]; c = true; };
+  };
+  ints-between-strmatching-ok = one {
+    low = opt (types.ints.between 100 599) 200;
+    high = opt (types.ints.between 100 599) 200;
+    default = opt (types.ints.between 100 599) 200;
+    path = opt (types.strMatching "/.*") "/";
+    units = opt (types.listOf (types.strMatching "[^/ ]+[.](service|timer)")) [ ];
+  } {
+    low = 100;
+    high = 599;
+    path = "/healthz";
+    units = [ "a.service" "b.timer" ];
   };
   freeform = {
     modules = [

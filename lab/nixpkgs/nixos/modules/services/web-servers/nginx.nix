@@ -4,8 +4,8 @@
 # $toplevel/etc/lab/nginx.json and nginx.service runs `lab-httpd --config <that file in the store>`.
 #
 # nginx.json: {"listen": [{"addr", "port", "ssl"}...],
-#              "vhosts": {NAME: {"serverAliases", "ssl", "forceSSL", "cert", "key", "locations": [...]}}}
-# ssl = onlySSL || addSSL || forceSSL; forceSSL makes port 80 answer 301 https://NAME$uri;
+#              "vhosts": {NAME: {"serverAliases", "ssl", "forceSSL", "redirectCode", "cert", "key", "locations": [...]}}}
+# ssl = onlySSL || addSSL || forceSSL; forceSSL makes port 80 answer redirectCode (301) https://NAME$uri;
 # cert/key null means the lab's ACME (the lab CA's certificate for the host). Locations:
 #   {"prefix", "proxy": "HOST:PORT"}     from proxyPass http://HOST:PORT[/...]
 #   {"prefix", "static": DIR}            from root/alias (the vhost's root for tryFiles locations)
@@ -161,7 +161,7 @@ let
         }
     );
   vhostJSON = n: v: {
-    inherit (v) serverAliases forceSSL;
+    inherit (v) serverAliases forceSSL redirectCode;
     ssl = isSSL v;
     cert = if v.sslCertificate != null then toString v.sslCertificate else null;
     key = if v.sslCertificateKey != null then toString v.sslCertificateKey else null;
