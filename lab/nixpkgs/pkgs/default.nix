@@ -313,6 +313,7 @@ let
         "reboot"
         "poweroff"
         "halt"
+        "bootctl"
       ] (p: "${labBin}/${p}");
       mainProgram = "systemctl";
     };
