@@ -51,7 +51,9 @@ NO_SD_BOOT = (
     "Could not find any previously installed systemd-boot. If you are switching to systemd-boot from a "
     "different bootloader, you need to run `nixos-rebuild switch --install-bootloader`"
 )
-INSTALLED = re.compile(r"^\W+.*/EFI/(?:BOOT|systemd)/.*\.efi \(systemd-boot ([\d.]+[^)]*)\)$", re.IGNORECASE | re.MULTILINE)
+INSTALLED = re.compile(
+    r"^\W+.*/EFI/(?:BOOT|systemd)/.*\.efi \(systemd-boot ([\d.]+[^)]*)\)$", re.IGNORECASE | re.MULTILINE
+)
 
 
 class BuilderError(Exception):
@@ -136,7 +138,9 @@ def bootspec_of(system: Path) -> BootSpec:
 def efi_name(file: Path) -> str:
     """``<hash>-<name>-<file>.efi`` (or ``<hash>-<name>.efi`` for a store path that is the file)."""
     resolved = file.resolve()
-    store_subdir = resolved.relative_to(STORE_DIR).parts[0] if resolved.is_relative_to(STORE_DIR) else resolved.parent.name
+    store_subdir = (
+        resolved.relative_to(STORE_DIR).parts[0] if resolved.is_relative_to(STORE_DIR) else resolved.parent.name
+    )
     suffix = resolved.name
     return f"{suffix}.efi" if suffix == store_subdir else f"{store_subdir}-{suffix}.efi"
 
@@ -162,11 +166,15 @@ class Builder:
     def run_bootctl(self, *args: str, capture: bool = False) -> str:
         argv = [self.bootctl, *args]
         try:
-            result = subprocess.run(argv, check=False, text=True, stdout=subprocess.PIPE if capture else None, timeout=60)
+            result = subprocess.run(
+                argv, check=False, text=True, stdout=subprocess.PIPE if capture else None, timeout=60
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise BuilderError(f"{' '.join(argv)}: {exc}") from exc
         if result.returncode:
-            raise BuilderError(f"subprocess.CalledProcessError: Command '{argv}' returned non-zero exit status {result.returncode}.")
+            raise BuilderError(
+                f"subprocess.CalledProcessError: Command '{argv}' returned non-zero exit status {result.returncode}."
+            )
         return result.stdout or ""
 
     def flags(self) -> list[str]:
@@ -231,7 +239,7 @@ class Builder:
             text += "editor 0\n"
         text += f"console-mode {self.config.console_mode}\n"
         tmp.write_text(text, encoding="utf-8")
-        os.rename(tmp, conf)
+        tmp.rename(conf)
 
     def remove_old_entries(self, generations: list[int], specs: dict[int, BootSpec]) -> None:
         known = {efi_name(Path(p)) for s in specs.values() for p in (s.kernel, s.initrd)}

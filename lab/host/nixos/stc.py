@@ -1,7 +1,8 @@
 """LAB STAND-IN: ``$system/bin/switch-to-configuration {switch|boot|test|dry-activate}``.
 
 The algorithm of nixpkgs' switch-to-configuration in miniature: take the lock, (switch/boot) install
-the boot loader (systemd-boot: sdboot.py; GRUB: nothing), (boot) stop there, compare the running units with the new ones, stop, activate,
+the boot loader (systemd-boot: sdboot.py; GRUB: nothing), (boot) stop there, compare the running
+units with the new ones, stop, activate,
 reload, restart, start, report new and failed units, on stderr with the real lines in the real
 order, and exit 0 / 1 (usage) / 11 (lock held: EWOULDBLOCK, as -ng's die()) / 2 (activation failed)
 / 3 (daemon-reload failed) / 4 (a unit failed) / 100 (reboot required). Units are driven through the systemctl stand-in

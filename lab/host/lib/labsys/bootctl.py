@@ -17,7 +17,9 @@ from pathlib import Path
 
 from . import efi
 
-VERSION_TEXT = f"systemd {efi.SYSTEMD_VERSION} ({efi.SYSTEMD_FULL_VERSION})\n+PAM +AUDIT -SELINUX +APPARMOR +IMA +SMACK +SECCOMP"
+VERSION_TEXT = (
+    f"systemd {efi.SYSTEMD_VERSION} ({efi.SYSTEMD_FULL_VERSION})\n+PAM +AUDIT -SELINUX +APPARMOR +IMA +SMACK +SECCOMP"
+)
 SD_BOOT_SOURCE = "/run/current-system/sw/lib/systemd/boot/efi/systemd-bootx64.efi"
 NO_ESP = (
     "Couldn't find EFI system partition. It is recommended to mount it to /boot/ or /efi/.\n"
@@ -115,7 +117,11 @@ class Bootctl:
         print(f"        title: {title}")
         print(f"           id: {entry.id}")
         print(f"       source: {self.esp_path}//loader/entries/{entry.id} (on the EFI System Partition)")
-        for key, label in (("sort-key", "     sort-key"), ("version", "      version"), ("machine-id", "   machine-id")):
+        for key, label in (
+            ("sort-key", "     sort-key"),
+            ("version", "      version"),
+            ("machine-id", "   machine-id"),
+        ):
             value = entry.get(key)
             if value is not None:
                 print(f"{label}: {value}")
@@ -146,7 +152,8 @@ class Bootctl:
         efi_boot = self.vars.is_efi_boot()
         print("System:")
         if efi_boot:
-            print(f"      Firmware: {self.vars.get('LoaderFirmwareType') or 'n/a'} ({self.vars.get('LoaderFirmwareInfo') or 'n/a'})")
+            firmware = self.vars.get("LoaderFirmwareType") or "n/a"
+            print(f"      Firmware: {firmware} ({self.vars.get('LoaderFirmwareInfo') or 'n/a'})")
             print(" Firmware Arch: x64")
             print("   Secure Boot: disabled (unsupported)")
             print("  TPM2 Support: no")
@@ -250,7 +257,7 @@ def main(argv: list[str]) -> int:
             positional += list(args)
         elif arg.startswith("--esp-path="):
             esp_path = arg.split("=", 1)[1]
-        elif arg == "--esp-path" or arg == "--boot-path":
+        elif arg in {"--esp-path", "--boot-path"}:
             value = next(args, None)
             if value is None:
                 err(f"bootctl: option '{arg}' requires an argument")

@@ -131,7 +131,7 @@ class EfiVars:
         attrs = ATTR_NV if name in NON_VOLATILE else ATTR_VOLATILE
         tmp = target.with_name(target.name + ".tmp")
         tmp.write_bytes(struct.pack("<I", attrs) + data)
-        os.replace(tmp, target)
+        tmp.replace(target)
 
 
 # --------------------------------------------------------------------------- entries
@@ -173,8 +173,8 @@ class BootEntry:
 
 def parse_entry(path: Path) -> BootEntry:
     keys: dict[str, list[str]] = {}
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        line = line.strip()
+    for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        line = raw.strip()
         if not line or line.startswith("#"):
             continue
         key, _, value = line.partition(" ")
@@ -187,8 +187,8 @@ def _version_key(text: str) -> list[tuple[int, int | str]]:
     return [(0, int(part)) if part.isdigit() else (1, part) for part in re.findall(r"\d+|[^\d]+", text)]
 
 
-def _cmp(a: object, b: object) -> int:
-    return (a > b) - (a < b)  # type: ignore[operator]
+def _cmp(a: str | list[tuple[int, int | str]], b: str | list[tuple[int, int | str]]) -> int:
+    return int(a > b) - int(a < b)  # type: ignore[operator]
 
 
 def _compare(a: BootEntry, b: BootEntry) -> int:
@@ -226,8 +226,8 @@ def read_loader_conf(esp: Path) -> dict[str, str]:
     except OSError:
         return {}
     conf: dict[str, str] = {}
-    for line in text.splitlines():
-        line = line.strip()
+    for raw in text.splitlines():
+        line = raw.strip()
         if line and not line.startswith("#"):
             key, _, value = line.partition(" ")
             conf[key] = value.strip()
@@ -287,7 +287,9 @@ def choose_boot(root: Path) -> BootChoice:
             log.append(f"systemd-boot: {source} {pattern!r} matches no entry")
             continue
         if not bootable(entry):
-            log.append(f"systemd-boot: {source} {entry.id}: its system {entry.system} is missing: falling back to the default")
+            log.append(
+                f"systemd-boot: {source} {entry.id}: its system {entry.system} is missing: falling back to the default"
+            )
             continue
         log.append(f"systemd-boot: booting {entry.id} ({source})")
         chosen = entry
