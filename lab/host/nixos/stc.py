@@ -1,7 +1,8 @@
 """LAB STAND-IN: ``$system/bin/switch-to-configuration {switch|boot|test|dry-activate}``.
 
 The algorithm of nixpkgs' switch-to-configuration in miniature: take the lock, (switch/boot) install
-the boot loader, (boot) stop there, compare the running units with the new ones, stop, activate,
+the boot loader (systemd-boot: sdboot.py; GRUB: nothing), (boot) stop there, compare the running
+units with the new ones, stop, activate,
 reload, restart, start, report new and failed units, on stderr with the real lines in the real
 order, and exit 0 / 1 (usage) / 11 (lock held: EWOULDBLOCK, as -ng's die()) / 2 (activation failed)
 / 3 (daemon-reload failed) / 4 (a unit failed) / 100 (reboot required). Units are driven through the systemctl stand-in
@@ -22,7 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
-from . import proc
+from . import proc, sdboot
 from .state import HostPaths, Knobs
 from .units import UnitPlan, parse_unit, plan_units, report_line, unit_bool, units_wanted_by_default_target
 
@@ -171,8 +172,9 @@ class Switch:
 
     # --- steps -----------------------------------------------------------------------------------
     def install_bootloader(self) -> int:
-        # The lab's "boot loader" is the system profile itself, which lab-init boots from.
-        return 0
+        # systemd-boot: entries and loader.conf on /boot, as systemd-boot-builder.py (sdboot.py).
+        # GRUB (the stock lab install): nothing is written; the lab's legacy boot is the profile.
+        return sdboot.install_bootloader(self.toplevel, self.paths)
 
     def reboot_required(self) -> bool:
         if self.action == "dry-activate":

@@ -4,7 +4,7 @@
 # derivation built with builder /bin/sh and PATH=/usr/bin:/bin (the lab host's Debian tools).
 # Programs the lab host keeps out of PATH are wrappers around them:
 #   python3 -> /usr/lib/lab/bin/python3    rsync -> /usr/lib/lab/bin/rsync
-#   systemd (systemctl, systemd-run, journalctl, shutdown, reboot, poweroff, halt) -> /opt/lab/bin/…
+#   systemd (systemctl, systemd-run, journalctl, shutdown, reboot, poweroff, halt, bootctl) -> /opt/lab/bin/…
 #   nixos-rebuild -> /opt/lab/bin/nixos-rebuild
 # so Python, rsync and the systemd tools exist on a lab host only when its system has them
 # (/run/current-system/sw/bin). Service packages (pict-rs, nginx's stand-in) run lab-httpd.
@@ -313,6 +313,7 @@ let
         "reboot"
         "poweroff"
         "halt"
+        "bootctl"
       ] (p: "${labBin}/${p}");
       mainProgram = "systemctl";
     };

@@ -463,3 +463,38 @@ def test_unknown_option_usage_error(host: Host) -> None:
     result = host.rebuild("switch", "--frobnicate")
     assert result.returncode == 2
     assert "nixos-rebuild: error: unrecognized arguments: --frobnicate" in result.stderr
+
+
+SYSTEMD_BOOT = """{ lib, ... }: {
+  boot.loader.grub.enable = lib.mkForce false;
+  boot.loader.systemd-boot.enable = true;
+}"""
+
+
+def test_systemd_boot_is_installed_as_on_nixos_and_grub_writes_nothing(host: Host, tmp_path: Path) -> None:
+    """The stock (GRUB) host has no boot loader files; switching to systemd-boot needs
+    --install-bootloader, as on NixOS; then every generation has an entry and loader.conf's default
+    is the new system."""
+    bootctl = tmp_path / "bootctl"
+    bootctl.write_text(f'#!/bin/sh\nexec {sys.executable} {REPO}/lab/host/bin/bootctl "$@"\n')
+    bootctl.chmod(0o755)
+    host.env["LAB_BOOTCTL"] = str(bootctl)
+    boot = host.root / "boot"
+    boot.mkdir(exist_ok=True)
+    host.set_module(services())
+    switched(host)
+    assert list(boot.iterdir()) == []
+    host.set_module(SYSTEMD_BOOT)
+    refused = host.rebuild("switch")
+    assert refused.returncode == 1
+    assert "Could not find any previously installed systemd-boot" in refused.stderr
+    assert "Failed to install bootloader" in refused.stderr
+    result = switched(host, "--install-bootloader")
+    entries = sorted(p.name for p in (boot / "loader/entries").glob("*.conf"))
+    assert entries == [f"nixos-generation-{g}.conf" for g in (1, 2, 3)]
+    assert "default nixos-generation-3.conf" in (boot / "loader/loader.conf").read_text()
+    entry = (boot / "loader/entries/nixos-generation-3.conf").read_text()
+    assert f"options init={host.current}/init loglevel=4\n" in entry
+    assert json.loads((Path(host.current) / "boot.json").read_text())["org.nixos.systemd-boot"] == {"sortKey": "nixos"}
+    assert (Path(host.current) / "sw/bin/bootctl").is_symlink()
+    assert result.stdout.strip() == host.current

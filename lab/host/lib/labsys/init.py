@@ -1,7 +1,8 @@
 """lab-init: PID 1 of a lab host — the lab stand-in for systemd (TEST INFRASTRUCTURE).
 
 Boot: tmpfs /run and /tmp, a new boot id bind-mounted over /proc/sys/kernel/random/boot_id, the
-system profile activated (or generation 1 installed by /opt/lab/bin/lab-install), sshd, then every
+system systemd-boot would pick (else the profile) activated (or generation 1 installed by
+/opt/lab/bin/lab-install), sshd, then every
 unit wanted by multi-user.target. Then it serves /run/lab/init.sock (JSON lines, see protocol.py)
 for systemctl / systemd-run / reboot, reaps every child (it is PID 1) and fires timers.
 Reboot happens in place: units stopped, every other process killed, /run cleared, lab-init re-exec'd.
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import journal
+from . import efi, journal
 from .unitfile import (
     SEARCH_PATH,
     ExecCommand,
@@ -984,6 +985,22 @@ def setup_sshd(address: str, root: Path = Path("/")) -> None:
     )
 
 
+def boot_target(root: Path) -> Path | None:
+    """The system this boot runs, as the firmware and boot loader would pick it (labsys.efi):
+    systemd-boot's entry (one-shot, else the EFI default, else loader.conf's default; an entry
+    whose system is gone falls back to the next), else (legacy boot: GRUB hosts) the system
+    profile; None when there is no system at all."""
+    choice = efi.choose_boot(root)
+    for line in choice.log:
+        log(line)
+    if choice.system is not None:
+        return choice.system
+    profile = root / str(PROFILE).lstrip("/")
+    if not profile.exists():
+        return None
+    return Path(os.path.realpath(profile))
+
+
 def activate_system(address: str) -> None:
     if not PROFILE.exists() and not PROFILE.is_symlink():
         if os.access(LAB_INSTALL, os.X_OK):
@@ -993,10 +1010,11 @@ def activate_system(address: str) -> None:
         else:
             log(f"no system profile at {PROFILE} and no {LAB_INSTALL}: booting with no NixOS system and no units")
             return
-    if not PROFILE.exists():
+    target = boot_target(Path("/"))
+    if target is None:
         log(f"no system profile at {PROFILE} after lab-install: booting with no units")
         return
-    system = os.path.realpath(PROFILE)
+    system = str(target)
     for link in ("/run/booted-system", "/run/current-system"):
         Path(link).unlink(missing_ok=True)
         Path(link).symlink_to(system)

@@ -6,7 +6,7 @@
 #                        lab/system.json, ...), etc/hostname, etc/systemd/system/*.{service,timer}
 #   sw -> system-path    links to the bin/* of systemPackages ++ defaultPackages ++ required
 #   kernel, kernel-modules, initrd, kernel-params, init, init-interface-version, nixos-version,
-#   system, extra-dependencies, specialisation/
+#   system, extra-dependencies, specialisation/, boot.json (bootspec v1)
 # As on NixOS, failed assertions abort the build ("Failed assertions:\n- msg") and warnings are
 # printed. Unlike NixOS (which warns and defaults it), an unset system.stateVersion is an error.
 #
@@ -107,6 +107,25 @@ let
     );
     timeZone = config.time.timeZone;
     nixosVersion = config.system.nixos.version;
+    bootLoader = config.system.lab.bootLoader;
+  };
+
+  # nixos/modules/system/activation/bootspec.nix: $out/boot.json (bootspec v1), with systemd-boot's
+  # extension when it is the boot loader. "@out@" is the toplevel, filled in by the builder.
+  bootspec = {
+    "org.nixos.bootspec.v1" = {
+      system = pkgs.system;
+      init = "@out@/init";
+      initrd = "${initrd}/initrd";
+      kernel = "${kernel}/bzImage";
+      kernelParams = config.boot.kernelParams;
+      label = "NixOS ${config.system.nixos.codeName} ${config.system.nixos.label} (Linux ${kernel.modDirVersion or kernel.version})";
+      toplevel = "@out@";
+    };
+    "org.nixos.specialisation.v1" = { };
+  }
+  // lib.optionalAttrs config.boot.loader.systemd-boot.enable {
+    "org.nixos.systemd-boot".sortKey = config.boot.loader.systemd-boot.sortKey;
   };
 
   etc = lib.filterAttrs (_: e: e.enable) config.environment.etc;
@@ -142,7 +161,8 @@ let
     etcTargets = map (n: etc.${n}.target) etcNames;
     etcSources = map (n: etc.${n}.source) etcNames;
     extraSystemBuilderCmds = config.system.extraSystemBuilderCmds;
-    passAsFile = [ "extraSystemBuilderCmds" ];
+    bootspecTemplate = toJSON bootspec;
+    passAsFile = [ "extraSystemBuilderCmds" "bootspecTemplate" ];
   } (builtins.readFile ./top-level.sh);
 
   checked =

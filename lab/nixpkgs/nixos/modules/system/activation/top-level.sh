@@ -15,6 +15,8 @@ printf '%s' "$systemType" > "$out/system"
 : > "$out/extra-dependencies"
 for dep in $extraDependencies; do printf '%s\n' "$dep" >> "$out/extra-dependencies"; done
 ln -s "$systemPath" "$out/sw"
+# bootspec (boot.json), as NixOS writes it; the template names the toplevel "@out@".
+sed "s|@out@|$out|g" "$bootspecTemplatePath" > "$out/boot.json"
 
 # environment.etc: etc/TARGET, a copy of its source (files and directories).
 # shellcheck disable=SC2086  # store paths: word splitting intended

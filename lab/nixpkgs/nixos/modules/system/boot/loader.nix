@@ -17,6 +17,7 @@ let
   strs = opt (types.listOf types.str) [ ];
   cfg = config.boot;
   grub = cfg.loader.grub;
+  sdboot = cfg.loader.systemd-boot;
 
   fileSystemModule =
     { name, config, ... }:
@@ -99,6 +100,8 @@ in
         };
         systemd-boot = {
           enable = opt types.bool false "Whether to enable the systemd-boot (formerly gummiboot) EFI boot manager.";
+          sortKey = opt types.str "nixos" "The sort key used for the NixOS bootloader entries.";
+          graceful = opt types.bool false "Invoke `bootctl install` with the `--graceful` option.";
           configurationLimit = opt (types.nullOr types.int) null "Maximum number of latest generations in the boot menu.";
           editor = opt types.bool true "Whether to allow editing the kernel command-line before boot.";
           consoleMode = opt (types.enum [ "0" "1" "2" "5" "auto" "max" "keep" ]) "keep" "The resolution of the console.";
@@ -110,11 +113,34 @@ in
         generic-extlinux-compatible.enable = opt types.bool false "Whether to generate an extlinux-compatible configuration file.";
       };
     };
+    system.lab.bootLoader = mkOption {
+      type = types.attrsOf types.anything;
+      internal = true;
+      description = "LAB: the boot loader switch-to-configuration installs (`id`: systemd-boot, grub or none) and its settings.";
+    };
     fileSystems = opt (types.attrsOf (types.submodule fileSystemModule)) { } "The file systems to be mounted.";
     swapDevices = opt (types.listOf (types.submodule swapModule)) [ ] "The swap devices and swap files.";
   };
 
   config = {
+    # nixos/modules/system/boot/loader/systemd-boot/systemd-boot.nix: systemd-boot replaces GRUB
+    # (mkDefault, so a configuration can still say otherwise), and its settings reach the builder.
+    # LAB: the builder is lab/host/nixos/sdboot.py, run by switch-to-configuration; it reads
+    # system.lab.bootLoader from the system's etc/lab/system.json (NixOS bakes them into the
+    # builder script, system.build.installBootLoader).
+    boot.loader.grub.enable = lib.mkIf sdboot.enable (lib.mkDefault false);
+    system.lab.bootLoader =
+      if sdboot.enable then
+        {
+          id = "systemd-boot";
+          inherit (cfg.loader) timeout;
+          inherit (sdboot) editor consoleMode configurationLimit sortKey graceful;
+          inherit (cfg.loader.efi) canTouchEfiVariables efiSysMountPoint;
+        }
+      else if grub.enable then
+        { id = "grub"; }
+      else
+        { id = "none"; };
     # nixos/modules/system/boot/kernel.nix
     boot.kernelParams = [ "loglevel=${toString cfg.consoleLogLevel}" ];
     boot.loader.grub.mirroredBoots = lib.optional (grubDevices != [ ]) {
@@ -126,6 +152,11 @@ in
         # nixos/modules/system/boot/loader/grub/grub.nix
         assertion = !grub.enable || grub.mirroredBoots != [ ];
         message = "You must set the option ‘boot.loader.grub.devices’ or 'boot.loader.grub.mirroredBoots' to make the system bootable.";
+      }
+      {
+        # nixos/modules/system/boot/loader/systemd-boot/systemd-boot.nix
+        assertion = !sdboot.enable || lib.hasPrefix "/" cfg.loader.efi.efiSysMountPoint;
+        message = "The ESP mount point '${toString cfg.loader.efi.efiSysMountPoint}' must be an absolute path";
       }
       {
         # nixos/modules/system/boot/stage-1.nix
