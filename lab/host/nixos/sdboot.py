@@ -157,6 +157,15 @@ def generation_numbers(profile: Path) -> list[int]:
     return sorted(found)
 
 
+SystemId = tuple[str | None, int]  # (profile under system-profiles/, or None for the default; generation)
+
+
+def entry_file_name(system_id: SystemId) -> str:
+    """``nixos-generation-N.conf``, ``nixos-PROFILE-generation-N.conf`` (generation_conf_filename)."""
+    profile, generation = system_id
+    return "-".join(p for p in ("nixos", profile, "generation", str(generation)) if p) + ".conf"
+
+
 class Builder:
     def __init__(self, toplevel: Path, paths: HostPaths, config: LoaderConfig) -> None:
         self.toplevel, self.paths, self.config = toplevel, paths, config
@@ -198,16 +207,22 @@ class Builder:
         if re.search(r"^\((.*)\)$", available) is None:
             raise BuilderError("Exception: could not determine systemd-boot version")
 
-    def generation_dir(self, generation: int) -> Path:
+    def generation_dir(self, system_id: SystemId) -> Path:
+        """``/nix/var/nix/profiles/system-N-link``, or ``system-profiles/NAME-N-link`` for another profile."""
+        profile, generation = system_id
+        if profile:
+            return self.paths.profile.parent / "system-profiles" / f"{profile}-{generation}-link"
         return self.paths.profile.parent / f"{self.paths.profile.name}-{generation}-link"
 
-    def write_entry(self, generation: int, spec: BootSpec, machine_id: str | None) -> None:
+    def write_entry(self, system_id: SystemId, spec: BootSpec, machine_id: str | None) -> None:
+        profile, generation = system_id
         kernel = self.copy(Path(spec.kernel))
         initrd = self.copy(Path(spec.initrd))
-        build_time = self.generation_dir(generation).stat().st_ctime
+        build_time = self.generation_dir(system_id).stat().st_ctime
         build_date = datetime.datetime.fromtimestamp(build_time).strftime("%F")
+        title = DISTRO_NAME + (f" [{profile}]" if profile else "")
         text = (
-            f"title {DISTRO_NAME}\n"
+            f"title {title}\n"
             f"sort-key {spec.sort_key}\n"
             f"version Generation {generation} {spec.label}, built on {build_date}\n"
             f"linux /{kernel}\n"
@@ -216,7 +231,7 @@ class Builder:
         )
         if machine_id is not None:
             text += f"machine-id {machine_id}\n"
-        entry = self.esp / "loader" / "entries" / f"nixos-generation-{generation}.conf"
+        entry = self.esp / "loader" / "entries" / entry_file_name(system_id)
         tmp = entry.with_suffix(".tmp")
         tmp.write_text(text, encoding="utf-8")
         tmp.rename(entry)
@@ -230,45 +245,62 @@ class Builder:
             tmp.rename(dest)
         return rel
 
-    def write_loader_conf(self, generation: int) -> None:
+    def write_loader_conf(self, system_id: SystemId) -> None:
         conf = self.esp / "loader" / "loader.conf"
         tmp = conf.with_suffix(".tmp")
         tmp.unlink(missing_ok=True)
-        text = f"timeout {self.config.timeout}\ndefault nixos-generation-{generation}.conf\n"
+        text = f"timeout {self.config.timeout}\ndefault {entry_file_name(system_id)}\n"
         if not self.config.editor:
             text += "editor 0\n"
         text += f"console-mode {self.config.console_mode}\n"
         tmp.write_text(text, encoding="utf-8")
         tmp.rename(conf)
 
-    def remove_old_entries(self, generations: list[int], specs: dict[int, BootSpec]) -> None:
+    def remove_old_entries(self, system_ids: list[SystemId], specs: dict[SystemId, BootSpec]) -> None:
+        """As the builder: an entry whose (profile, generation) is not listed goes, and so do kernel and
+        initrd copies no listed generation uses."""
         known = {efi_name(Path(p)) for s in specs.values() for p in (s.kernel, s.initrd)}
-        rex = re.compile(r"^nixos.*-generation-([0-9]+)(-specialisation-.*)?\.conf$")
+        rex_profile = re.compile(r"^nixos-(.*)-generation-.*\.conf$")
+        rex_generation = re.compile(r"^nixos.*-generation-([0-9]+)(-specialisation-.*)?\.conf$")
         for path in (self.esp / "loader" / "entries").glob("nixos*-generation-[1-9]*.conf"):
-            match = rex.match(path.name)
-            if match and not path.name.startswith("nixos-generation-"):
-                continue  # another profile's entry (system-profiles/*): the lab has none to compare
-            if match and int(match.group(1)) not in generations:
+            profile = rex_profile.sub(r"\1", path.name) if rex_profile.match(path.name) else None
+            match = rex_generation.match(path.name)
+            if match is None:
+                continue
+            if (profile, int(match.group(1))) not in system_ids:
                 path.unlink()
         for path in (self.esp / NIXOS_DIR).iterdir():
             if path.name not in known and not path.is_dir():
                 path.unlink()
+
+    def system_ids(self) -> list[SystemId]:
+        """The default profile's generations, then each ``system-profiles/NAME``'s (the builder's
+        get_generations + get_profiles), each cut to the newest ``configurationLimit``."""
+        limit = self.config.configuration_limit
+        main = generation_numbers(self.paths.profile)
+        found: list[SystemId] = [(None, g) for g in (main[-limit:] if limit else main)]
+        profiles_dir = self.paths.profile.parent / "system-profiles"
+        if profiles_dir.is_dir():
+            for entry in sorted(profiles_dir.iterdir()):
+                if entry.name.endswith("-link"):
+                    continue
+                gens = generation_numbers(entry)
+                found += [(entry.name, g) for g in (gens[-limit:] if limit else gens)]
+        return found
 
     def run(self) -> None:
         machine_id = self.machine_id()
         self.install_or_check()
         (self.esp / NIXOS_DIR).mkdir(parents=True, exist_ok=True)
         (self.esp / "loader" / "entries").mkdir(parents=True, exist_ok=True)
-        generations = generation_numbers(self.paths.profile)
-        if self.config.configuration_limit:
-            generations = generations[-self.config.configuration_limit :]
-        specs = {g: bootspec_of(self.generation_dir(g)) for g in generations}
-        self.remove_old_entries(generations, specs)
-        for generation in generations:
-            spec = specs[generation]
-            self.write_entry(generation, spec, machine_id)
+        system_ids = self.system_ids()
+        specs = {i: bootspec_of(self.generation_dir(i)) for i in system_ids}
+        self.remove_old_entries(system_ids, specs)
+        for system_id in system_ids:
+            spec = specs[system_id]
+            self.write_entry(system_id, spec, machine_id)
             if Path(spec.init).parent == self.toplevel:
-                self.write_loader_conf(generation)
+                self.write_loader_conf(system_id)
 
     def machine_id(self) -> str | None:
         try:

@@ -198,6 +198,27 @@ def test_the_default_is_the_generation_of_the_system_being_installed_and_limits_
     assert host.loader_conf() == "timeout menu-force\ndefault nixos-generation-2.conf\neditor 0\nconsole-mode keep\n"
 
 
+def test_other_system_profiles_get_their_own_entries_and_lose_them_with_the_profile(host: Host) -> None:
+    """systemd-boot-builder lists /nix/var/nix/profiles/system-profiles/NAME too: entries
+    nixos-NAME-generation-N.conf titled "NixOS [NAME]"; the default stays the installed system's."""
+    old = host.system(1)
+    host.install(old, first=True)
+    trial = host.store / "trial-nixos-system-machine1"
+    trial.symlink_to(host.systems[1])  # any toplevel: its boot.json is read through the link
+    profiles = host.paths.profile.parent / "system-profiles"
+    profiles.mkdir()
+    (profiles / "aiolabs-trial-1-link").symlink_to(host.systems[1])
+    (profiles / "aiolabs-trial").symlink_to("aiolabs-trial-1-link")
+    assert host.install(old) == 0
+    assert host.entries() == ["nixos-aiolabs-trial-generation-1.conf", "nixos-generation-1.conf"]
+    entry = (host.esp / "loader/entries/nixos-aiolabs-trial-generation-1.conf").read_text().splitlines()
+    assert entry[0] == "title NixOS [aiolabs-trial]"
+    for link in profiles.iterdir():
+        link.unlink()
+    assert host.install(old) == 0
+    assert host.entries() == ["nixos-generation-1.conf"]
+
+
 def test_a_grub_host_gets_no_boot_loader_files(host: Host) -> None:
     new = host.system(1, loader={"id": "grub"})
     assert host.install(new, first=True) == 0
