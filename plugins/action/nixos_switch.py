@@ -16,7 +16,7 @@ import getpass
 import os
 import socket
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +56,17 @@ DEFAULTS: dict[str, Any] = {
     "check_retries": 5,
     "check_delay": 2,
     "lease_wait": 0,
+    "declared_checks": True,
+    "verify": False,
+    "links": {},
     "rollback": False,
     "generation": 0,
 }
 # The role variable each option comes from, for messages.
 VAR = {name: f"aiolabs_nixos_switch_{name}" for name in DEFAULTS}
+# Seconds one `systemctl is-active` may take; the least the checks are given.
+UNIT_CHECK_S = 1
+MIN_CHECKS_S = 30
 VAR["generation"] = "aiolabs_nixos_switch_rollback_generation"
 
 
@@ -72,59 +78,77 @@ class ArgError(ValueError):
     """A bad option, named by its role variable."""
 
 
+INT_OPTIONS = ("confirm_timeout", "activation_timeout", "reconnect_timeout", "reboot_timeout", "http_timeout",
+               "check_retries", "check_delay", "lease_wait", "generation")  # fmt: skip
+BOOL_OPTIONS = ("allow_reboot", "http_validate_certs", "rollback", "declared_checks", "verify")
+STR_LIST_OPTIONS = ("include", "extra_args", "units", "reboot_search_paths")
+
+
 def parse_args(raw: dict[str, Any]) -> dict[str, Any]:
     """The options with their defaults, typed; a bad value raises :class:`ArgError` naming its variable."""
     unknown = sorted(set(raw) - set(DEFAULTS))
     if unknown:
         raise ArgError(f"nixos_switch: unsupported options {', '.join(unknown)}")
     args = {**DEFAULTS, **{k: v for k, v in raw.items() if v is not None}}
-    for name in ("confirm_timeout", "activation_timeout", "reconnect_timeout", "reboot_timeout", "http_timeout",
-                 "check_retries", "check_delay", "lease_wait", "generation"):  # fmt: skip
-        try:
-            args[name] = int(args[name])
-        except (TypeError, ValueError):
-            raise ArgError(f"{VAR[name]} must be a whole number of seconds (or a count), got {args[name]!r}") from None
-        if args[name] < 0:
-            raise ArgError(f"{VAR[name]} must not be negative, got {args[name]}")
-    if args["action"] not in ("switch", "test"):
-        raise ArgError(f"{VAR['action']} must be switch or test, got {args['action']!r}")
-    if args["failed_units_policy"] not in ("fail", "warn"):
-        raise ArgError(f"{VAR['failed_units_policy']} must be fail or warn, got {args['failed_units_policy']!r}")
-    for name in ("include", "extra_args", "units", "reboot_search_paths"):
-        if not isinstance(args[name], list) or not all(isinstance(x, str) for x in args[name]):
-            raise ArgError(f"{VAR[name]} must be a list of strings, got {args[name]!r}")
-    if not isinstance(args["http_checks"], list) or not all(isinstance(c, dict) for c in args["http_checks"]):
-        raise ArgError(f"{VAR['http_checks']} must be a list of dictionaries")
-    for name in ("allow_reboot", "http_validate_certs", "rollback"):
+    for name in INT_OPTIONS:
+        args[name] = _whole(name, args[name])
+    for name in BOOL_OPTIONS:
         args[name] = _bool(args[name])
-    if args["http_ca_path"]:
-        ca = str(Path(str(args["http_ca_path"])).expanduser())
-        if not Path(ca).is_file():
-            raise ArgError(
-                f"{VAR['http_ca_path']}: {ca} is not a file on the controller (a PEM CA certificate, or empty for "
-                "the system trust store)"
-            )
-        args["http_ca_path"] = ca
-    else:
-        args["http_ca_path"] = None
+    for name, allowed in (("action", ("switch", "test")), ("failed_units_policy", ("fail", "warn"))):
+        if args[name] not in allowed:
+            raise ArgError(f"{VAR[name]} must be {' or '.join(allowed)}, got {args[name]!r}")
+    _check_lists(args)
+    args["http_ca_path"] = _ca_path(args["http_ca_path"])
     if args["check_retries"] < 1:
         raise ArgError(f"{VAR['check_retries']} must be at least 1")
     return args
 
 
-def checks_budget(args: dict[str, Any]) -> int:
-    """Seconds the health checks may take at worst (every try of every check failing)."""
+def _whole(name: str, value: object) -> int:
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise ArgError(f"{VAR[name]} must be a whole number of seconds (or a count), got {value!r}") from None
+    if number < 0:
+        raise ArgError(f"{VAR[name]} must not be negative, got {number}")
+    return number
+
+
+def _check_lists(args: dict[str, Any]) -> None:
+    for name in STR_LIST_OPTIONS:
+        if not isinstance(args[name], list) or not all(isinstance(x, str) for x in args[name]):
+            raise ArgError(f"{VAR[name]} must be a list of strings, got {args[name]!r}")
+    if not isinstance(args["http_checks"], list) or not all(isinstance(c, dict) for c in args["http_checks"]):
+        raise ArgError(f"{VAR['http_checks']} must be a list of dictionaries")
+    if not isinstance(args["links"], dict) or not all(isinstance(v, str) for v in args["links"].values()):
+        raise ArgError("links must map paths on the host to the paths they must resolve to")
+
+
+def _ca_path(value: object) -> str | None:
+    if not value:
+        return None
+    ca = str(Path(str(value)).expanduser())
+    if not Path(ca).is_file():
+        raise ArgError(
+            f"{VAR['http_ca_path']}: {ca} is not a file on the controller (a PEM CA certificate, or empty for "
+            "the system trust store)"
+        )
+    return ca
+
+
+def checks_budget(args: dict[str, Any], units: int, http: int) -> int:
+    """Seconds ``units`` unit checks and ``http`` probes may take at worst (every try failing)."""
     retries, delay = args["check_retries"], args["check_delay"]
-    units = len(args["units"]) * retries * (delay + 5)
-    http = len(args["http_checks"]) * retries * (delay + args["http_timeout"])
-    return max(30, units + http)
+    return units * retries * (delay + UNIT_CHECK_S) + http * retries * (delay + args["http_timeout"])
 
 
 def settings(args: dict[str, Any], owner: str, started: str) -> txn.Settings:
-    checks = checks_budget(args)
-    base = txn.Settings(
+    """The transaction's settings; the checks the built system declares are added after the build."""
+    checks = max(MIN_CHECKS_S, checks_budget(args, len(args["units"]), len(args["http_checks"])))
+    return txn.Settings(
         owner=owner,
         started=started,
+        confirm_timeout=args["confirm_timeout"],
         activation_timeout=args["activation_timeout"],
         reconnect_timeout=args["reconnect_timeout"],
         checks_timeout=checks,
@@ -133,9 +157,6 @@ def settings(args: dict[str, Any], owner: str, started: str) -> txn.Settings:
         failed_units=txn.UnitsPolicy(args["failed_units_policy"]),
         boot_default=args["action"] == "switch",
     )
-    # 0 = as long as the switch may take before it confirms, and a minute more.
-    confirm = args["confirm_timeout"] or base.needed + 60
-    return txn.Settings(**{**base.__dict__, "confirm_timeout": confirm})
 
 
 def _target(raw: dict[str, Any] | None) -> txn.Target | None:
@@ -169,6 +190,8 @@ class AnsibleSteps:
         self.goto: dict[str, Any] | None = None  # rollback mode: the generation to go to
         self.new_system = ""  # the built system, which `arm` records
         self.owner = ""
+        self.previous: dict[str, Any] | None = None  # what the armed rollback returns to
+        self.last_checks: dict[str, Any] = {}  # what the last checks checked
 
     # -- the seam ------------------------------------------------------------------------
 
@@ -187,7 +210,7 @@ class AnsibleSteps:
         if result.get("failed"):
             raise NixError(
                 str(result.get("msg") or f"step {name} failed"),
-                cmd=result.get("cmd"),
+                cmd=result.get("cmd") or (),
                 rc=result.get("rc"),
                 stdout=str(result.get("stdout") or ""),
                 stderr=str(result.get("stderr") or ""),
@@ -201,7 +224,9 @@ class AnsibleSteps:
             return self._rollback_target()
         got = self.step("build", **{k: self.args[k] for k in SOURCE_ARGS if self.args[k] not in (None, [])})
         self.new_system = str(got["system"])
-        return txn.Built(system=self.new_system, gc_root=got.get("gc_root"))
+        declared = got.get("declared") or {} if self.args["declared_checks"] else {}
+        extra = checks_budget(self.args, int(declared.get("units", 0)), int(declared.get("http", 0)))
+        return txn.Built(system=self.new_system, gc_root=got.get("gc_root"), checks_s=extra)
 
     def _rollback_target(self) -> txn.Built:
         raw = self.step("state")
@@ -231,6 +256,7 @@ class AnsibleSteps:
         )
 
     def arm(self, previous: txn.Target, timeout_s: int) -> None:
+        self.previous = _target_dict(previous)
         self.step("arm", system=self.new_system, timeout=timeout_s, previous=_target_dict(previous))
 
     def activate(self, system: str, action: Action) -> txn.ActivationResult:
@@ -252,19 +278,19 @@ class AnsibleSteps:
                 if result.get("ping") == "pong":
                     return
                 error = NixError(str(result.get("msg") or "ping failed"))
-            except Exception as exc:  # noqa: BLE001 - any failure to connect is a retry, as wait_for_connection does
+            except Exception as exc:
                 error = exc
             time.sleep(1)
         raise txn.ConnectionLost(f"no connection within {self.args['reconnect_timeout']} s: {error}")
 
     def checks(self) -> list[txn.Failure]:
-        failures: list[txn.Failure] = []
-        if self.args["units"]:
-            got = self.step("units", units=self.args["units"], retries=self.args["check_retries"],
-                            delay=self.args["check_delay"])  # fmt: skip
-            failures += [txn.Failure(str(f["check"]), str(f.get("msg") or "")) for f in got["failures"]]
-        if self.args["http_checks"]:
-            probes = [HttpCheck.from_mapping(c, self.address) for c in self.args["http_checks"]]
+        got = self.step("health", units=self.args["units"], retries=self.args["check_retries"],
+                        delay=self.args["check_delay"], declared=self.args["declared_checks"])  # fmt: skip
+        failures = [txn.Failure(str(f["check"]), str(f.get("msg") or "")) for f in got["failures"]]
+        wanted = _unique([*got.get("http", []), *self.args["http_checks"]])
+        self.last_checks = {"units": got.get("units", []), "http": wanted, "declared": bool(got.get("declared"))}
+        if wanted:
+            probes = [HttpCheck.from_mapping(c, self.address) for c in wanted]
             run = run_checks(
                 probes,
                 retries=self.args["check_retries"],
@@ -287,10 +313,8 @@ class AnsibleSteps:
         return txn.RollbackResult(ok=bool(got.get("ok")), msg=str(got.get("msg") or ""), rc=got.get("rc"))
 
     def boot_once(self, system: str) -> None:
-        raise NixError(
-            "this host has no one-shot boot entry aiolabs.nixos can set (systemd-boot's bootctl set-oneshot): "
-            "the new system was not booted"
-        )
+        previous = self.previous or {}
+        self.step("boot_once", system=system, previous=previous)
 
     def reboot(self) -> None:
         task = self.action._task.copy()
@@ -318,6 +342,18 @@ class AnsibleSteps:
         self.step("release_lease", owner=self.owner)
 
 
+def _unique(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Probes in order, each once (a configured probe the system also declares runs once)."""
+    seen: set[str] = set()
+    out = []
+    for check in checks:
+        key = repr(sorted((k, str(v)) for k, v in check.items() if v is not None))
+        if key not in seen:
+            seen.add(key)
+            out.append(check)
+    return out
+
+
 def _target_dict(target: txn.Target) -> dict[str, Any]:
     return {"system": target.system, "generation": target.generation, "profile_system": target.profile_system}
 
@@ -325,7 +361,10 @@ def _target_dict(target: txn.Target) -> dict[str, Any]:
 def _activation(raw: dict[str, Any]) -> txn.ActivationResult:
     units = raw.get("units") or {}
     report = UnitReport(
-        **{k: tuple(units.get(k) or ()) for k in ("stopped", "started", "restarted", "reloaded", "failed", "new", "skipped")}
+        **{
+            k: tuple(units.get(k) or ())
+            for k in ("stopped", "started", "restarted", "reloaded", "failed", "new", "skipped")
+        }
     )
     msg = str(raw.get("msg") or "")
     if raw.get("rc") not in (0, None) and raw.get("log_tail"):
@@ -343,10 +382,12 @@ class ActionModule(ActionBase):  # type: ignore[misc]
             args = parse_args(dict(self._task.args))
         except ArgError as exc:
             return {**result, "failed": True, "msg": str(exc)}
+        if args["verify"]:
+            return {**result, **self._verify(args, task_vars)}
         if self._task.check_mode:
             return {**result, **self._predict(args, task_vars)}
         owner = f"{getpass.getuser()}@{socket.gethostname()} pid {os.getpid()}"
-        started = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         steps = AnsibleSteps(self, task_vars, args)
         steps.owner = owner
         outcome = txn.run(steps, settings(args, owner, started))
@@ -355,9 +396,44 @@ class ActionModule(ActionBase):  # type: ignore[misc]
         switch["connection_dropped"] = "wait_activation" in outcome.ran
         if steps.goto is not None:
             switch["generation_goal"] = steps.goto["generation"]
+        switch["checked"] = steps.last_checks
         for warning in outcome.warnings:
             display.warning(f"{task_vars.get('inventory_hostname')}: {warning}")
         return {**result, **switch, "switch": switch, "failed": outcome.failed, "changed": outcome.changed}
+
+    def _verify(self, args: dict[str, Any], task_vars: dict[str, Any]) -> dict[str, Any]:
+        """Read-only: the host runs its profile's system (for switch), nothing is armed or leased by
+        a run that is gone, and every check (declared and configured) passes."""
+        steps = AnsibleSteps(self, task_vars, args)
+        try:
+            raw = steps.step("state", links=sorted(args["links"]))
+            state = _host_state(raw)
+            failures = [str(f) for f in steps.checks()]
+        except (NixError, txn.ConnectionLost) as exc:
+            return {"failed": True, "changed": False, "msg": f"verify: {exc.msg}"}
+        if args["action"] == "switch" and state.current != state.profile:
+            failures.insert(0, f"system: /run/current-system is {state.current}, the profile holds {state.profile}")
+        if state.timer in (txn.TimerState.WAITING, txn.TimerState.RUNNING):
+            failures.append(f"rollback: an unconfirmed switch's rollback is {state.timer}")
+        resolved = raw.get("links") or {}
+        for path, want in args["links"].items():
+            if resolved.get(path) != want:
+                failures.append(f"link: {path} resolves to {resolved.get(path) or 'nothing'}, expected {want}")
+        checked = steps.last_checks
+        ok = (
+            f"runs its profile's system; {len(checked.get('units', []))} units active, "
+            f"{len(checked.get('http', []))} vhost probes pass"
+        )
+        return {
+            "changed": False,
+            "failed": bool(failures),
+            "msg": "; ".join(failures) if failures else ok,
+            "current_system": state.current,
+            "profile_system": state.profile,
+            "generation": state.generation,
+            "failed_checks": failures,
+            "checked": checked,
+        }
 
     def _predict(self, args: dict[str, Any], task_vars: dict[str, Any]) -> dict[str, Any]:
         """Check mode: nixos_rebuild's own prediction (dry-build, dry-activate); nothing is armed."""
@@ -389,4 +465,3 @@ class ActionModule(ActionBase):  # type: ignore[misc]
         if "diff" in got:
             out["diff"] = got["diff"]
         return out
-

@@ -29,13 +29,14 @@ import os
 import shlex
 import tempfile
 import time
-from dataclasses import replace
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ansible_collections.aiolabs.nixos.plugins.module_utils import _activation, _profile
 from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError
+from ansible_collections.aiolabs.nixos.plugins.module_utils._health import read_health
 from ansible_collections.aiolabs.nixos.plugins.module_utils._rebuild_models import (
     Action,
     Activation,
@@ -51,6 +52,10 @@ ARMED_UNIT_PREFIX = "aiolabs-nixos-rollback"
 # switch ends without it: a symlink in gcroots is a root for nix-collect-garbage.
 GC_ROOT = "/nix/var/nix/gcroots/aiolabs-nixos-built-system"
 TRANSITIONAL = frozenset({"activating", "deactivating", "reloading", "refreshing"})
+# The profile a one-shot boot of an unconfirmed system goes through: systemd-boot-builder makes
+# entries for every /nix/var/nix/profiles/system-profiles/NAME (nixos-NAME-generation-N.conf),
+# so the system profile, and with it the boot default, stays where it is until the confirm.
+TRIAL_PROFILE_NAME = "aiolabs-trial"
 # Exit 11 of switch-to-configuration: another one holds its lock. The armed rollback retries.
 EXIT_LOCKED = 11
 
@@ -74,6 +79,10 @@ class SwitchHost(RebuildSteps):
     def unit_path(self) -> str:
         return f"{self.paths.state_dir}/rollback.unit"
 
+    @property
+    def trial_profile(self) -> str:
+        return str(Path(self.paths.profile).parent / "system-profiles" / TRIAL_PROFILE_NAME)
+
     def _state_dir(self) -> Path:
         state = Path(self.paths.state_dir)
         state.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -86,14 +95,18 @@ class SwitchHost(RebuildSteps):
         rejects ``--no-reexec``); the system is held by ``gc_root`` before ./result goes away."""
         nixos_rebuild = self._bin("nixos-rebuild")
         for flag in ("--no-reexec", "--fast"):
-            argv = rebuild_argv(nixos_rebuild, Action.BUILD, request.source, request.hostname, (flag, *request.extra_args))
+            argv = rebuild_argv(
+                nixos_rebuild, Action.BUILD, request.source, request.hostname, (flag, *request.extra_args)
+            )
             try:
                 system = self._build_in_tmp(argv, request, gc_root)
             except NixError as exc:
                 if flag == "--no-reexec" and f"unknown option `{flag}'" in exc.stderr:
                     continue
                 raise
-            return {"system": system, "gc_root": gc_root, "commands": [list(c) for c in self.commands]}
+            found = read_health(system)
+            declared = {"units": len(found.units), "http": len(found.http)} if found else {"units": 0, "http": 0}
+            return {"system": system, "gc_root": gc_root, "declared": declared}
         raise NixError("nixos-rebuild accepts neither --no-reexec nor --fast")  # pragma: no cover
 
     def _build_in_tmp(self, argv: Sequence[str], request: Request, gc_root: str) -> str:
@@ -114,8 +127,9 @@ class SwitchHost(RebuildSteps):
 
     # ------------------------------------------------------------------ state
 
-    def state(self) -> dict[str, Any]:
-        """What runs, what the profile holds, what booted, the armed rollback, the lease."""
+    def state(self, links: Sequence[str] = ()) -> dict[str, Any]:
+        """What runs, what the profile holds, what booted, the armed rollback, the lease; and
+        what each of ``links`` resolves to (None: missing)."""
         record = _read_json(self.record_path)
         unit = _read_text(self.unit_path).strip()
         timer = "none"
@@ -141,12 +155,21 @@ class SwitchHost(RebuildSteps):
             "armed_unit": unit or None,
             "pending": pending,
             "lease": _read_json(self.lease_path),
-            "generations": {str(n): os.path.realpath(path) for n, path in _profile.generations(self.paths.profile).items()},
+            "generations": {
+                str(n): os.path.realpath(path) for n, path in _profile.generations(self.paths.profile).items()
+            },
+            "links": {path: _profile.resolved(path) for path in links},
+            "reboot_pending": _profile.reboot_pending(
+                self.paths.booted_system, _profile.resolved(self.paths.current_system)
+            ),
+            "profile_time": _mtime(self.paths.profile),
         }
 
     def _rollback_state(self, unit: str) -> dict[str, object]:
         systemctl = self._bin("systemctl")
-        timer = self._run([systemctl, "show", "-p", "ActiveState,SubState,LastTriggerUSec", f"{unit}.timer"], check=False)
+        timer = self._run(
+            [systemctl, "show", "-p", "ActiveState,SubState,LastTriggerUSec", f"{unit}.timer"], check=False
+        )
         service = self._run(
             [systemctl, "show", "-p", "ActiveState,SubState,InactiveExitTimestampMonotonic", f"{unit}.service"],
             check=False,
@@ -190,13 +213,15 @@ class SwitchHost(RebuildSteps):
         with self._lease_lock():
             held = _read_json(self.lease_path)
             if held and held.get("owner") == owner:
-                os.unlink(self.lease_path)
+                Path(self.lease_path).unlink()
                 return {"released": True}
         return {"released": False, "holder": held or None}
 
     # ------------------------------------------------------------------ arm / disarm
 
-    def arm(self, previous: Mapping[str, Any], new_system: str, timeout: int, activation_timeout: float) -> dict[str, Any]:
+    def arm(
+        self, previous: Mapping[str, Any], new_system: str, timeout: int, activation_timeout: float
+    ) -> dict[str, Any]:
         """Stop an earlier run's timer (this run holds the lease), record the target, arm a timer
         that returns the host to ``previous`` in ``timeout`` seconds unless disarmed."""
         self._state_dir()
@@ -217,7 +242,7 @@ class SwitchHost(RebuildSteps):
             self._bin("systemd-run"),
             f"--on-active={int(timeout)}s",
             f"--unit={unit}",
-            f"--description=aiolabs.nixos rollback to generation {previous.get('generation')} unless the deploy confirms",
+            f"--description=aiolabs.nixos rollback to generation {previous.get('generation')} unless confirmed",
             "--service-type=oneshot",
             "--",
             self.paths.shell,
@@ -279,7 +304,10 @@ class SwitchHost(RebuildSteps):
         """Wait for an earlier activation, then switch-to-configuration ACTION detached, and wait."""
         self.wait_running(timeout)
         activation = self.start_activation(
-            system, action, _profile.resolved(self.paths.current_system), _profile.current_generation(self.paths.profile)
+            system,
+            action,
+            _profile.resolved(self.paths.current_system),
+            _profile.current_generation(self.paths.profile),
         )
         return self._activation_result(self.wait_for(activation, timeout))
 
@@ -329,6 +357,7 @@ class SwitchHost(RebuildSteps):
         ``switch-to-configuration boot`` makes it the boot default; only then is the build's GC root
         dropped (the profile holds the system now)."""
         nix_env = self._bin("nix-env")
+        self.drop_trial()
         if generation is not None and _profile.current_generation(self.paths.profile) != generation:
             self._run([nix_env, "-p", self.paths.profile, "--switch-generation", str(int(generation))])
         elif generation is None and _profile.resolved(self.paths.profile) != system:
@@ -343,12 +372,16 @@ class SwitchHost(RebuildSteps):
                 stderr=result.stderr,
             )
         _remove(gc_root)
-        return {"profile": _profile.resolved(self.paths.profile), "generation": _profile.current_generation(self.paths.profile)}
+        return {
+            "profile": _profile.resolved(self.paths.profile),
+            "generation": _profile.current_generation(self.paths.profile),
+        }
 
     def roll_back(self, previous: Mapping[str, Any], timeout: float, gc_root: str = GC_ROOT) -> dict[str, Any]:
         """Now: wait for a running activation (ours or the timer's), return the profile, activate
         the previous system detached, and report every return code."""
         self.wait_running(timeout)
+        self.drop_trial()
         problems: list[str] = []
         rc: int | None = None
         if _profile.resolved(self.paths.profile) != previous["profile_system"]:
@@ -369,7 +402,71 @@ class SwitchHost(RebuildSteps):
         _remove(gc_root)
         return {"ok": not problems, "msg": "; ".join(problems), "rc": rc, "activation": outcome}
 
+    # ------------------------------------------------------------------ one-shot boot
+
+    def boot_once(self, system: str, previous: Mapping[str, Any]) -> dict[str, Any]:
+        """A boot entry for ``system`` that systemd-boot takes once (``bootctl set-oneshot``), the
+        default left on the previous system: the system goes into the trial profile, and the
+        PREVIOUS system's boot-loader install writes every profile's entries with its own default."""
+        bootctl = self.runner.which("bootctl")
+        installed = self._run([bootctl, "is-installed"], check=False) if bootctl else None
+        if installed is None or installed.rc != 0:
+            why = (
+                "no bootctl"
+                if installed is None
+                else f"bootctl is-installed: {installed.stdout.strip() or installed.rc}"
+            )
+            raise NixError(
+                f"this host does not boot with systemd-boot ({why}): aiolabs.nixos can boot a new system once "
+                "only through systemd-boot's one-shot entry (GRUB's grub-reboot needs GRUB_DEFAULT=saved, which "
+                "NixOS does not set), so it does not reboot into an unconfirmed system"
+            )
+        nix_env = self._bin("nix-env")
+        Path(self.trial_profile).parent.mkdir(parents=True, exist_ok=True)
+        self._run(_profile.set_profile_argv(nix_env, self.trial_profile, system))
+        generation = _profile.current_generation(self.trial_profile)
+        installer = str(previous["profile_system"])
+        result = self._run(stc_argv(installer, Action.BOOT), check=False, env={"NIXOS_INSTALL_BOOTLOADER": "0"})
+        if result.rc != 0:
+            self.drop_trial()
+            raise NixError(
+                f"switch-to-configuration boot of {installer} (the boot entries) failed: {describe_exit(result.rc)}",
+                cmd=result.cmd,
+                rc=result.rc,
+                stdout=result.stdout,
+                stderr=result.stderr,
+            )
+        entry = f"nixos-{TRIAL_PROFILE_NAME}-generation-{generation}.conf"
+        self._run([bootctl, "set-oneshot", entry])
+        return {"entry": entry, "trial_profile": self.trial_profile}
+
+    def drop_trial(self) -> None:
+        """Remove the trial profile (its links); the next boot-loader install drops its entries."""
+        parent = Path(self.trial_profile).parent
+        if not parent.is_dir():
+            return
+        for link in parent.iterdir():
+            if link.name == TRIAL_PROFILE_NAME or (
+                link.name.startswith(f"{TRIAL_PROFILE_NAME}-") and link.name.endswith("-link")
+            ):
+                _remove(str(link))
+
     # ------------------------------------------------------------------ checks on the host
+
+    def health(self, units: Sequence[str], retries: int, delay: float, *, declared: bool = True) -> dict[str, Any]:
+        """The checks of what runs now: the units the running system declares (its
+        ``etc/aiolabs-nixos/health.json``; a system the collection did not build declares none)
+        and ``units``, checked here; the declared HTTP probes are returned for the controller."""
+        system = _profile.resolved(self.paths.current_system)
+        found = read_health(system) if (declared and system) else None
+        wanted = list(dict.fromkeys([*(found.units if found else ()), *units]))
+        return {
+            "system": system,
+            "declared": found is not None,
+            "units": wanted,
+            "http": [dict(check) for check in found.http] if found else [],
+            "failures": self.check_units(wanted, retries, delay),
+        }
 
     def check_units(self, units: Sequence[str], retries: int, delay: float) -> list[dict[str, str]]:
         """``systemctl is-active`` of each unit, tried again while it is on its way."""
@@ -411,7 +508,7 @@ def _write_text(path: str, text: str) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
-    os.replace(tmp, path)
+    Path(tmp).replace(path)
 
 
 def _write_json(path: str, data: Mapping[str, Any]) -> None:
@@ -420,12 +517,17 @@ def _write_json(path: str, data: Mapping[str, Any]) -> None:
 
 def _replace_symlink(target: str, link: str) -> None:
     tmp = f"{link}.tmp.{os.getpid()}"
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)
-    os.symlink(target, tmp)
-    os.replace(tmp, link)
+    Path(tmp).unlink(missing_ok=True)
+    Path(tmp).symlink_to(target)
+    Path(tmp).replace(link)
+
+
+def _mtime(path: str) -> int | None:
+    try:
+        return int(os.lstat(path).st_mtime)
+    except OSError:
+        return None
 
 
 def _remove(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+    Path(path).unlink(missing_ok=True)

@@ -89,6 +89,8 @@ LEASE_PATH = "/run/aiolabs-nixos/lease"
 # Seconds the confirm itself may take (nix-env --set and `switch-to-configuration boot`, which
 # installs the boot loader) on top of the activation, the reconnection and the checks.
 CONFIRM_MARGIN_S = 60
+# confirm_timeout 0: what the switch may take before it confirms, and this much more.
+AUTO_CONFIRM_MARGIN_S = 60
 # The role variables the budget names in its message.
 VAR_CONFIRM = "aiolabs_nixos_switch_confirm_timeout"
 VAR_ACTIVATION = "aiolabs_nixos_switch_activation_timeout"
@@ -139,6 +141,9 @@ class Built:
 
     system: str
     gc_root: str | None = None
+    # Seconds the checks the built system declares (etc/aiolabs-nixos/health.json) may take at
+    # worst, on top of the configured ones: the budget is checked again once they are known.
+    checks_s: int = 0
 
 
 @dataclass(frozen=True)
@@ -257,7 +262,7 @@ class Settings:
 
     owner: str
     started: str
-    confirm_timeout: int = 1200
+    confirm_timeout: int = 0  # 0: `needed` + AUTO_CONFIRM_MARGIN_S (see `confirm`)
     activation_timeout: int = 900
     reconnect_timeout: int = 120
     checks_timeout: int = 60
@@ -274,18 +279,23 @@ class Settings:
         return self.activation_timeout + self.reconnect_timeout + self.checks_timeout + CONFIRM_MARGIN_S
 
     @property
+    def confirm(self) -> int:
+        """Seconds after arming before the rollback fires on its own."""
+        return self.confirm_timeout or self.needed + AUTO_CONFIRM_MARGIN_S
+
+    @property
     def lease_ttl(self) -> int:
         """After this a lease belongs to a run that died: its timer has fired and its rollback
         has had the time an activation may take."""
         reboot = self.reboot_timeout if self.allow_reboot else 0
-        return self.confirm_timeout + self.activation_timeout + self.reconnect_timeout + reboot
+        return self.confirm + self.activation_timeout + self.reconnect_timeout + reboot
 
     def budget_problem(self) -> str | None:
         """Why this budget would let the timer fire mid-transaction, naming the variables; else None."""
-        if self.confirm_timeout >= self.needed:
+        if self.confirm >= self.needed:
             return None
         return (
-            f"{VAR_CONFIRM}={self.confirm_timeout} s is shorter than what the switch may take before it "
+            f"{VAR_CONFIRM}={self.confirm} s is shorter than what the switch may take before it "
             f"confirms: {VAR_ACTIVATION}={self.activation_timeout} + {VAR_RECONNECT}={self.reconnect_timeout} "
             f"+ the checks ({VAR_CHECKS}: {self.checks_timeout}) + {CONFIRM_MARGIN_S} for the confirm = "
             f"{self.needed} s; the armed rollback would fire mid-switch. Raise {VAR_CONFIRM} to at least "
@@ -425,7 +435,12 @@ class _Txn:
 
     def _call(self, name: str, fn: Callable[[], T]) -> T:
         self.ran.append(name)
-        return fn()
+        try:
+            return fn()
+        except NixError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug in a step must not leave the host armed or leased
+            raise NixError(f"{name}: unexpected {type(exc).__name__}: {exc}") from exc
 
     def _again(self, name: str, fn: Callable[[], T]) -> T:
         """Call a step; when it loses the connection, reconnect and call it once more."""
@@ -502,6 +517,11 @@ class _Txn:
             self.built = self._again("build", self.steps.build)
         except NixError as exc:
             return self._refuse(f"build: {exc.msg}; nothing was switched")
+        if self.built.checks_s:
+            self.settings = replace(self.settings, checks_timeout=self.settings.checks_timeout + self.built.checks_s)
+            problem = self.settings.budget_problem()
+            if problem:  # an explicit confirm timeout too short for the checks the system declares
+                return self._refuse(problem.replace("Nothing was built or switched.", "Nothing was switched."))
         try:
             before = self._read()
         except NixError as exc:
@@ -547,7 +567,7 @@ class _Txn:
         else:  # test: confirmed systems never reach the profile; the last one is what runs
             self.previous = Target(st.current or st.profile, st.generation, st.profile)
         try:
-            self._call("arm", lambda: self.steps.arm(self._previous, s.confirm_timeout))
+            self._call("arm", lambda: self.steps.arm(self._previous, s.confirm))
         except ConnectionLost:
             # Armed or not, nobody knows: count it as armed, and once reconnected roll back (to
             # where the host still is) so that the end state is known and nothing stays armed.
@@ -670,7 +690,7 @@ class _Txn:
         except NixError as exc:
             raise _Failed(f"reboot: {_first_line(exc.msg)}") from exc
         self.rebooted = True
-        self._step("arm", lambda: self.steps.arm(self._previous, self.settings.confirm_timeout))
+        self._step("arm", lambda: self.steps.arm(self._previous, self.settings.confirm))
 
     def _reboot_refused(self) -> TxnResult:
         """Exit 100 without the reboot allowed: fail clearly, do not confirm, do not roll back."""
@@ -774,7 +794,7 @@ class _Txn:
                 f"its boot default is still {prev.label()}, so the next reboot returns there"
             )
         elif armed and prev is not None:
-            fate = f"the rollback armed for {self.settings.confirm_timeout} s returns it to {prev.label()} on its own"
+            fate = f"the rollback armed for {self.settings.confirm} s returns it to {prev.label()} on its own"
         else:
             fate = "nothing was armed or activated"
         lease = (

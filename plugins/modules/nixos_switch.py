@@ -117,7 +117,9 @@ options:
     elements: str
     default: []
   http_checks:
-    description: Probes sent from the controller (as P(aiolabs.nixos.http_check#module)'s O(aiolabs.nixos.http_check#module:checks)).
+    description:
+      - Probes sent from the controller, as P(aiolabs.nixos.http_check#module)'s
+        O(aiolabs.nixos.http_check#module:checks).
     type: list
     elements: dict
     default: []
@@ -144,6 +146,23 @@ options:
     description: Seconds to wait for another deploy's lease; V(0) fails at once naming the holder.
     type: int
     default: 0
+  declared_checks:
+    description:
+      - Also check what the running system declares in C(etc/aiolabs-nixos/health.json) (the units it expects active
+        and the vhosts it serves, written by the collection's NixOS modules); O(units) and O(http_checks) are added
+        to those.
+    type: bool
+    default: true
+  verify:
+    description:
+      - Change nothing; only check that the host runs its profile's system (with V(switch)), that no rollback of an
+        unconfirmed switch waits, and that every check passes. Fails naming each problem.
+    type: bool
+    default: false
+  links:
+    description: With O(verify), paths on the host and what each must resolve to (for example V(/var/src/nixos-config)).
+    type: dict
+    default: {}
   rollback:
     description: Go to an earlier generation (O(generation)) instead of building, with the same arm, checks and confirm.
     type: bool

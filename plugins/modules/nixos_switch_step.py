@@ -24,7 +24,10 @@ description:
   - V(activate) runs C(switch-to-configuration) O(action) detached from the connection and waits;
     V(wait_activation) waits for one started before a connection was lost.
   - V(confirm) sets the profile to O(system) and runs C(switch-to-configuration boot); V(roll_back) returns the
-    profile and the running system to O(previous) now; V(units) checks that units are active.
+    profile and the running system to O(previous) now; V(boot_once) makes O(system) boot once (systemd-boot's
+    one-shot entry through the C(system-profiles/aiolabs-trial) profile), the boot default left where it is.
+  - V(units) checks that units are active; V(health) checks those and the ones the running system declares, and
+    returns its declared HTTP probes.
 author:
   - aiolabs (@aiolabs)
 extends_documentation_fragment:
@@ -43,7 +46,8 @@ options:
     description: The step to run.
     type: str
     required: true
-    choices: [build, state, take_lease, release_lease, arm, disarm, activate, wait_activation, confirm, roll_back, units]
+    choices: [build, state, take_lease, release_lease, arm, disarm, activate, wait_activation, confirm, roll_back,
+              boot_once, units, health]
   flake:
     description: As P(aiolabs.nixos.nixos_rebuild#module)'s O(aiolabs.nixos.nixos_rebuild#module:flake) (V(build)).
     type: str
@@ -108,6 +112,17 @@ options:
     type: list
     elements: str
     default: []
+  links:
+    description: Paths V(state) also resolves (C(readlink -f)), returned in C(links).
+    type: list
+    elements: str
+    default: []
+  declared:
+    description:
+      - V(health) also checks the units the running system declares (C(etc/aiolabs-nixos/health.json), written by
+        the collection's NixOS modules) and returns its declared HTTP probes.
+    type: bool
+    default: true
   retries:
     description: Tries per unit while it is activating or reloading (V(units)).
     type: int
@@ -135,7 +150,7 @@ step:
   returned: always
   type: str
 result:
-  description: What the step returns (for V(state) the current, profile and booted systems, generation, timer and lease).
+  description: What the step returns (V(state): the current, profile and booted systems, generation, timer, lease).
   returned: success
   type: dict
 commands:
@@ -146,6 +161,7 @@ commands:
 """
 
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
@@ -162,15 +178,55 @@ from ansible_collections.aiolabs.nixos.plugins.module_utils._rebuild_models impo
 )
 from ansible_collections.aiolabs.nixos.plugins.module_utils._switch_host import SwitchHost
 
+REQUIRED = {
+    "arm": ("system", "previous"),
+    "activate": ("system",),
+    "wait_activation": ("system",),
+    "confirm": ("system",),
+    "roll_back": ("previous",),
+    "boot_once": ("system", "previous"),
+    "take_lease": ("owner", "started"),
+    "release_lease": ("owner",),
+}
+
+
+def make_paths(profile: str) -> Paths:
+    """The machine's paths (a seam for tests)."""
+    return Paths(profile=profile)
+
+
+def _build(host: SwitchHost, p: dict[str, Any]) -> Any:
+    source = Source(flake=p["flake"], attr=p["attr"], include=tuple(p["include"]), nix_path=p["nix_path"])
+    request = Request(
+        action=Action.BUILD, source=source, extra_args=tuple(p["extra_args"]), hostname=socket.gethostname()
+    )
+    return host.build_once(request)
+
+
+def _timeout(p: dict[str, Any]) -> float:
+    return float(p["activation_timeout"])
+
+
+# Each step: what it calls on the host with the module's parameters.
+STEPS: dict[str, Callable[[SwitchHost, dict[str, Any]], Any]] = {
+    "build": _build,
+    "state": lambda h, p: h.state(p["links"]),
+    "take_lease": lambda h, p: h.take_lease(p["owner"], p["started"], p["ttl"], float(p["wait"])),
+    "release_lease": lambda h, p: h.release_lease(p["owner"]),
+    "arm": lambda h, p: h.arm(p["previous"], p["system"], p["timeout"], _timeout(p)),
+    "disarm": lambda h, p: h.disarm(),
+    "activate": lambda h, p: h.activate(p["system"], Action(p["action"]), _timeout(p)),
+    "wait_activation": lambda h, p: h.wait_activation(p["system"], Action(p["action"]), _timeout(p)),
+    "confirm": lambda h, p: h.confirm(p["system"], p["generation"]),
+    "roll_back": lambda h, p: h.roll_back(p["previous"], _timeout(p)),
+    "boot_once": lambda h, p: h.boot_once(p["system"], p["previous"]),
+    "units": lambda h, p: {"failures": h.check_units(p["units"], p["retries"], float(p["delay"]))},
+    "health": lambda h, p: h.health(p["units"], p["retries"], float(p["delay"]), declared=p["declared"]),
+}
+
+
 ARGUMENT_SPEC: dict[str, Any] = {
-    "step": {
-        "type": "str",
-        "required": True,
-        "choices": [
-            "build", "state", "take_lease", "release_lease", "arm", "disarm", "activate",
-            "wait_activation", "confirm", "roll_back", "units",
-        ],  # fmt: skip
-    },
+    "step": {"type": "str", "required": True, "choices": list(STEPS)},
     "flake": {"type": "str"},
     "attr": {"type": "str"},
     "include": {"type": "list", "elements": "str", "default": []},
@@ -188,23 +244,11 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "ttl": {"type": "int", "default": 3600},
     "wait": {"type": "int", "default": 0},
     "units": {"type": "list", "elements": "str", "default": []},
+    "declared": {"type": "bool", "default": True},
+    "links": {"type": "list", "elements": "str", "default": []},
     "retries": {"type": "int", "default": 5},
     "delay": {"type": "int", "default": 2},
 }
-REQUIRED = {
-    "arm": ("system", "previous"),
-    "activate": ("system",),
-    "wait_activation": ("system",),
-    "confirm": ("system",),
-    "roll_back": ("previous",),
-    "take_lease": ("owner", "started"),
-    "release_lease": ("owner",),
-}
-
-
-def make_paths(profile: str) -> Paths:
-    """The machine's paths (a seam for tests)."""
-    return Paths(profile=profile)
 
 
 def run_step(host: SwitchHost, p: dict[str, Any]) -> Any:
@@ -212,32 +256,7 @@ def run_step(host: SwitchHost, p: dict[str, Any]) -> Any:
     missing = [name for name in REQUIRED.get(step, ()) if not p.get(name)]
     if missing:
         raise NixError(f"step {step} needs {', '.join(missing)}")
-    timeout = float(p["activation_timeout"])
-    if step == "build":
-        source = Source(flake=p["flake"], attr=p["attr"], include=tuple(p["include"]), nix_path=p["nix_path"])
-        request = Request(
-            action=Action.BUILD, source=source, extra_args=tuple(p["extra_args"]), hostname=socket.gethostname()
-        )
-        return host.build_once(request)
-    if step == "state":
-        return host.state()
-    if step == "take_lease":
-        return host.take_lease(p["owner"], p["started"], p["ttl"], float(p["wait"]))
-    if step == "release_lease":
-        return host.release_lease(p["owner"])
-    if step == "arm":
-        return host.arm(p["previous"], p["system"], p["timeout"], timeout)
-    if step == "disarm":
-        return host.disarm()
-    if step == "activate":
-        return host.activate(p["system"], Action(p["action"]), timeout)
-    if step == "wait_activation":
-        return host.wait_activation(p["system"], Action(p["action"]), timeout)
-    if step == "confirm":
-        return host.confirm(p["system"], p["generation"])
-    if step == "roll_back":
-        return host.roll_back(p["previous"], timeout)
-    return {"failures": host.check_units(p["units"], p["retries"], float(p["delay"]))}
+    return STEPS[step](host, p)
 
 
 def main() -> None:
@@ -249,9 +268,7 @@ def main() -> None:
     except NixError as exc:
         module.fail_json(step=params["step"], **failure_result(exc), commands=[list(c) for c in host.commands])
     changed = params["step"] not in ("state", "units", "build", "wait_activation")
-    module.exit_json(
-        changed=changed, step=params["step"], result=result, commands=[list(c) for c in host.commands]
-    )
+    module.exit_json(changed=changed, step=params["step"], result=result, commands=[list(c) for c in host.commands])
 
 
 if __name__ == "__main__":

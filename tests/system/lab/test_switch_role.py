@@ -55,7 +55,7 @@ DEFAULT_NIX = """\
 """
 
 
-def switch_test_nix(name: str, *, pictrs: bool = False, bump: str = "") -> str:
+def switch_test_nix(name: str, *, pictrs: bool = False, bump: str = "", sdboot: bool = False) -> str:
     """The test's NixOS module: Python for Ansible, nginx serving app.<domain> (forceSSL, ACME, so
     https with the lab CA and a 301 on port 80), pict-rs and its vhost when asked, and a value that changes the
     system without changing a unit (``bump``)."""
@@ -67,8 +67,10 @@ def switch_test_nix(name: str, *, pictrs: bool = False, bump: str = "") -> str:
         else ""
     )
     bump_nix = f'  environment.etc."switch-test-bump".text = "{bump}";\n' if bump else ""
+    if sdboot:  # systemd-boot instead of the stock GRUB (a UEFI machine)
+        bump_nix += "  boot.loader.grub.enable = lib.mkForce false;\n  boot.loader.systemd-boot.enable = true;\n"
     return (
-        "{ pkgs, ... }:\n{\n"
+        "{ lib, pkgs, ... }:\n{\n"
         "  environment.systemPackages = [ pkgs.python3 ];\n"
         f'  networking.domain = "{name}.lab.test";\n'
         '  security.acme = { acceptTerms = true; defaults.email = "admin@lab.test"; };\n'
@@ -86,6 +88,7 @@ class Switch:
     host: LabHost
     token: str
     pictrs: bool = False
+    sdboot: bool = False
 
     @property
     def name(self) -> str:
@@ -124,7 +127,8 @@ class Switch:
             f"mkdir -p {CONFIG} /var/src/web-app-dist && ln -sfn {CHANNEL} {NIXPKGS} && "
             f"echo 'switch-test {self.token}' > /var/src/web-app-dist/index.html && "
             f"printf '%s' {sh_quote(DEFAULT_NIX)} > {CONFIG}/default.nix && "
-            f"printf '%s' {sh_quote(switch_test_nix(self.name, pictrs=pictrs, bump=bump))} > {CONFIG}/switch-test.nix"
+            f"printf '%s' {sh_quote(switch_test_nix(self.name, pictrs=pictrs, bump=bump, sdboot=self.sdboot))} "
+            f"> {CONFIG}/switch-test.nix"
         )
 
     def bump(self) -> None:
@@ -181,10 +185,46 @@ class Run:
 RECAP_LINE = re.compile(r"^(?P<host>\S+)\s+:\s+(?P<counts>(?:\w+=\d+\s*)+)$", re.MULTILINE)
 
 
+PLAY_ENV = {"ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+
+
 def run_playbook(argv: list[str], tmp_path: Path, out_dir: Path) -> Run:
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    env = {**os.environ, **PLAY_ENV}
     start = time.monotonic()
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=PLAY_TIMEOUT, env=env, cwd=REPO, check=False)
+    return collect(proc, out_dir, start)
+
+
+@dataclass
+class Started:
+    """A playbook run in the background (start_play), read by finish_play."""
+
+    proc: subprocess.Popen[str]
+    out_dir: Path
+    start: float
+
+
+def start_play(tmp_path: Path, hosts: list[str], role_vars: dict[str, Any], **kw: Any) -> Started:
+    argv, out_dir = playbook(tmp_path, hosts, role_vars, **kw)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            env={**os.environ, **PLAY_ENV})  # fmt: skip
+    return Started(proc, out_dir, time.monotonic())
+
+
+def finish_play(started: Started) -> Run:
+    stdout, stderr = started.proc.communicate(timeout=PLAY_TIMEOUT)
+    done = subprocess.CompletedProcess(started.proc.args, started.proc.returncode, stdout, stderr)
+    return collect(done, started.out_dir, started.start)
+
+
+def wait_for(condition: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def collect(proc: subprocess.CompletedProcess[str], out_dir: Path, start: float) -> Run:
     elapsed = time.monotonic() - start
     if os.environ.get("SWITCH_TEST_LOG"):  # keep each run's output (with profile_tasks' timings) there
         log_dir = Path(os.environ["SWITCH_TEST_LOG"])
@@ -204,9 +244,15 @@ def run_playbook(argv: list[str], tmp_path: Path, out_dir: Path) -> Run:
     return Run(results, errors, recap, proc.returncode, elapsed, proc.stdout + proc.stderr)
 
 
-def play(tmp_path: Path, hosts: list[str], role_vars: dict[str, Any], *, check: bool = False,
-         tasks_from: str | None = None) -> Run:  # fmt: skip
+def play(tmp_path: Path, hosts: list[str], role_vars: dict[str, Any], **kw: Any) -> Run:
     """Run the role on ``hosts`` from a throwaway playbook that hands each host's result to the test."""
+    argv, out_dir = playbook(tmp_path, hosts, role_vars, **kw)
+    return run_playbook(argv, tmp_path, out_dir)
+
+
+def playbook(tmp_path: Path, hosts: list[str], role_vars: dict[str, Any], *, check: bool = False,
+             tasks_from: str | None = None) -> tuple[list[str], Path]:  # fmt: skip
+    """The argv of a throwaway playbook running the role on ``hosts``, and where results land."""
     name = f"play-{uuid.uuid4().hex[:8]}"
     out_dir = tmp_path / name
     out_dir.mkdir()
@@ -261,7 +307,7 @@ def play(tmp_path: Path, hosts: list[str], role_vars: dict[str, Any], *, check: 
     argv = [str(REPO / ".venv" / "bin" / "ansible-playbook"), *INVENTORY, str(playbook)]
     if check:
         argv += ["--check", "--diff"]
-    return run_playbook(argv, tmp_path, out_dir)
+    return argv, out_dir
 
 
 def reset(sw: Switch) -> None:
@@ -440,28 +486,89 @@ def test_ssh_drop_during_activation_completes_and_a_rerun_converges(sw: Switch, 
     assert rerun.result(sw.name)["changed"] is False and rerun.recap[sw.name]["changed"] == 0
 
 
-def test_reboot_required_is_reported_and_handled_when_allowed(sw: Switch, tmp_path: Path) -> None:
-    before = sw.current()
+def test_reboot_required_without_the_reboot_allowed_fails_and_moves_nothing(sw: Switch, tmp_path: Path) -> None:
+    """Exit 100: switch-to-configuration activated nothing. Confirming would make the boot default a
+    system that never ran; so the run fails naming the variable, and the host runs and boots what it did."""
+    before, gen = sw.current(), sw.generation()
     sw.bump()
     sw.knob("reboot-required")
     run = play(tmp_path, [sw.name], sw.checks())
     result = run.result(sw.name)
-    assert run.rc == 0 and not run.errors, run.stdout[-4000:]
+    assert sw.name in run.errors, run.stdout[-4000:]
+    assert "needs a reboot" in run.errors[sw.name] and "aiolabs_nixos_switch_allow_reboot is false" in run.errors[sw.name]
     assert result["reboot_required"] is True and result["rebooted"] is False
-    assert any("reboot is needed" in w for w in result["warnings"])
-    assert sw.current() == before  # exit 100: nothing was activated
-    assert sw.profile_system() == result["system"]
+    assert result["activation_rc"] == 100
+    assert (sw.current(), sw.profile_system(), sw.generation()) == (before, before, gen)
+    assert sw.sh("cat /run/aiolabs-nixos/lease 2>/dev/null || true") == ""
     assert_nothing_armed(sw)
 
-    boot_id = sw.boot_id()
+
+def test_reboot_required_on_a_grub_host_is_refused_even_when_allowed(sw: Switch, tmp_path: Path) -> None:
+    """GRUB has no one-shot entry NixOS sets up (grub-reboot needs GRUB_DEFAULT=saved): the switch does
+    not reboot into an unconfirmed system, and the host stays on the previous one."""
+    before, gen, boot_id = sw.current(), sw.generation(), sw.boot_id()
     sw.bump()
     sw.knob("reboot-required")
     run = play(tmp_path, [sw.name], sw.checks(aiolabs_nixos_switch_allow_reboot=True))
-    result = run.result(sw.name)
-    assert run.rc == 0 and not run.errors, run.stdout[-4000:]
-    assert result["rebooted"] is True and result["reboot_required"] is False
-    assert sw.boot_id() != boot_id
-    assert sw.current() == result["system"] == sw.profile_system()
+    assert sw.name in run.errors, run.stdout[-4000:]
+    assert "does not boot with systemd-boot" in run.errors[sw.name]
+    assert (sw.current(), sw.profile_system(), sw.generation(), sw.boot_id()) == (before, before, gen, boot_id)
+    assert_nothing_armed(sw)
+
+
+def test_reboot_required_with_systemd_boot_boots_the_new_system_once_then_confirms(
+    lab: Lab, sw: Switch, tmp_path: Path
+) -> None:
+    """systemd-boot: the new system boots once (bootctl set-oneshot of its trial-profile entry), the
+    default stays on the previous system until every check passed on the new one; then the profile
+    and loader.conf's default move and the trial profile is gone."""
+    from tests.system.lab.conftest import labctl
+
+    sw.sdboot = True
+    try:
+        sw.write_config()
+        installed = sw.host.ssh("NIX_PATH=/var/src nixos-rebuild switch --install-bootloader", timeout=PLAY_TIMEOUT)
+        assert installed.returncode == 0, installed.stderr[-3000:]
+        assert labctl("reboot", sw.name).returncode == 0  # now booted through systemd-boot (UEFI)
+        assert sw.sh("bootctl is-installed") == "yes"
+        boot_id = sw.boot_id()
+        sw.bump()
+        sw.knob("reboot-required")
+        run = play(tmp_path, [sw.name], sw.checks(aiolabs_nixos_switch_allow_reboot=True))
+        result = run.result(sw.name)
+        assert run.rc == 0 and not run.errors, run.stdout[-4000:]
+        assert result["rebooted"] is True and result["reboot_required"] is False
+        assert sw.boot_id() != boot_id
+        assert sw.current() == result["system"] == sw.profile_system()
+        assert sw.sh("readlink -f /run/booted-system") == result["system"]
+        assert f"default nixos-generation-{sw.generation()}.conf" in sw.sh("cat /boot/loader/loader.conf")
+        assert sw.sh("ls /nix/var/nix/profiles/system-profiles/ 2>/dev/null || true") == ""
+        assert "aiolabs-trial" not in sw.sh("ls /boot/loader/entries")
+        assert_nothing_armed(sw)
+    finally:
+        sw.sdboot = False
+        reset(sw)
+        sw.sh("rm -rf /boot/loader /boot/EFI /var/lib/lab/efivars /nix/var/nix/profiles/system-profiles")
+        assert labctl("reboot", sw.name).returncode == 0  # back to a GRUB (profile) boot
+
+
+def test_host_rebooted_before_the_confirm_boots_the_previous_system(lab: Lab, sw: Switch, tmp_path: Path) -> None:
+    """The activation is `test`: the profile, and so the boot default, move only at the confirm. A
+    reboot while the checks run (here: a slow activation, and the host rebooted under it) comes back
+    on the previous system with nothing armed, and the run fails saying where the host is."""
+    from tests.system.lab.conftest import labctl
+
+    before, gen = sw.current(), sw.generation()
+    sw.bump()
+    sw.knob("activation-delay", "6")
+    proc = start_play(tmp_path, [sw.name], sw.checks())
+    wait_for(lambda: sw.sh("ls /run/aiolabs-nixos/rollback.unit 2>/dev/null || true") != "", 120, "the arm")
+    time.sleep(2)
+    assert labctl("reboot", sw.name).returncode == 0
+    run = finish_play(proc)
+    assert sw.name in run.errors, run.stdout[-4000:]
+    assert (sw.current(), sw.profile_system(), sw.generation()) == (before, before, gen)
+    assert sw.sh("readlink -f /run/booted-system") == before
     assert_nothing_armed(sw)
 
 

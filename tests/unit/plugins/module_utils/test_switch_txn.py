@@ -72,7 +72,9 @@ class FakeHost:
     reads: int = 0  # state reads that answered
     # -- faults
     built: str = NEW
+    built_checks_s: int = 0  # seconds of checks the built system declares
     build_error: str | None = None
+    checks_raise: Exception | None = None  # a bug in the checks step (not a NixError)
     arm_error: str | None = None
     rc: int | None = 0
     units: UnitReport = field(default_factory=UnitReport)
@@ -105,7 +107,7 @@ class FakeHost:
         self._enter("build")
         if self.build_error:
             raise NixError(self.build_error, cmd=["nixos-rebuild", "build"], rc=1)
-        return Built(self.built, gc_root="/run/aiolabs-nixos/built")
+        return Built(self.built, gc_root="/run/aiolabs-nixos/built", checks_s=self.built_checks_s)
 
     def state(self) -> HostState:
         self._enter("state")
@@ -122,7 +124,7 @@ class FakeHost:
 
     def take_lease(self, owner: str, started: str, ttl_s: int) -> Lease | Holder:
         self._enter("take_lease")
-        assert ttl_s >= SETTINGS.confirm_timeout
+        assert ttl_s >= SETTINGS.confirm
         if self.switched_by_other_run:  # ... which checked and confirmed it
             self.current = self.profile = self.switched_by_other_run
             self.checks_passed_on.add(self.switched_by_other_run)
@@ -164,6 +166,8 @@ class FakeHost:
 
     def checks(self) -> list[Failure]:
         self._enter("checks")
+        if self.checks_raise is not None and self.current == NEW:
+            raise self.checks_raise
         failures = self.failing_checks.get(self.current, [])
         if not failures:
             self.checks_passed_on.add(self.current)
@@ -252,6 +256,31 @@ def test_a_confirm_timeout_that_covers_everything_is_accepted() -> None:
     assert replace(SETTINGS, confirm_timeout=1139).budget_problem() is not None
 
 
+def test_checks_the_built_system_declares_extend_an_automatic_confirm_timeout() -> None:
+    host = FakeHost(built_checks_s=300)
+    result = _run(host, replace(SETTINGS, confirm_timeout=0))
+    assert not result.failed, result.msg
+    assert host.armed_with == [(PREVIOUS, SETTINGS.confirm + 300)]
+
+
+def test_an_explicit_confirm_timeout_too_short_for_the_declared_checks_is_refused_after_the_build() -> None:
+    host = FakeHost(built_checks_s=300)
+    result = _run(host, replace(SETTINGS, confirm_timeout=1200))
+    assert host.calls == ["build"]
+    assert result.failed and not result.changed
+    assert "aiolabs_nixos_switch_confirm_timeout=1200" in result.msg and "at least 1440" in result.msg
+    assert result.msg.endswith("Nothing was switched.")
+
+
+def test_a_bug_in_a_step_counts_as_that_step_failing_and_rolls_back() -> None:
+    """Not a NixError: it must not escape with the host armed and leased."""
+    host = FakeHost(checks_raise=TypeError("'NoneType' object is not iterable"))
+    result = _run(host)
+    assert result.failed and result.rolled_back
+    assert "checks: unexpected TypeError: 'NoneType' object is not iterable" in result.msg
+    assert (host.current, host.profile, host.lease) == (OLD, OLD, None)
+
+
 def test_a_failed_build_takes_no_lease_and_arms_nothing() -> None:
     host = FakeHost(build_error="error: attribute 'lnbits' missing")
     result = _run(host)
@@ -293,7 +322,7 @@ def test_a_host_another_run_switched_while_we_waited_is_read_again_under_the_lea
 def test_previous_is_what_runs_after_another_run_not_what_ran_before_it() -> None:
     host = FakeHost(switched_by_other_run=OTHER, failing_checks={NEW: [Failure("unit lnbits.service", "failed")]})
     result = _run(host)
-    assert host.armed_with == [(Target(OTHER, 6, OTHER), SETTINGS.confirm_timeout)]
+    assert host.armed_with == [(Target(OTHER, 6, OTHER), SETTINGS.confirm)]
     assert result.rolled_back
     assert (host.current, host.profile, host.generation) == (OTHER, OTHER, 6)
 
@@ -351,7 +380,7 @@ def test_a_switch_that_works_confirms_only_after_the_checks_and_ends_disarmed() 
     host = FakeHost(units=units)
     result = _run(host)
     assert host.calls == HAPPY
-    assert host.armed_with == [(PREVIOUS, SETTINGS.confirm_timeout)]
+    assert host.armed_with == [(PREVIOUS, SETTINGS.confirm)]
     assert not result.failed and result.changed
     assert (host.current, host.profile, host.generation, host.timer) == (NEW, NEW, 6, TimerState.NONE)
     assert (result.current, result.profile, result.generation, result.armed) == (NEW, NEW, 6, False)
@@ -392,7 +421,7 @@ def test_a_waiting_rollback_of_an_earlier_run_keeps_its_target_and_the_unconfirm
     host = FakeHost(current=NEW, profile=OLD, timer=TimerState.WAITING, timer_target=earlier, pending=earlier)
     result = _run(host)
     assert host.calls == HAPPY  # not "unchanged": NEW was never confirmed
-    assert host.armed_with == [(earlier, SETTINGS.confirm_timeout)]
+    assert host.armed_with == [(earlier, SETTINGS.confirm)]
     assert not result.failed and result.previous == earlier
     assert (host.current, host.profile, host.timer) == (NEW, NEW, TimerState.NONE)
 
@@ -474,7 +503,7 @@ def test_reboot_required_and_allowed_boots_once_rearms_checks_then_confirms() ->
     host = FakeHost(rc=100)
     result = _run(host, replace(SETTINGS, allow_reboot=True))
     assert host.calls == [*BEFORE_ARM, "arm", "activate", "boot_once", "reboot", "arm", "state", "checks", *CONFIRM]
-    assert host.armed_with == [(PREVIOUS, SETTINGS.confirm_timeout)] * 2  # again: /run did not survive the reboot
+    assert host.armed_with == [(PREVIOUS, SETTINGS.confirm)] * 2  # again: /run did not survive the reboot
     assert not result.failed and result.rebooted
     assert (host.booted, host.current, host.profile, host.generation) == (NEW, NEW, NEW, 6)
     assert "REBOOT NEEDED" not in result.summary_line()
