@@ -12,9 +12,6 @@ controller, or ``ansible.builtin.reboot``. A connection that fails under a step 
 
 from __future__ import annotations
 
-import getpass
-import os
-import socket
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +21,7 @@ from ansible.errors import AnsibleConnectionFailure
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
+from ansible_collections.aiolabs.nixos.plugins.module_utils import _lease
 from ansible_collections.aiolabs.nixos.plugins.module_utils import _switch_txn as txn
 from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError
 from ansible_collections.aiolabs.nixos.plugins.module_utils._rebuild_models import Action, UnitReport
@@ -186,7 +184,9 @@ class AnsibleSteps:
         self.action = action
         self.task_vars = task_vars
         self.args = args
-        self.address = str(task_vars.get("ansible_host") or task_vars.get("inventory_hostname"))
+        self.address = str(
+            action._templar.template(task_vars.get("ansible_host") or task_vars.get("inventory_hostname"))
+        )
         self.goto: dict[str, Any] | None = None  # rollback mode: the generation to go to
         self.new_system = ""  # the built system, which `arm` records
         self.owner = ""
@@ -246,7 +246,7 @@ class AnsibleSteps:
         return _host_state(self.step("state"))
 
     def take_lease(self, owner: str, started: str, ttl_s: int) -> txn.Lease | txn.Holder:
-        got = self.step("take_lease", owner=owner, started=started, ttl=ttl_s, wait=self.args["lease_wait"])
+        got = take_lease(self.step, owner, started, ttl_s, self.args["lease_wait"])
         if got.get("taken"):
             return txn.Lease(owner=owner, started=started)
         holder = got.get("holder") or {}
@@ -342,6 +342,16 @@ class AnsibleSteps:
         self.step("release_lease", owner=self.owner)
 
 
+def take_lease(step: Any, owner: str, started: str, ttl: int, wait: int) -> dict[str, Any]:
+    """Take the host's lease; a holder that ran on this controller and is gone is taken over."""
+    got = step("take_lease", owner=owner, started=started, ttl=ttl, wait=wait)
+    holder = (got.get("holder") or {}).get("owner")
+    if not got.get("taken") and holder and _lease.gone(str(holder)):
+        display.warning(f"taking over the lease of {holder}: that run is gone")
+        got = step("take_lease", owner=owner, started=started, ttl=ttl, wait=0, stale=holder)
+    return dict(got)
+
+
 def _unique(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Probes in order, each once (a configured probe the system also declares runs once)."""
     seen: set[str] = set()
@@ -386,7 +396,7 @@ class ActionModule(ActionBase):  # type: ignore[misc]
             return {**result, **self._verify(args, task_vars)}
         if self._task.check_mode:
             return {**result, **self._predict(args, task_vars)}
-        owner = f"{getpass.getuser()}@{socket.gethostname()} pid {os.getpid()}"
+        owner = _lease.controller_owner()
         started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         steps = AnsibleSteps(self, task_vars, args)
         steps.owner = owner

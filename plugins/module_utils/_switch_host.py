@@ -184,19 +184,23 @@ class SwitchHost(RebuildSteps):
             fcntl.flock(handle, fcntl.LOCK_EX)
             yield
 
-    def take_lease(self, owner: str, started: str, ttl: int, wait: float) -> dict[str, Any]:
-        """Take the lease, waiting up to ``wait`` seconds; a lease past its own time to live belongs
-        to a run that died and is taken over (said in ``took_over``)."""
+    def take_lease(self, owner: str, started: str, ttl: int, wait: float, stale: str | None = None) -> dict[str, Any]:
+        """Take the lease, waiting up to ``wait`` seconds. Taken over (said in ``took_over``): a lease
+        past its own time to live, or held by ``stale`` (an owner the controller knows is gone).
+        The same owner taking it again renews it (a new time to live, its first start time kept)."""
         deadline = self.clock() + wait
         while True:
             with self._lease_lock():
                 held = _read_json(self.lease_path)
                 now = time.time()
                 expired = bool(held) and now > float(held.get("taken_at", 0)) + float(held.get("ttl", 0))
-                if not held or expired or held.get("owner") == owner:
-                    lease = {"owner": owner, "started": started, "ttl": ttl, "taken_at": now}
+                dead = bool(held) and stale is not None and held.get("owner") == stale
+                mine = bool(held) and held.get("owner") == owner
+                if not held or expired or dead or mine:
+                    first = str(held.get("started") or started) if mine else started
+                    lease = {"owner": owner, "started": first, "ttl": ttl, "taken_at": now}
                     _write_json(self.lease_path, lease)
-                    return {"taken": True, "lease": lease, "took_over": held if expired else None}
+                    return {"taken": True, "lease": lease, "took_over": held if (expired or dead) else None}
             if self.clock() >= deadline:
                 expires = float(held.get("taken_at", 0)) + float(held.get("ttl", 0))
                 return {
@@ -237,7 +241,7 @@ class SwitchHost(RebuildSteps):
             "timeout": timeout,
         }
         _write_json(self.record_path, record)
-        script = self.rollback_script(previous, activation_timeout)
+        script = self.rollback_script(previous, activation_timeout, unit)
         argv = [
             self._bin("systemd-run"),
             f"--on-active={int(timeout)}s",
@@ -253,26 +257,35 @@ class SwitchHost(RebuildSteps):
         _write_text(self.unit_path, unit + "\n")
         return {"unit": unit, "record": record}
 
-    def rollback_script(self, previous: Mapping[str, Any], activation_timeout: float) -> str:
+    def rollback_script(self, previous: Mapping[str, Any], activation_timeout: float, unit: str = "") -> str:
         """The armed rollback's shell script, every value written in (no variables from outside).
 
         It waits for a running switch-to-configuration (exit 11: its lock is held; retried every
         2 s for up to the activation timeout), returns the profile to the previous generation (the
         boot default before the deploy) and activates the previously RUNNING system: ``switch`` when
-        it is the generation's, ``test`` when a ``boot`` before this deploy left them apart."""
+        it is the generation's, ``test`` when a ``boot`` before this deploy left them apart. Then it
+        gives back the lease of the run that armed it (that run never confirmed: it is gone) and
+        stops its own timer, so that nothing stays armed or leased."""
+        q = shlex.quote
         log = f"{self.paths.state_dir}/rollback.log"
         nix_env = os.path.realpath(self._bin("nix-env"))
         sleep = os.path.realpath(self._bin("sleep"))
+        rm = os.path.realpath(self._bin("rm"))
         profile_cmd = self._profile_restore_argv(nix_env, previous)
         system = str(previous["system"])
         action = "switch" if system == previous["profile_system"] else "test"
         stc = shlex.join(stc_argv(system, Action(action)))
         tries = max(1, int(activation_timeout // 2))
-        q = shlex.quote
+        drop_trial = f"{q(rm)} -f {q(self.trial_profile)} {q(self.trial_profile)}-*-link; "
+        stop = ""
+        if unit:
+            systemctl = os.path.realpath(self._bin("systemctl"))
+            stop = f"{q(systemctl)} --no-block stop {q(unit + '.timer')}; "
         return (
-            f"exec >{q(log)} 2>&1; {shlex.join(profile_cmd)} || exit $?; i=0; "
-            f"while :; do {stc}; rc=$?; [ $rc -ne {EXIT_LOCKED} ] && exit $rc; "
-            f"i=$((i+1)); [ $i -ge {tries} ] && exit $rc; {q(sleep)} 2; done"
+            f"exec >{q(log)} 2>&1; {shlex.join(profile_cmd)} || exit $?; {drop_trial}i=0; "
+            f"while :; do {stc}; rc=$?; [ $rc -ne {EXIT_LOCKED} ] && break; "
+            f"i=$((i+1)); [ $i -ge {tries} ] && break; {q(sleep)} 2; done; "
+            f"{q(rm)} -f {q(self.lease_path)}; {stop}exit $rc"
         )
 
     def _profile_restore_argv(self, nix_env: str, previous: Mapping[str, Any]) -> list[str]:

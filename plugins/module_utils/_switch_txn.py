@@ -439,8 +439,8 @@ class _Txn:
             return fn()
         except NixError:
             raise
-        except Exception as exc:  # noqa: BLE001 - a bug in a step must not leave the host armed or leased
-            raise NixError(f"{name}: unexpected {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:
+            raise NixError(f"unexpected {type(exc).__name__} in step {name}: {exc}") from exc
 
     def _again(self, name: str, fn: Callable[[], T]) -> T:
         """Call a step; when it loses the connection, reconnect and call it once more."""

@@ -34,7 +34,9 @@ extends_documentation_fragment:
   - aiolabs.nixos.attributes
 attributes:
   check_mode:
-    support: none
+    support: partial
+    details:
+      - Only V(state), V(units) and V(health), which change nothing, run in check mode; the others fail.
   diff_mode:
     support: none
   idempotent:
@@ -107,6 +109,9 @@ options:
     description: Seconds to wait for a lease held by another run (V(take_lease)).
     type: int
     default: 0
+  stale:
+    description: An owner whose lease V(take_lease) takes over (the controller knows that run is gone).
+    type: str
   units:
     description: Units that must be active (V(units)).
     type: list
@@ -190,6 +195,10 @@ REQUIRED = {
 }
 
 
+# Steps that change nothing on the host: the only ones check mode runs.
+READ_ONLY = ("state", "units", "health")
+
+
 def make_paths(profile: str) -> Paths:
     """The machine's paths (a seam for tests)."""
     return Paths(profile=profile)
@@ -211,7 +220,7 @@ def _timeout(p: dict[str, Any]) -> float:
 STEPS: dict[str, Callable[[SwitchHost, dict[str, Any]], Any]] = {
     "build": _build,
     "state": lambda h, p: h.state(p["links"]),
-    "take_lease": lambda h, p: h.take_lease(p["owner"], p["started"], p["ttl"], float(p["wait"])),
+    "take_lease": lambda h, p: h.take_lease(p["owner"], p["started"], p["ttl"], float(p["wait"]), p["stale"]),
     "release_lease": lambda h, p: h.release_lease(p["owner"]),
     "arm": lambda h, p: h.arm(p["previous"], p["system"], p["timeout"], _timeout(p)),
     "disarm": lambda h, p: h.disarm(),
@@ -243,6 +252,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "started": {"type": "str"},
     "ttl": {"type": "int", "default": 3600},
     "wait": {"type": "int", "default": 0},
+    "stale": {"type": "str"},
     "units": {"type": "list", "elements": "str", "default": []},
     "declared": {"type": "bool", "default": True},
     "links": {"type": "list", "elements": "str", "default": []},
@@ -260,14 +270,16 @@ def run_step(host: SwitchHost, p: dict[str, Any]) -> Any:
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=False)
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
+    if module.check_mode and params["step"] not in READ_ONLY:
+        module.fail_json(step=params["step"], msg=f"step {params['step']} changes the host: not run in check mode")
     host = SwitchHost(Runner(extra_dirs=EXTRA_BIN_DIRS), make_paths(params["profile"]))
     try:
         result = run_step(host, params)
     except NixError as exc:
         module.fail_json(step=params["step"], **failure_result(exc), commands=[list(c) for c in host.commands])
-    changed = params["step"] not in ("state", "units", "build", "wait_activation")
+    changed = params["step"] not in (*READ_ONLY, "build", "wait_activation")
     module.exit_json(changed=changed, step=params["step"], result=result, commands=[list(c) for c in host.commands])
 
 

@@ -277,7 +277,7 @@ def test_a_bug_in_a_step_counts_as_that_step_failing_and_rolls_back() -> None:
     host = FakeHost(checks_raise=TypeError("'NoneType' object is not iterable"))
     result = _run(host)
     assert result.failed and result.rolled_back
-    assert "checks: unexpected TypeError: 'NoneType' object is not iterable" in result.msg
+    assert "checks: unexpected TypeError in step checks: 'NoneType' object is not iterable" in result.msg
     assert (host.current, host.profile, host.lease) == (OLD, OLD, None)
 
 
