@@ -81,7 +81,13 @@ class ActionModule(ActionBase):  # type: ignore[misc]
                 ),
             }
         # A lock, not a change of the machine: a deploy that changes nothing reports nothing changed.
-        return {**result, "changed": False, "owner": owner, "lease": got.get("lease"), "took_over": got.get("took_over")}
+        return {
+            **result,
+            "changed": False,
+            "owner": owner,
+            "lease": got.get("lease"),
+            "took_over": got.get("took_over"),
+        }
 
     def _peek(self, owner: str, task_vars: dict[str, Any]) -> dict[str, Any]:
         got = self._execute_module(module_name=STEP_MODULE, module_args={"step": "state"}, task_vars=task_vars)

@@ -268,25 +268,32 @@ class SwitchHost(RebuildSteps):
         stops its own timer, so that nothing stays armed or leased."""
         q = shlex.quote
         log = f"{self.paths.state_dir}/rollback.log"
-        nix_env = os.path.realpath(self._bin("nix-env"))
-        sleep = os.path.realpath(self._bin("sleep"))
-        rm = os.path.realpath(self._bin("rm"))
+        nix_env, sleep, rm = self._pinned("nix-env"), self._pinned("sleep"), self._pinned("rm")
         profile_cmd = self._profile_restore_argv(nix_env, previous)
         system = str(previous["system"])
         action = "switch" if system == previous["profile_system"] else "test"
-        stc = shlex.join(stc_argv(system, Action(action)))
+        stc = q(f"{system}/bin/switch-to-configuration")
         tries = max(1, int(activation_timeout // 2))
         drop_trial = f"{q(rm)} -f {q(self.trial_profile)} {q(self.trial_profile)}-*-link; "
         stop = ""
         if unit:
-            systemctl = os.path.realpath(self._bin("systemctl"))
-            stop = f"{q(systemctl)} --no-block stop {q(unit + '.timer')}; "
+            stop = f"{q(self._pinned('systemctl'))} --no-block stop {q(unit + '.timer')}; "
+        # A profile that cannot be returned still gets the previous system running (`test`: the
+        # boot default is then wherever the profile is), and the script exits non-zero.
         return (
-            f"exec >{q(log)} 2>&1; {shlex.join(profile_cmd)} || exit $?; {drop_trial}i=0; "
-            f"while :; do {stc}; rc=$?; [ $rc -ne {EXIT_LOCKED} ] && break; "
+            f"exec >{q(log)} 2>&1; prc=0; {shlex.join(profile_cmd)} || prc=$?; act={action}; "
+            f"[ $prc -ne 0 ] && act=test; {drop_trial}i=0; "
+            f'while :; do {stc} "$act"; rc=$?; [ $rc -ne {EXIT_LOCKED} ] && break; '
             f"i=$((i+1)); [ $i -ge {tries} ] && break; {q(sleep)} 2; done; "
-            f"{q(rm)} -f {q(self.lease_path)}; {stop}exit $rc"
+            f"{q(rm)} -f {q(self.lease_path)}; {stop}[ $prc -ne 0 ] && rc=$prc; exit $rc"
         )
+
+    def _pinned(self, name: str) -> str:
+        """``name`` in the store directory it is found in now (the running system's, which the
+        profile holds): the armed script must not depend on a PATH. The directory is resolved, not
+        the file: nix-env (like systemctl's reboot) is a link whose name selects what it does."""
+        found = Path(self._bin(name))
+        return f"{found.parent.resolve()}/{found.name}"
 
     def _profile_restore_argv(self, nix_env: str, previous: Mapping[str, Any]) -> list[str]:
         generation = previous.get("generation")

@@ -12,10 +12,12 @@ new configuration``, exit 1). See lab/README.md "The nixos-rebuild stand-in".
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from . import args as cli
@@ -130,6 +132,19 @@ class Rebuild:
                 raise
         self.done(path)
 
+    def record_call(self, argv: list[str]) -> None:
+        """One JSON line per invocation in /run/lab/nixos-rebuild.calls (lab only: tests count the
+        evaluations a deploy makes; every action but list-generations and --rollback evaluates)."""
+        evaluates = self.action in BUILD_ACTIONS and not self.args.rollback
+        line = json.dumps({"argv": argv, "action": self.action, "evaluates": evaluates, "time": time.time()})
+        calls = self.paths.at("/run/lab/nixos-rebuild.calls")
+        try:
+            calls.parent.mkdir(parents=True, exist_ok=True)
+            with calls.open("a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
+        except OSError:
+            pass
+
     def run(self) -> None:
         if self.action in UNSUPPORTED:
             raise RebuildError(f"lab stand-in: '{self.action}' is not available in the lab")
@@ -151,7 +166,9 @@ def main(argv: list[str]) -> int:
     flavour = os.environ.get("LAB_NIXOS_REBUILD_FLAVOUR", "ng")
     args = cli.parse(argv[1:], flavour)
     try:
-        Rebuild(args, flavour).run()
+        rebuild = Rebuild(args, flavour)
+        rebuild.record_call(argv[1:])
+        rebuild.run()
     except subprocess.CalledProcessError as exc:
         if flavour == cli.LEGACY:
             return exc.returncode

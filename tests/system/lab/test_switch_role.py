@@ -17,9 +17,11 @@ the host back to the baseline in a ``finally``: tests do not depend on order.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 import uuid
@@ -495,7 +497,9 @@ def test_reboot_required_without_the_reboot_allowed_fails_and_moves_nothing(sw: 
     run = play(tmp_path, [sw.name], sw.checks())
     result = run.result(sw.name)
     assert sw.name in run.errors, run.stdout[-4000:]
-    assert "needs a reboot" in run.errors[sw.name] and "aiolabs_nixos_switch_allow_reboot is false" in run.errors[sw.name]
+    assert (
+        "needs a reboot" in run.errors[sw.name] and "aiolabs_nixos_switch_allow_reboot is false" in run.errors[sw.name]
+    )
     assert result["reboot_required"] is True and result["rebooted"] is False
     assert result["activation_rc"] == 100
     assert (sw.current(), sw.profile_system(), sw.generation()) == (before, before, gen)
@@ -569,6 +573,167 @@ def test_host_rebooted_before_the_confirm_boots_the_previous_system(lab: Lab, sw
     assert sw.name in run.errors, run.stdout[-4000:]
     assert (sw.current(), sw.profile_system(), sw.generation()) == (before, before, gen)
     assert sw.sh("readlink -f /run/booted-system") == before
+    assert_nothing_armed(sw)
+
+
+def calls(sw: Switch) -> list[dict[str, Any]]:
+    """The lab stand-in's record of nixos-rebuild invocations (lab/README.md), oldest first."""
+    text = sw.sh("cat /run/lab/nixos-rebuild.calls 2>/dev/null || true")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_a_changed_deploy_and_a_no_op_each_run_exactly_one_evaluation(sw: Switch, tmp_path: Path) -> None:
+    """One `nixos-rebuild build --no-reexec` per run: nothing evaluates the configuration again to
+    activate (switch-to-configuration of the built path) or to compare (a dry-build)."""
+    sw.bump()
+    before = len(calls(sw))
+    run = play(tmp_path, [sw.name], sw.checks())
+    assert run.rc == 0 and not run.errors, run.stdout[-4000:]
+    changed = [c for c in calls(sw)[before:] if c["evaluates"]]
+    assert [c["action"] for c in changed] == ["build"], changed
+    assert "--no-reexec" in changed[0]["argv"]
+    before = len(calls(sw))
+    again = play(tmp_path, [sw.name], sw.checks())
+    assert again.result(sw.name)["changed"] is False
+    assert [c["action"] for c in calls(sw)[before:] if c["evaluates"]] == ["build"]
+
+
+# Budget of the fault tests: activation 5 s + reconnect 5 s + checks 30 s (the least) + 60 s for the
+# confirm = 100 s before the armed rollback may fire.
+FAST = {
+    "aiolabs_nixos_switch_activation_timeout": 5,
+    "aiolabs_nixos_switch_reconnect_timeout": 5,
+    "aiolabs_nixos_switch_check_retries": 1,
+    "aiolabs_nixos_switch_http_timeout": 2,
+    "aiolabs_nixos_switch_confirm_timeout": 100,
+}
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (ansible's workers call setsid, so a process group is not enough)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_play(started: Started) -> None:
+    """The controller dies: SIGKILL to ansible-playbook, its workers and their ssh (no cleanup runs)."""
+    for pid in [started.proc.pid, *descendants(started.proc.pid)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    started.proc.communicate(timeout=30)
+
+
+def test_controller_killed_before_the_confirm_is_rolled_back_by_the_armed_timer(sw: Switch, tmp_path: Path) -> None:
+    """Nothing on the controller runs after the kill: the host's own timer returns it to the previous
+    system (running and boot default) once the confirm timeout passes, gives back the dead run's
+    lease and leaves nothing armed."""
+    before, gen = sw.current(), sw.generation()
+    sw.bump()
+    sw.knob("activation-delay", "4")
+    armed_before = sw.sh("cat /run/aiolabs-nixos/rollback.unit 2>/dev/null || true")
+    started = start_play(tmp_path, [sw.name], sw.checks(**FAST))
+    wait_for(lambda: sw.sh("cat /run/aiolabs-nixos/rollback.unit 2>/dev/null || true") not in ("", armed_before),
+             120, "the arm")  # fmt: skip
+    time.sleep(1.5)  # the activation of the new system is under way (it takes 4 s)
+    kill_play(started)
+    unit = sw.sh("cat /run/aiolabs-nixos/rollback.unit")
+    # Until the timeout the host runs (or activates) the unconfirmed system, the timer waits.
+    assert sw.sh(f"systemctl show -p SubState --value {unit}.timer") == "waiting"
+    assert sw.profile_system() == before  # the boot default never moved
+    wait_for(lambda: sw.sh(f"systemctl show -p ActiveState --value {unit}.timer") == "inactive", 160,
+             "the armed rollback to fire and finish")  # fmt: skip
+    assert (sw.current(), sw.profile_system(), sw.generation()) == (before, before, gen)
+    assert sw.sh("cat /run/aiolabs-nixos/lease 2>/dev/null || true") == ""
+    assert_nothing_armed(sw)
+    rerun = play(tmp_path, [sw.name], sw.checks())  # the next deploy switches again, cleanly
+    assert rerun.rc == 0 and not rerun.errors, rerun.stdout[-4000:]
+    assert rerun.result(sw.name)["changed"] is True and rerun.result(sw.name)["generation_before"] == gen
+
+
+def test_two_deploys_of_one_host_at_once_one_fails_naming_the_holder(sw: Switch, tmp_path: Path) -> None:
+    """Never two successes for one switch: the second deploy finds the first's lease and fails at
+    once, before it arms or activates anything; the host ends on the first's change."""
+    gen = sw.generation()
+    sw.bump()
+    sw.knob("activation-delay", "3")
+    first = start_play(tmp_path, [sw.name], sw.checks())
+    wait_for(lambda: sw.sh("cat /run/aiolabs-nixos/lease 2>/dev/null || true") != "", 120, "the first's lease")
+    holder = json.loads(sw.sh("cat /run/aiolabs-nixos/lease"))["owner"]
+    sw.bump()  # the second deploy asks for another change
+    second = play(tmp_path, [sw.name], sw.checks())
+    done = finish_play(first)
+    assert done.rc == 0 and not done.errors, done.stdout[-4000:]
+    assert sw.name in second.errors, second.stdout[-4000:]
+    assert f"another deploy holds /run/aiolabs-nixos/lease: {holder}" in second.errors[sw.name]
+    assert second.result(sw.name)["steps"] == ["build", "state", "take_lease"]
+    assert sw.current() == done.result(sw.name)["system"] == sw.profile_system() != second.result(sw.name)["system"]
+    assert sw.generation() == gen + 1
+    assert_nothing_armed(sw)
+
+
+def test_two_deploys_that_may_wait_serialize_and_the_host_ends_on_the_last(sw: Switch, tmp_path: Path) -> None:
+    """With aiolabs_nixos_switch_lease_wait the second waits, then switches from what the first
+    confirmed: two generations, each run reporting its own."""
+    gen = sw.generation()
+    sw.bump()
+    sw.knob("activation-delay", "3")
+    first = start_play(tmp_path, [sw.name], sw.checks())
+    wait_for(lambda: sw.sh("cat /run/aiolabs-nixos/lease 2>/dev/null || true") != "", 120, "the first's lease")
+    sw.bump()
+    second = play(tmp_path, [sw.name], sw.checks(aiolabs_nixos_switch_lease_wait=120))
+    done = finish_play(first)
+    assert done.rc == 0 and not done.errors, done.stdout[-4000:]
+    assert second.rc == 0 and not second.errors, second.stdout[-4000:]
+    a, b = done.result(sw.name), second.result(sw.name)
+    assert (a["generation_before"], a["generation_after"]) == (gen, gen + 1)
+    assert (b["generation_before"], b["generation_after"]) == (gen + 1, gen + 2)
+    assert b["previous_system"] == a["system"] != b["system"] == sw.current() == sw.profile_system()
+    assert_nothing_armed(sw)
+
+
+def test_a_confirm_timeout_shorter_than_the_activation_is_refused_before_the_build(sw: Switch, tmp_path: Path) -> None:
+    """A slow activation must not outlive the armed rollback: the budget is checked up front."""
+    before, count = sw.current(), len(calls(sw))
+    sw.bump()
+    run = play(tmp_path, [sw.name], sw.checks(aiolabs_nixos_switch_confirm_timeout=30))
+    assert sw.name in run.errors, run.stdout[-4000:]
+    error = " ".join(run.errors[sw.name].split())
+    assert "aiolabs_nixos_switch_confirm_timeout=30 s is shorter than" in error
+    assert "aiolabs_nixos_switch_activation_timeout=900" in error and "Nothing was built or switched" in error
+    assert len(calls(sw)) == count and sw.current() == before
+    assert_nothing_armed(sw)
+
+
+def test_an_activation_slower_than_its_timeout_is_waited_for_then_rolled_back(sw: Switch, tmp_path: Path) -> None:
+    """The activation outlives aiolabs_nixos_switch_activation_timeout: the run rolls back, and the
+    rollback waits for that activation to end before it touches anything (no exit 11, no half state)."""
+    before, gen = sw.current(), sw.generation()
+    runs = set(run_dirs(sw))
+    sw.bump()
+    sw.knob("activation-delay", "9")
+    started = start_play(tmp_path, [sw.name], sw.checks(**FAST))
+    wait_for(lambda: set(run_dirs(sw)) - runs, 120, "the activation to start")
+    new_run = sorted(set(run_dirs(sw)) - runs)[0]
+    wait_for(lambda: "activating the configuration" in sw.sh(f"cat {new_run}log 2>/dev/null || true"), 60,
+             "the slow activation to be under way")  # fmt: skip
+    sw.clear_knobs()  # only the new system's activation is slow; the rollback's is not
+    run = finish_play(started)
+    result = run.result(sw.name)
+    assert sw.name in run.errors, run.stdout[-4000:]
+    assert "activation still running after 5s" in run.errors[sw.name]
+    assert result["rolled_back"] is True and result["rollback_ok"] is True, result
+    assert (sw.current(), sw.profile_system(), sw.generation()) == (before, before, gen)
     assert_nothing_armed(sw)
 
 
