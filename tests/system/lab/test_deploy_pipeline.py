@@ -20,6 +20,7 @@ controller); AIOLABS_PIPE_WEBAPP=0 turns it off.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import re
@@ -343,6 +344,36 @@ def test_editing_one_machine_changes_only_that_machine(converged: Deploy,
         assert "port = 8081;" in lab["machine2"].out("cat /var/src/config-machine/machine.nix")
     finally:
         # Back to the checked-in inventory for the tests after this one.
+        proc, _recap = playbook("-l", "machine2")
+        assert proc.returncode == 0, tail(proc)
+
+
+def test_two_deploys_of_one_machine_at_once_never_mix(converged: Deploy, tmp_path: Path) -> None:
+    """Two site.yml runs with different changes for machine2, started together: the one that takes
+    machine2's lease first pushes, switches and verifies; the other fails at its lease task, before
+    it pushes anything, naming the holder. The machine ends on the winner's change (the loser's
+    push never overwrote it), and exactly one run succeeded."""
+    lab = converged.lab
+    inventories = []
+    for port in (8081, 8082):
+        inventory = copy_inventory(tmp_path / str(port))
+        m2 = inventory / "host_vars" / "machine2.yml"
+        m2.write_text(m2.read_text().replace("port: 8080", f"port: {port}"))
+        inventories.append(inventory)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+            runs = list(pool.map(lambda inv: playbook("-l", "machine2", inventory=inv), inventories))
+        codes = [proc.returncode for proc, _recap in runs]
+        assert sorted(c == 0 for c in codes) == [False, True], [tail(proc) for proc, _ in runs]
+        winner = codes.index(0)
+        loser_proc, loser_recap = runs[1 - winner]
+        out = " ".join(loser_proc.stdout.split())
+        assert "another deploy holds /run/aiolabs-nixos/lease" in out, tail(loser_proc)
+        assert loser_recap["machine2"]["changed"] == 0, loser_recap
+        port = (8081, 8082)[winner]
+        assert f"port = {port};" in lab["machine2"].out("cat /var/src/config-machine/machine.nix")
+        assert lab["machine2"].out("cat /run/aiolabs-nixos/lease 2>/dev/null || true") == ""
+    finally:
         proc, _recap = playbook("-l", "machine2")
         assert proc.returncode == 0, tail(proc)
 
