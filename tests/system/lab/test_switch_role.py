@@ -737,6 +737,33 @@ def test_an_activation_slower_than_its_timeout_is_waited_for_then_rolled_back(sw
     assert_nothing_armed(sw)
 
 
+def test_status_playbook_reports_generation_an_armed_rollback_and_a_deploy_in_progress(
+    sw: Switch, tmp_path: Path
+) -> None:
+    """playbooks/status.yml reads the state with the switch's own Python (nixos_switch_step state)."""
+    argv = [str(REPO / ".venv" / "bin" / "ansible-playbook"), *INVENTORY, str(REPO / "playbooks" / "status.yml"),
+            "-l", sw.name]  # fmt: skip
+    quiet = run_playbook(argv, tmp_path, tmp_path)
+    assert quiet.rc == 0, quiet.stdout[-4000:]
+    line = " ".join(quiet.stdout.split())
+    current = sw.current().rsplit("/", 1)[1][:12]
+    assert re.search(rf"{sw.name} gen {sw.generation()} current {current} booted \S+ reboot no deployed ", line), line
+    assert "ROLLBACK" not in line and "DEPLOYING" not in line
+    sw.sh(
+        "systemd-run --on-active=3600s --unit=aiolabs-nixos-rollback-statustest --service-type=oneshot -- /bin/true"
+        " && echo aiolabs-nixos-rollback-statustest > /run/aiolabs-nixos/rollback.unit"
+        ' && echo \'{"owner": "ops@elsewhere pid 1", "started": "2026-12-01T10:00:00Z", "ttl": 3600, "taken_at": 0}\''
+        " > /run/aiolabs-nixos/lease"
+    )
+    try:
+        busy = run_playbook(argv, tmp_path, tmp_path)
+        line = " ".join(busy.stdout.split())
+        assert "ROLLBACK WAITING (aiolabs-nixos-rollback-statustest.timer)" in line, line
+        assert "DEPLOYING (ops@elsewhere pid 1 since 2026-12-01T10:00:00Z)" in line, line
+    finally:
+        sw.sh("systemctl stop aiolabs-nixos-rollback-statustest.timer; rm -f /run/aiolabs-nixos/lease")
+
+
 def test_check_mode_predicts_and_arms_nothing(sw: Switch, tmp_path: Path) -> None:
     before, count = sw.current(), sw.generation_count()
     sw.write_config(pictrs=True)
