@@ -136,8 +136,8 @@ def _ca_path(value: object) -> str | None:
 
 def checks_budget(args: dict[str, Any], units: int, http: int) -> int:
     """Seconds ``units`` unit checks and ``http`` probes may take at worst (every try failing)."""
-    retries, delay = args["check_retries"], args["check_delay"]
-    return units * retries * (delay + UNIT_CHECK_S) + http * retries * (delay + args["http_timeout"])
+    retries, delay, timeout = int(args["check_retries"]), int(args["check_delay"]), int(args["http_timeout"])
+    return units * retries * (delay + UNIT_CHECK_S) + http * retries * (delay + timeout)
 
 
 def settings(args: dict[str, Any], owner: str, started: str) -> txn.Settings:
@@ -370,11 +370,19 @@ def _target_dict(target: txn.Target) -> dict[str, Any]:
 
 def _activation(raw: dict[str, Any]) -> txn.ActivationResult:
     units = raw.get("units") or {}
+
+    def names(key: str) -> tuple[str, ...]:
+        return tuple(str(u) for u in units.get(key) or ())
+
     report = UnitReport(
-        **{
-            k: tuple(units.get(k) or ())
-            for k in ("stopped", "started", "restarted", "reloaded", "failed", "new", "skipped")
-        }
+        stopped=names("stopped"),
+        started=names("started"),
+        restarted=names("restarted"),
+        reloaded=names("reloaded"),
+        failed=names("failed"),
+        new=names("new"),
+        skipped=names("skipped"),
+        systemd_restarted=bool(units.get("systemd_restarted")),
     )
     msg = str(raw.get("msg") or "")
     if raw.get("rc") not in (0, None) and raw.get("log_tail"):

@@ -428,7 +428,7 @@ class SwitchHost(RebuildSteps):
         """A boot entry for ``system`` that systemd-boot takes once (``bootctl set-oneshot``), the
         default left on the previous system: the system goes into the trial profile, and the
         PREVIOUS system's boot-loader install writes every profile's entries with its own default."""
-        bootctl = self.runner.which("bootctl")
+        bootctl = self.runner.which("bootctl") or ""
         installed = self._run([bootctl, "is-installed"], check=False) if bootctl else None
         if installed is None or installed.rc != 0:
             why = (
