@@ -13,6 +13,7 @@ controller, or ``ansible.builtin.reboot``. A connection that fails under a step 
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,7 @@ class AnsibleSteps:
         self.goto: dict[str, Any] | None = None  # rollback mode: the generation to go to
         self.new_system = ""  # the built system, which `arm` records
         self.owner = ""
+        self.tag: str | None = None  # the name of this run's activation on the host
         self.previous: dict[str, Any] | None = None  # what the armed rollback returns to
         self.last_checks: dict[str, Any] = {}  # what the last checks checked
 
@@ -260,10 +262,11 @@ class AnsibleSteps:
         self.step("arm", system=self.new_system, timeout=timeout_s, previous=_target_dict(previous))
 
     def activate(self, system: str, action: Action) -> txn.ActivationResult:
-        return _activation(self.step("activate", system=system, action=str(action)))
+        self.tag = uuid.uuid4().hex
+        return _activation(self.step("activate", system=system, action=str(action), tag=self.tag))
 
     def wait_activation(self, system: str, action: Action) -> txn.ActivationResult:
-        return _activation(self.step("wait_activation", system=system, action=str(action)))
+        return _activation(self.step("wait_activation", system=system, action=str(action), tag=self.tag))
 
     def reconnect(self) -> None:
         conn = self.action._connection

@@ -174,6 +174,7 @@ def record(activation: Activation) -> None:
         "unit": activation.unit,
         "previous_system": activation.previous_system,
         "generation_before": activation.generation_before,
+        "tag": activation.tag,
         "started": time.time(),
     }
     with open(f"{activation.run_dir}/meta.json", "w", encoding="utf-8") as handle:
@@ -211,6 +212,7 @@ def read_activation(run_dir: str) -> Activation | None:
         log=log,
         previous_system=meta.get("previous_system"),
         generation_before=meta.get("generation_before"),
+        tag=meta.get("tag"),
     )
 
 

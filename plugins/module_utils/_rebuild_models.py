@@ -218,6 +218,7 @@ class Activation:
     log: str
     previous_system: str | None = None
     generation_before: int | None = None
+    tag: str | None = None  # the caller's name for this activation (nixos_switch: one per run)
 
     @property
     def finished(self) -> bool:

@@ -190,7 +190,12 @@ class RebuildSteps:
             )
 
     def start_activation(
-        self, system: str, action: Action, previous: str | None = None, generation_before: int | None = None
+        self,
+        system: str,
+        action: Action,
+        previous: str | None = None,
+        generation_before: int | None = None,
+        tag: str | None = None,
     ) -> Activation:
         """Start switch-to-configuration detached (systemd-run where systemd runs, else setsid)."""
         run_dir = _activation.new_run_dir(self.paths.state_dir)
@@ -218,6 +223,7 @@ class RebuildSteps:
             log="",
             previous_system=previous,
             generation_before=generation_before,
+            tag=tag,
         )
         _activation.record(activation)
         # The unit gets NIXOS_INSTALL_BOOTLOADER through -E; the setsid process inherits it.

@@ -320,27 +320,36 @@ class SwitchHost(RebuildSteps):
 
     # ------------------------------------------------------------------ activation
 
-    def activate(self, system: str, action: Action, timeout: float) -> dict[str, Any]:
-        """Wait for an earlier activation, then switch-to-configuration ACTION detached, and wait."""
+    def activate(self, system: str, action: Action, timeout: float, tag: str | None = None) -> dict[str, Any]:
+        """Wait for an earlier activation, then switch-to-configuration ACTION detached, and wait.
+        ``tag`` names this activation, so that :meth:`wait_activation` finds this one and no other."""
         self.wait_running(timeout)
         activation = self.start_activation(
             system,
             action,
             _profile.resolved(self.paths.current_system),
             _profile.current_generation(self.paths.profile),
+            tag=tag,
         )
         return self._activation_result(self.wait_for(activation, timeout))
 
-    def wait_activation(self, system: str, action: Action, timeout: float) -> dict[str, Any]:
-        """After a lost connection: the newest unreported activation of ``system`` as it ended."""
+    def wait_activation(self, system: str, action: Action, timeout: float, tag: str | None = None) -> dict[str, Any]:
+        """After a lost connection: how the activation of this run (``tag``; without one, the newest
+        of ``system`` by ``action``) ended, waiting for it. None found: it never started."""
         mine = None
         for run_dir in reversed(_activation.runs(self.paths.state_dir)):
             found = _activation.read_activation(run_dir)
-            if found is not None and found.system == system and found.action == action:
+            if found is None or found.system != system or found.action != action:
+                continue
+            if tag is None or found.tag == tag:
                 mine = found
                 break
         if mine is None:
-            return {"rc": None, "units": parse_report("").as_dict(), "msg": "no activation of this system was found"}
+            return {
+                "rc": None,
+                "units": parse_report("").as_dict(),
+                "msg": "the activation of this run never started (no run directory has its tag)",
+            }
         return self._activation_result(self.wait_for(mine, timeout))
 
     def wait_running(self, timeout: float) -> None:
@@ -413,7 +422,9 @@ class SwitchHost(RebuildSteps):
         system = str(previous["system"])
         outcome: dict[str, Any] = {}
         if _profile.resolved(self.paths.current_system) != system or problems:
-            action = Action.SWITCH if system == previous["profile_system"] else Action.TEST
+            # As the armed script: `switch` only when the profile is back on the system's generation.
+            back = not problems and system == previous["profile_system"]
+            action = Action.SWITCH if back else Action.TEST
             activation = self.start_activation(system, action)
             outcome = self._activation_result(self.wait_for(activation, timeout))
             if outcome["rc"] != 0:

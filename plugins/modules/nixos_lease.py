@@ -15,7 +15,7 @@ description:
     atomically. Its owner is this C(ansible-playbook) run (C(USER@CONTROLLER pid PID)), so
     P(aiolabs.nixos.nixos_switch#module) in the same run renews it instead of failing on it.
   - C(site.yml) takes it before the first push and gives it back at the end, so a second deploy of the same host
-    fails at once naming the holder (or waits up to O(wait) seconds) before it pushes anything: two deploys can
+    fails at once naming the holder (or waits up to O(wait) seconds) before it pushes anything, so two deploys can
     not mix their pushes, and never both report the same switch.
   - A lease past its time to live belongs to a run that died and is taken over; so is one whose owner ran on this
     controller and whose process is gone. An armed rollback that fires gives back the lease of the run that armed

@@ -16,21 +16,21 @@ description:
   - B(Build once) (one evaluation, C(nixos-rebuild build --no-reexec)); the built system is held by a GC root until
     the profile holds it. B(Compare) with C(/run/current-system) and the profile; when they already hold it and no
     earlier run's rollback waits, nothing else runs (RV(ignore:changed=false)).
-  - B(Take the lease) C(/run/aiolabs-nixos/lease) (owner, start time): a second deploy of the same host fails at once
+  - B(Take the lease) C(/run/aiolabs-nixos/lease) (owner, start time) - a second deploy of the same host fails at once
     naming the holder, or waits up to O(lease_wait) seconds. A lease older than its time to live (the confirm
     timeout + the activation timeout + the reconnect timeout) belongs to a run that died and is taken over.
-  - B(Arm the rollback) after the build: a transient systemd timer that returns the host to the last confirmed
+  - B(Arm the rollback) after the build - a transient systemd timer that returns the host to the last confirmed
     system after O(confirm_timeout) seconds unless the run confirms. A confirm timeout shorter than the activation,
     the reconnection and the checks may take is refused before anything is built.
-  - B(Activate with test): the running system changes; the profile and the boot default do not, so a reboot or a power
+  - B(Activate with test) - the running system changes; the profile and the boot default do not, so a reboot or a power
     cut before the confirm boots the previous system. The activation is detached from the connection; a dropped
     connection is reconnected and the activation's outcome read.
-  - B(Checks) on a fresh connection: the system runs, every unit of O(units) is active, every probe of
+  - B(Checks) on a fresh connection - the system runs, every unit of O(units) is active, every probe of
     O(http_checks) answers as expected (from the controller, https with SNI, no redirects followed).
-  - B(Confirm) (O(action=switch)): the profile moves to the new system and C(switch-to-configuration boot) makes it
+  - B(Confirm) (O(action=switch)) - the profile moves to the new system and C(switch-to-configuration boot) makes it
     the boot default; then the timer is disarmed and the state read again, which must show the new system running,
     in the profile, nothing armed.
-  - Any failure after arming B(rolls back now): wait for a running activation, return the profile, activate the
+  - Any failure after arming B(rolls back now) - wait for a running activation, return the profile, activate the
     previous system, check every return code, run the checks on it, and report exactly where the host stands.
   - Exit 100 (the new system needs a reboot) without O(allow_reboot) fails clearly without activating or confirming
     anything; the host still runs, and boots, the previous system.

@@ -79,6 +79,11 @@ options:
   generation:
     description: The profile generation V(confirm) switches to (a rollback to that generation) instead of adding one.
     type: int
+  tag:
+    description:
+      - The caller's name for this activation (V(activate) records it, V(wait_activation) looks for it), so that after a
+        lost connection the outcome read is this run's activation and not an earlier one of the same system.
+    type: str
   action:
     description: The switch-to-configuration action of V(activate) and V(wait_activation).
     type: str
@@ -155,7 +160,7 @@ step:
   returned: always
   type: str
 result:
-  description: What the step returns (V(state): the current, profile and booted systems, generation, timer, lease).
+  description: What the step returns (V(state) - the current, profile and booted systems, generation, timer, lease).
   returned: success
   type: dict
 commands:
@@ -224,8 +229,8 @@ STEPS: dict[str, Callable[[SwitchHost, dict[str, Any]], Any]] = {
     "release_lease": lambda h, p: h.release_lease(p["owner"]),
     "arm": lambda h, p: h.arm(p["previous"], p["system"], p["timeout"], _timeout(p)),
     "disarm": lambda h, p: h.disarm(),
-    "activate": lambda h, p: h.activate(p["system"], Action(p["action"]), _timeout(p)),
-    "wait_activation": lambda h, p: h.wait_activation(p["system"], Action(p["action"]), _timeout(p)),
+    "activate": lambda h, p: h.activate(p["system"], Action(p["action"]), _timeout(p), p["tag"]),
+    "wait_activation": lambda h, p: h.wait_activation(p["system"], Action(p["action"]), _timeout(p), p["tag"]),
     "confirm": lambda h, p: h.confirm(p["system"], p["generation"]),
     "roll_back": lambda h, p: h.roll_back(p["previous"], _timeout(p)),
     "boot_once": lambda h, p: h.boot_once(p["system"], p["previous"]),
@@ -244,6 +249,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "profile": {"type": "path", "default": "/nix/var/nix/profiles/system"},
     "system": {"type": "str"},
     "generation": {"type": "int"},
+    "tag": {"type": "str"},
     "action": {"type": "str", "default": "test", "choices": ["test", "switch"]},
     "previous": {"type": "dict"},
     "timeout": {"type": "int", "default": 1200},

@@ -2,7 +2,7 @@
 
 The lab host (machine7 by default, WEBAPP_TEST_HOST; a simulated NixOS machine, see lab/README.md)
 gets a system whose /etc/nixos/configuration.nix imports the collection's own web-app module
-(nix-modules/web-app.nix with nginx.nix and common.nix, copied beside it) with
+(nix-modules/web-app.nix with nginx.nix, common.nix and health.nix, copied beside it) with
 ``aiolabs.webapp.enable``, switched with nixos-rebuild, so its nginx serves ``app.<domain>`` from
 /var/src/web-app-dist over https (forceSSL, the lab CA's certificate). The role runs from
 ``ansible-playbook`` with ``-i lab/run/inventory.yml`` plus a throwaway inventory that gives the host
@@ -54,7 +54,7 @@ CONFIGURATION_NIX = """{{
   aiolabs.nginx.acmeEmail = "admin@lab.test";
 }}
 """
-MODULES = ("common.nix", "nginx.nix", "web-app.nix")
+MODULES = ("common.nix", "health.nix", "nginx.nix", "web-app.nix")
 CA = REPO / "lab" / "run" / "ca" / "ca.pem"
 
 

@@ -938,7 +938,8 @@ def test_roll_back_reports_every_failing_command(machine: Machine) -> None:
     problems = got["msg"].split("; ")
     nix_error = f"error: opening lock file '{machine.paths.profile}.lock': No space left on device"
     assert problems[0] == f"{nix_env} failed with exit 1: {nix_error}"
-    assert problems[1] == f"switch-to-configuration switch of {old}: {describe_exit(4)}"
+    # the profile could not be returned: `test`, as the armed script does (the boot loader is left alone)
+    assert problems[1] == f"switch-to-configuration test of {old}: {describe_exit(4)}"
     assert got["activation"]["rc"] == 4
     assert got["activation"]["units"]["failed"] == ["lnbits.service"]  # systemd asked after the exit 4
 
@@ -950,7 +951,7 @@ def test_roll_back_activates_even_a_running_system_when_the_profile_could_not_be
     host, _runner = _host(machine)
     got = host.roll_back({"system": old, "generation": 1, "profile_system": old}, 30, gc_root=machine.gc_root)
     assert got["ok"] is False and got["rc"] == 1
-    assert len(machine.calls(old)) == 1  # activated again, so the boot loader is written from it
+    assert machine.calls(old) == ["test 0"]  # activated again; `test`, since the profile is not back
 
 
 # ------------------------------------------------------------------------------------ one-shot boot
@@ -1124,3 +1125,32 @@ def test_a_build_without_result_fails(machine: Machine) -> None:
     runner.run = lambda argv, **_kw: CommandResult(tuple(argv), 0, "", "")  # type: ignore[method-assign]
     with pytest.raises(NixError, match=r"left no \./result"):
         host.build_once(_request(), gc_root=machine.gc_root)
+
+
+# ------------------------------------------------------------------ activate / wait_activation
+
+
+def test_activate_tests_the_system_detached_and_records_its_tag(machine: Machine) -> None:
+    old, new = machine.installed()
+    host, _runner = _host(machine)
+    got = host.activate(new, Action.TEST, 30, tag="run-a")
+    assert got["rc"] == 0 and got["msg"] == ""
+    assert machine.calls(new) == ["test 0"]  # `test`: the profile and the boot default stay
+    assert os.path.realpath(machine.paths.profile) == old
+    run_dir = got["log_path"].rsplit("/", 1)[0]
+    assert json.loads(Path(run_dir, "meta.json").read_text())["tag"] == "run-a"
+
+
+def test_wait_activation_reads_this_runs_activation_not_an_earlier_one_of_the_same_system(machine: Machine) -> None:
+    """The connection dropped before this run's activation started: an earlier deploy's activation of
+    the same system (it ended with exit 4) must not be reported as this run's."""
+    _old, new = machine.installed()
+    host, _runner = _host(machine)
+    earlier = host.activate(new, Action.TEST, 30, tag="earlier")
+    Path(earlier["log_path"].rsplit("/", 1)[0], "status").write_text("4\n")  # how that one ended
+    never = host.wait_activation(new, Action.TEST, 30, tag="mine")
+    assert never["rc"] is None and "never started" in never["msg"]
+    assert host.wait_activation(new, Action.TEST, 30, tag="earlier")["rc"] == 4
+    mine = host.activate(new, Action.TEST, 30, tag="mine")
+    assert mine["rc"] == 0
+    assert host.wait_activation(new, Action.TEST, 30, tag="mine")["rc"] == 0
