@@ -91,8 +91,11 @@ in
       aiolabs.lnbits =
         { enable = enabled "lnbits"; }
         // pick lnbits [ "domain" "port" "source" ]
-        // optionalAttrs (lnbits ? extensionsMode) { extensions.mode = lnbits.extensionsMode; }
-        // optionalAttrs (lnbits ? extensionsSource) { extensions.source = lnbits.extensionsSource; };
+        // {
+          extensions =
+            optionalAttrs (lnbits ? extensionsMode) { mode = lnbits.extensionsMode; }
+            // optionalAttrs (lnbits ? extensionsSource) { source = lnbits.extensionsSource; };
+        };
     }
     (optionalAttrs (enabled "atbb") {
       # atBB brings its own vhost; the fleet's nginx settings (ACME email, fail2ban) cover it too.
