@@ -422,9 +422,7 @@ def test_machine1_webapp_and_lnbits(lib_level: str, tmp_path: Path) -> None:
     }
 
 
-def test_a_new_dist_is_a_new_system_and_the_old_one_keeps_serving_the_old_dist(
-    lib_level: str, tmp_path: Path
-) -> None:
+def test_a_new_dist_is_a_new_system_and_the_old_one_keeps_serving_the_old_dist(lib_level: str, tmp_path: Path) -> None:
     # What a rollback relies on: each generation serves the dist it was built with.
     nix_path = machine1(tmp_path)
     dist = tmp_path / "var-src" / "web-app-dist"
@@ -502,9 +500,9 @@ atbb = {{ enable = true; domain = "forum.machine3.lab.test"; forumDid = "did:plc
     lnbits = built.unit("lnbits.service")
     pre = re.search(r"^ExecStartPre=(\S+)$", lnbits, re.M)
     assert pre and pre.group(1).endswith("/bin/lnbits-pre-start")
-    extensions = store_add(EXTENSIONS, "lnbits-extensions")
+    copy = store_add(EXTENSIONS, "lnbits-extensions")
     assert re.search(
-        rf"/nix/store/\S+-rsync-3-lab/bin/rsync -a --chmod=u\+w {extensions}/ /var/lib/lnbits/extensions/$",
+        rf"/nix/store/\S+-rsync-3-lab/bin/rsync -a --chmod=u\+w {copy}/ /var/lib/lnbits/extensions/$",
         Path(pre.group(1)).read_text(),
         re.M,
     )

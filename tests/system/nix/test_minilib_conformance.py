@@ -189,7 +189,8 @@ MODULE_SETS = {
     "lnbits": f"{SHARED} {{ aiolabs.lnbits.enable = true; }} {{ {LNBITS_PKG} }}",
     "lnbits-merge": f"{SHARED} {{ aiolabs.lnbits = {{ enable = true; port = 5001;"
     f' extensions.mode = "merge"; }}; }} {{ {LNBITS_PKG} }}',
-    "lnbits-bad-mode": f'{SHARED} {{ aiolabs.lnbits = {{ enable = true; extensions.mode = "copy"; }}; }} {{ {LNBITS_PKG} }}',
+    "lnbits-bad-mode": f'{SHARED} {{ aiolabs.lnbits = {{ enable = true; extensions.mode = "copy"; }}; }}'
+    f" {{ {LNBITS_PKG} }}",
     "pict-rs": f"{SHARED} {{ aiolabs.pictrs = {{ enable = true; port = 8081; }}; {LNBITS_PKG} }}",
     "atbb": ATBB,
     "atbb-no-terms": ATBB.replace("acceptTerms = true;", ""),

@@ -176,7 +176,8 @@ def test_nginx_acme_fail2ban_and_websocket_friendly_proxying(harness: Harness) -
 
 def test_nginx_without_acme_email_is_an_actionable_assertion(harness: Harness) -> None:
     failed = harness.eval(
-        f'(import {NIX_MODULES}/shared.nix {{ domain = "m1.example.org"; }}) {{ aiolabs.webapp.enable = true; {WEBAPP_SOURCE} }}',
+        f'(import {NIX_MODULES}/shared.nix {{ domain = "m1.example.org"; }})'
+        f" {{ aiolabs.webapp.enable = true; {WEBAPP_SOURCE} }}",
         "h.failedAssertions c",
     )
     # Ours, beside the ones NixOS's ACME module adds for the same mistake (acceptTerms, email).
@@ -322,7 +323,7 @@ def test_lnbits_runs_the_store_copy_of_its_source(harness: Harness) -> None:
     result = harness.eval(
         lnbits(),
         "{ path = c.systemd.services.lnbits.environment.LNBITS_PATH;"
-        "  flake = (builtins.getFlake \"path:${c.aiolabs.lnbits.source}\").outPath; }",
+        '  flake = (builtins.getFlake "path:${c.aiolabs.lnbits.source}").outPath; }',
     )
     # The flake's own store path (what the package is built from), not the pushed /var/src tree.
     assert result["path"] == result["flake"]
