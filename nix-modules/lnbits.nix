@@ -1,8 +1,11 @@
 # LNbits from its own flake (uv2nix), deployed as source to /var/src/lnbits-src
-# and loaded with `builtins.getFlake "path:…"` (a mutable local tree; its
-# flake.lock pins the inputs). State lives in /var/lib/lnbits. Extensions pushed
-# to /var/src/lnbits-extensions either replace the extensions folder (a symlink)
-# or are merged beside the ones installed from the LNbits UI.
+# and loaded with `builtins.getFlake "path:…"` (its flake.lock pins the inputs).
+# Nix copies that tree into the store when the system is evaluated: the package is
+# built from the copy and the unit runs it (LNBITS_PATH), so a rollback runs the
+# previous source and a push in progress never changes what runs. State lives in
+# /var/lib/lnbits. Extensions pushed to /var/src/lnbits-extensions are copied into
+# the store the same way; that copy either replaces the extensions folder (a
+# symlink) or is merged beside the extensions installed from the LNbits UI.
 {
   config,
   lib,
@@ -25,6 +28,17 @@ let
   cfg = config.aiolabs.lnbits;
   extensionsDir = "${cfg.stateDir}/extensions";
   ext = cfg.extensions;
+  flake = builtins.getFlake "path:${cfg.source}";
+  # The deployed extensions as part of the system (null: none deployed, the folder is left alone).
+  # Read at evaluation time; a folder that is not there means the deploy pushed none.
+  deployedExtensions =
+    if ext.source == null || !(hasPrefix "/" ext.source) || !(builtins.pathExists ext.source) then
+      null
+    else
+      builtins.path {
+        path = /. + ext.source;
+        name = "lnbits-extensions";
+      };
 in
 {
   imports = [
@@ -40,7 +54,22 @@ in
       default = "/var/src/lnbits-src";
       description = ''
         The LNbits source tree with its flake.nix, uv.lock and flake.lock, as
-        pushed by the deploy. Read with `builtins.getFlake "path:<source>"`.
+        pushed by the deploy (a path on the machine). Read when the system is
+        evaluated with `builtins.getFlake "path:<source>"`, which copies it into the
+        store: {option}`aiolabs.lnbits.package` is built from that copy and the unit
+        runs it ({option}`aiolabs.lnbits.sourceStorePath`), never this mutable tree.
+      '';
+    };
+
+    sourceStorePath = mkOption {
+      type = types.str;
+      default = flake.outPath;
+      defaultText = literalExpression ''(builtins.getFlake "path:''${config.aiolabs.lnbits.source}").outPath'';
+      description = ''
+        The store copy of the LNbits source the unit runs with (`LNBITS_PATH`): the
+        flake's own store path, the tree the default package is built from. Set it
+        together with {option}`aiolabs.lnbits.package` when the package comes from
+        elsewhere (upstream's module uses the package's `src`).
       '';
     };
 
@@ -83,7 +112,12 @@ in
       source = mkOption {
         type = types.nullOr types.str;
         default = "/var/src/lnbits-extensions";
-        description = "Extensions pushed by the deploy; null leaves the extensions folder alone.";
+        description = ''
+          Where the deploy pushes extensions (a path on the machine); null leaves the
+          extensions folder alone. Read when the system is evaluated and copied into the
+          store, so the deployed extensions are part of the system and roll back with it.
+          A folder that does not exist then counts as none deployed (as null).
+        '';
       };
 
       mode = mkOption {
@@ -94,10 +128,13 @@ in
         default = "symlink";
         description = ''
           How deployed extensions reach `<stateDir>/extensions`:
-          `symlink` replaces the folder by a symlink to {option}`aiolabs.lnbits.extensions.source`
-          (extensions installed from the LNbits UI are deleted and cannot be installed);
-          `merge` copies the deployed extensions into the folder before each start,
-          beside the UI-installed ones (a deployed extension wins over a UI one of the same name).
+          `symlink` replaces the folder by a symlink to the store copy of
+          {option}`aiolabs.lnbits.extensions.source` (read-only: extensions installed from
+          the LNbits UI are deleted and cannot be installed; a rollback links the previous set);
+          `merge` copies the store copy into the folder before each start, beside the
+          UI-installed ones, which live in {option}`aiolabs.lnbits.stateDir` and keep working
+          (a deployed extension wins over a UI one of the same name; a new store copy changes
+          the unit, so the switch, and a rollback, restart LNbits with the copy of that system).
         '';
       };
     };
@@ -142,7 +179,7 @@ in
       "d ${cfg.stateDir} 0750 ${cfg.user} ${cfg.group} - -"
     ]
     # `L+` removes whatever is at the path first, including a folder of UI-installed extensions.
-    ++ optional (ext.source != null && ext.mode == "symlink") "L+ ${extensionsDir} - - - - ${ext.source}";
+    ++ optional (deployedExtensions != null && ext.mode == "symlink") "L+ ${extensionsDir} - - - - ${deployedExtensions}";
 
     systemd.services.lnbits = {
       description = "LNbits, a Lightning wallet and accounts system";
@@ -152,17 +189,16 @@ in
       environment = {
         LNBITS_DATA_FOLDER = cfg.stateDir;
         LNBITS_EXTENSIONS_PATH = cfg.stateDir;
-        # The uv2nix environment runs the code of the deployed source tree.
-        LNBITS_PATH = cfg.source;
+        # The source the package was built from, in the store (as upstream's module: the package's src).
+        LNBITS_PATH = cfg.sourceStorePath;
       }
       // cfg.env;
-      # merge: copy the deployed extensions in, keep the UI-installed ones (no --delete).
-      preStart = lib.optionalString (ext.source != null && ext.mode == "merge") ''
+      # merge: copy the deployed extensions in, keep the UI-installed ones (no --delete);
+      # --chmod=u+w: the store copy is read-only, LNbits may rewrite its extensions.
+      preStart = lib.optionalString (deployedExtensions != null && ext.mode == "merge") ''
         if [ -L ${extensionsDir} ]; then rm ${extensionsDir}; fi
         mkdir -p ${extensionsDir}
-        if [ -d ${ext.source} ]; then
-          ${getExe pkgs.rsync} -a --chmod=u+w ${ext.source}/ ${extensionsDir}/
-        fi
+        ${getExe pkgs.rsync} -a --chmod=u+w ${deployedExtensions}/ ${extensionsDir}/
       '';
       serviceConfig = {
         Type = "simple";

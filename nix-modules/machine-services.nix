@@ -17,6 +17,7 @@
 #     services = {
 #       webapp = { enable = true; };                   # app.<domain>
 #       lnbits = { enable = true; port = 5000; extensionsMode = "symlink"; };
+#       # (also source, extensionsSource; webapp: source, root: the module options, for tests)
 #       pictrs = { enable = false; port = 8080; };     # img.<domain>
 #       atbb = { enable = false; domain = "forum.<domain>"; forumDid = "did:plc:…";
 #                pdsUrl = "https://…"; appviewPort = 3000; webPort = 3001; };
@@ -85,12 +86,16 @@ in
     }
     {
       networking.hostName = machine.hostName;
-      aiolabs.webapp = { enable = enabled "webapp"; } // pick (svc "webapp") [ "domain" "root" ];
+      aiolabs.webapp = { enable = enabled "webapp"; } // pick (svc "webapp") [ "domain" "source" "root" ];
       aiolabs.pictrs = { enable = enabled "pictrs"; } // pick (svc "pictrs") [ "domain" "port" ];
       aiolabs.lnbits =
         { enable = enabled "lnbits"; }
         // pick lnbits [ "domain" "port" "source" ]
-        // optionalAttrs (lnbits ? extensionsMode) { extensions.mode = lnbits.extensionsMode; };
+        // {
+          extensions =
+            optionalAttrs (lnbits ? extensionsMode) { mode = lnbits.extensionsMode; }
+            // optionalAttrs (lnbits ? extensionsSource) { source = lnbits.extensionsSource; };
+        };
     }
     (optionalAttrs (enabled "atbb") {
       # atBB brings its own vhost; the fleet's nginx settings (ACME email, fail2ban) cover it too.

@@ -1,5 +1,8 @@
 # The machine's web app: static files built on the controller for this machine
-# (its .env and images) and pushed to /var/src/web-app-dist, served at app.<domain>.
+# (its .env and images), pushed to /var/src/web-app-dist and copied from there into
+# the store when the system is evaluated, so nginx serves app.<domain> from the
+# system's own copy: a rollback serves the previous build, and a push that is still
+# running (rsync --delete) is never what visitors see.
 { config, lib, ... }:
 let
   inherit (lib)
@@ -13,6 +16,19 @@ let
     ;
 
   cfg = config.aiolabs.webapp;
+  inStore = hasPrefix "${builtins.storeDir}/";
+
+  # Read at evaluation time: the tree must be there when nixos-rebuild runs.
+  sourceCopy =
+    if !(hasPrefix "/" cfg.source) then
+      throw "aiolabs.webapp.source must be an absolute path such as /var/src/web-app-dist (got ${cfg.source})."
+    else if !(builtins.pathExists "${cfg.source}/index.html") then
+      throw "aiolabs.webapp.source: ${cfg.source} has no index.html. Push the built web app there (the aiolabs.nixos.webapp role, entry point push) before the switch, or point aiolabs.webapp.source at the build."
+    else
+      builtins.path {
+        path = /. + cfg.source;
+        name = "web-app-dist";
+      };
 in
 {
   imports = [
@@ -30,12 +46,30 @@ in
       description = "Virtual host name of the web app.";
     };
 
-    root = mkOption {
+    source = mkOption {
       type = types.str;
       default = "/var/src/web-app-dist";
       description = ''
-        Directory with the built web app. A run-time path (a string, not copied into
-        the store): a new build is served without rebuilding the system.
+        Where the deploy pushes the built web app (an absolute path on the machine, with an
+        `index.html`). It is read when the system is evaluated and copied into the store as
+        the default of {option}`aiolabs.webapp.root`; evaluation fails, naming this option,
+        when the folder or its `index.html` is missing.
+      '';
+    };
+
+    root = mkOption {
+      type = types.str;
+      default = sourceCopy;
+      defaultText = literalExpression ''builtins.path { path = /. + config.aiolabs.webapp.source; name = "web-app-dist"; }'';
+      example = "/srv/web-app";
+      description = ''
+        Directory nginx serves. By default a store copy of {option}`aiolabs.webapp.source`,
+        part of the system: a rollback serves the previous build, a new build is served
+        only after a switch, and a push in progress is never served. A store path must
+        carry its context (`builtins.path`, `"''${./dist}"` or a derivation), so that it stays
+        in the system's closure. An absolute run-time path outside the store (a string)
+        restores the old behaviour: a push is served at once, without a switch, and a
+        rollback does not bring the previous build back.
       '';
     };
 
@@ -49,8 +83,10 @@ in
   config = mkIf cfg.enable {
     assertions = [
       {
-        assertion = hasPrefix "/" cfg.root && !(hasPrefix builtins.storeDir cfg.root);
-        message = "aiolabs.webapp.root must be an absolute run-time path such as /var/src/web-app-dist (got ${cfg.root}).";
+        assertion = hasPrefix "/" cfg.root && (inStore cfg.root -> builtins.hasContext cfg.root);
+        message = "aiolabs.webapp.root must be a store path with its context (the default, a copy of aiolabs.webapp.source, or builtins.path { path = …; }) or an absolute run-time path outside the store such as /srv/web-app (got ${cfg.root}: ${
+          if inStore cfg.root then "a store path written as a plain string is not kept in the system's closure" else "not absolute"
+        }).";
       }
     ];
 

@@ -15,7 +15,11 @@ What a person relies on every day:
 - the .populate guard refuses a /var/src that is not this deploy's.
 
 The web app stage runs when the aiolabs.nixos.webapp role is present (it needs node and npm on the
-controller); AIOLABS_PIPE_WEBAPP=0 turns it off.
+controller); AIOLABS_PIPE_WEBAPP=0 turns it off. What the machines serve comes from the store
+(nix-modules copy /var/src/web-app-dist and /var/src/lnbits-src in when the system is evaluated), so
+a machine whose data enables the web app needs its dist pushed before the switch: with
+AIOLABS_PIPE_WEBAPP=0 that holds only where an earlier run left /var/src/web-app-dist, and a host
+reset to its stock first boot fails its build naming aiolabs.webapp.source.
 """
 
 from __future__ import annotations
@@ -228,6 +232,12 @@ def test_all_hosts_converge_with_krops_layout(converged: Deploy) -> None:
     listing = lab["machine1"].out("test -f /var/src/lnbits-src/flake.nix && test ! -L /var/src/lnbits-src && "
                                   "ls /var/src/lnbits-src")  # fmt: skip
     assert listing.split() == example
+    # LNbits runs the store copy of the pushed source (the flake's path), not /var/src (issue 12).
+    unit = lab["machine1"].out("cat /run/current-system/etc/systemd/system/lnbits.service")
+    lnbits_path = re.search(r'^Environment="LNBITS_PATH=(/nix/store/[^"]+-source)"$', unit, re.M)
+    assert lnbits_path, unit
+    assert lab["machine1"].out(f"ls {lnbits_path.group(1)}").split() == example
+    assert "/var/src" not in unit
     # machine2 keeps /etc/nixos's hardware configuration (none in its assets).
     assert "hardware-configuration.nix" not in set(lab["machine2"].out("ls -A /var/src/config-machine").split())
     # machine.nix is the host_vars in Nix, read by Nix itself.
@@ -256,6 +266,13 @@ def test_app_vhost_serves_machine1_web_app(converged: Deploy) -> None:
     proc = subprocess.run(["curl", "-sS", "--cacert", str(CA), "--resolve", f"{vhost}:443:{LAB_NET}.1",
                            f"https://{vhost}/"], capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
     assert "Lab machine 1" in proc.stdout and "machine1.lab.test" in proc.stdout, (proc.stdout[:2000], proc.stderr)
+    # Served from the system's store copy of the pushed dist, so a rollback serves the previous build (issue 12).
+    host = converged.lab["machine1"]
+    nginx = json.loads(host.out("cat /run/current-system/etc/lab/nginx.json"))
+    root = nginx["vhosts"][vhost]["locations"][0]["static"]
+    assert root.startswith("/nix/store/") and root.endswith("-web-app-dist"), root
+    files = "find . -type f -exec sha256sum {} + | sort"
+    assert host.out(f"cd {root} && {files}") == host.out(f"cd /var/src/web-app-dist && {files}")
     curl = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", "-H", f"Host: {vhost}"]
     proc = subprocess.run([*curl, f"http://{LAB_NET}.1/"], capture_output=True, text=True, timeout=30, check=False)
     assert proc.stdout == f"301 https://{vhost}/", (proc.stdout, proc.stderr)

@@ -1,10 +1,13 @@
 """aiolabs.nixos.webapp end to end on a lab host: build on the controller, push, serve.
 
 The lab host (machine7 by default, WEBAPP_TEST_HOST; a simulated NixOS machine, see lab/README.md)
-gets a system whose /etc/nixos/configuration.nix imports the collection's own web-app module
+gets a /etc/nixos/configuration.nix that imports the collection's own web-app module
 (nix-modules/web-app.nix with nginx.nix, common.nix and health.nix, copied beside it) with
-``aiolabs.webapp.enable``, switched with nixos-rebuild, so its nginx serves ``app.<domain>`` from
-/var/src/web-app-dist over https (forceSSL, the lab CA's certificate). The role runs from
+``aiolabs.webapp.enable``. The module copies /var/src/web-app-dist into the store when the system is
+evaluated, so the play does what site.yml does: the role pushes the build, then the system is
+switched (``aiolabs.nixos.nixos_rebuild``, which switches only when the system changed), and nginx
+serves ``app.<domain>`` from that store copy over https (forceSSL, the lab CA's certificate). A push
+alone changes nothing that is served, and a rollback serves the previous build. The role runs from
 ``ansible-playbook`` with ``-i lab/run/inventory.yml`` plus a throwaway inventory that gives the host
 its machine data and assets folder, as host_vars would. /etc/nixos is restored and switched
 afterwards, and /var/src is left as it was found.
@@ -44,6 +47,11 @@ PLAYBOOK = """
     - name: Build on the controller and push
       ansible.builtin.include_role:
         name: aiolabs.nixos.webapp
+
+    # web-app.nix serves a store copy of the pushed dist: a new build is served after a switch.
+    - name: Switch to the system with the pushed build
+      aiolabs.nixos.nixos_rebuild:
+        nix_path: ""
 """
 # The stock configuration (moved aside) plus the collection's web-app module, as a NixOS user would
 # import it: forceSSL + enableACME, so the page is served over https only.
@@ -77,11 +85,11 @@ def host(lab: Lab) -> Iterator[LabHost]:
     machine = lab[HOST]
     saved_nixos = machine.out("tar -C /etc -cf - nixos | base64 -w0")
     saved_src = machine.out("ls -A /var/src 2>/dev/null || true").split()
+    # No switch here: the configuration evaluates only once the dist is pushed (the play's first run).
     machine.out(
         "cd /etc/nixos && mv configuration.nix stock-configuration.nix && "
         f"echo {modules_tar()} | base64 -d | tar -xf - "
-        f"&& cat > configuration.nix <<'EOF'\n{CONFIGURATION_NIX.format(host=HOST)}EOF\n"
-        "nixos-rebuild switch >/tmp/webapp-test-switch.log 2>&1 && systemctl is-active nginx.service",
+        f"&& cat > configuration.nix <<'EOF'\n{CONFIGURATION_NIX.format(host=HOST)}EOF\n",
         timeout=PLAY_TIMEOUT,
     )
     yield machine
@@ -166,9 +174,16 @@ class Deploy:
         }
 
 
-def remote_dist(machine: LabHost) -> dict[str, str]:
-    out = machine.out("cd /var/src/web-app-dist && find . -type f -exec sha256sum {} +")
+def remote_dist(machine: LabHost, folder: str = "/var/src/web-app-dist") -> dict[str, str]:
+    out = machine.out(f"cd {folder} && find . -type f -exec sha256sum {{}} +")
     return {path.removeprefix("./"): digest for digest, path in (line.split(None, 1) for line in out.splitlines())}
+
+
+def served_root(machine: LabHost) -> str:
+    """The folder the running system's nginx serves app.<domain> from (the lab's nginx.json)."""
+    nginx = json.loads(machine.out("cat /run/current-system/etc/lab/nginx.json"))
+    root: str = nginx["vhosts"][f"app.{HOST}.lab.test"]["locations"][0]["static"]
+    return root
 
 
 def changed(out: dict[str, Any]) -> int:
@@ -190,7 +205,12 @@ def test_webapp_builds_pushes_and_is_served_then_converges(host: LabHost, tmp_pa
     first = deploy.play()
     assert changed(first) > 0
     assert task_result(first, "Build this machine's web app with npm").get("changed") is True
+    assert task_result(first, "Switch to the system with the pushed build").get("changed") is True
     assert remote_dist(host) == deploy.local_dist()
+    # nginx serves the system's store copy of the pushed build, not /var/src.
+    root = served_root(host)
+    assert root.startswith("/nix/store/") and root.endswith("-web-app-dist"), root
+    assert remote_dist(host, root) == deploy.local_dist()
     html = deploy.page()
     assert '<h1 id="site-name">Machine seven</h1>' in html
     assert f"Served by {HOST}.lab.test" in html
@@ -206,6 +226,7 @@ def test_webapp_builds_pushes_and_is_served_then_converges(host: LabHost, tmp_pa
     again = deploy.play()
     assert changed(again) == 0
     assert task_result(again, "Build this machine's web app with npm").get("skipped") is True
+    assert task_result(again, "Switch to the system with the pushed build").get("changed") is False
 
     deploy.env(f"VITE_SITE_NAME=Seven renamed\nVITE_DOMAIN={HOST}.lab.test\n")
     before = remote_dist(host)
@@ -218,4 +239,17 @@ def test_webapp_builds_pushes_and_is_served_then_converges(host: LabHost, tmp_pa
     assert changed(renamed) > 0
     assert '<h1 id="site-name">Seven renamed</h1>' in deploy.page()
     assert remote_dist(host) == deploy.local_dist()
+    assert remote_dist(host, served_root(host)) == deploy.local_dist()
+    assert served_root(host) != root
+    assert changed(deploy.play()) == 0
+
+    # A rollback serves the previous build although /var/src holds the new one (issue 12).
+    host.out("nixos-rebuild switch --rollback >/tmp/webapp-test-rollback.log 2>&1", timeout=PLAY_TIMEOUT)
+    assert served_root(host) == root
+    assert '<h1 id="site-name">Machine seven</h1>' in deploy.page()
+    assert remote_dist(host) == deploy.local_dist()
+    # The next deploy pushes nothing new and switches forward to the renamed build.
+    forward = deploy.play()
+    assert task_result(forward, "Switch to the system with the pushed build").get("changed") is True
+    assert '<h1 id="site-name">Seven renamed</h1>' in deploy.page()
     assert changed(deploy.play()) == 0

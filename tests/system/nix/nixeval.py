@@ -33,6 +33,12 @@ HERE = Path(__file__).resolve().parent
 HARNESS = HERE / "harness"
 REPO = HERE.parents[2]
 NIX_MODULES = REPO / "nix-modules"
+# A built web app (index.html and an asset), where a machine has /var/src/web-app-dist: web-app.nix
+# reads aiolabs.webapp.source when the system is evaluated and copies it into the store.
+WEBAPP_DIST = HERE / "fixtures" / "web-app-dist"
+# The lab's stand-in LNbits flake (no inputs), where a machine has /var/src/lnbits-src: lnbits.nix
+# reads it with builtins.getFlake for LNBITS_PATH (and the default package).
+LNBITS_FIXTURE = REPO / "lab" / "fixtures" / "lnbits"
 NIX_CONFIG = "substituters =\nexperimental-features = nix-command flakes"
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 # pytest puts this directory on sys.path (rootdir-relative, no __init__.py); mypy cannot see that.
-from nixeval import NO_NIXPKGS_LIB  # type: ignore[import-not-found]
+from nixeval import NO_NIXPKGS_LIB, WEBAPP_DIST  # type: ignore[import-not-found]
 
 pytestmark = pytest.mark.nix
 
@@ -35,6 +35,7 @@ LAB_NIXPKGS = REPO / "lab" / "nixpkgs"
 LAB_TOOLS = REPO / "lab" / "host"
 NIX_MODULES = REPO / "nix-modules"
 LNBITS_FIXTURE = REPO / "lab" / "fixtures" / "lnbits"
+EXTENSIONS = REPO / "examples" / "lnbits-extensions"
 ATBB_FIXTURE = Path(__file__).resolve().parent / "fixtures" / "atbb"
 MACHINE_TEMPLATE = NIX_MODULES / "machine-template" / "configuration.nix"
 LAB_FILES = REPO / "lab" / "inventory" / "files"
@@ -286,8 +287,30 @@ def var_src(tmp_path: Path, machine: str, data: str, extra_modules: dict[str, st
     for name, text in extra_modules.items():
         (cm / name).write_text(text)
     (src / "nixos-config").symlink_to("config-machine/configuration.nix")
+    # The trees the sources and webapp roles push; the modules copy them into the store.
     shutil.copytree(LNBITS_FIXTURE, src / "lnbits-src")
+    shutil.copytree(EXTENSIONS, src / "lnbits-extensions")
+    shutil.copytree(WEBAPP_DIST, src / "web-app-dist")
     return str(src)
+
+
+def webapp_on(tmp_path: Path) -> str:
+    """The machine data's webapp entry, its dist where var_src puts it (/var/src/web-app-dist on a machine)."""
+    return f'webapp = {{ enable = true; source = "{tmp_path / "var-src" / "web-app-dist"}"; }};'
+
+
+def store_add(path: Path, name: str) -> str:
+    """The store path a copy of ``path`` named ``name`` gets (content-addressed), added now."""
+    proc = subprocess.run(
+        ["nix", "store", "add-path", "--name", name, str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=nix_env("minilib", ""),
+        timeout=TIMEOUT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
 
 
 def machine_data(host: str, services: str, extra: list[str]) -> str:
@@ -313,9 +336,11 @@ def machine_data(host: str, services: str, extra: list[str]) -> str:
 
 def machine1(tmp_path: Path) -> str:
     lnbits_src = tmp_path / "var-src" / "lnbits-src"
+    extensions = tmp_path / "var-src" / "lnbits-extensions"
     services = f"""\
-webapp = {{ enable = true; }};
-lnbits = {{ enable = true; port = 5000; extensionsMode = "symlink"; source = "{lnbits_src}"; }};
+{webapp_on(tmp_path)}
+lnbits = {{ enable = true; port = 5000; extensionsMode = "symlink"; source = "{lnbits_src}";
+           extensionsSource = "{extensions}"; }};
 pictrs = {{ enable = false; }};"""
     wireguard = (LAB_FILES / "machine1" / "nix" / "wireguard.nix").read_text()
     data = machine_data("machine1", services, ["access.nix", "wireguard.nix"])
@@ -340,8 +365,12 @@ def test_machine1_webapp_and_lnbits(lib_level: str, tmp_path: Path) -> None:
         "redirectCode": 301,
         "cert": None,
         "key": None,
-        "locations": [{"prefix": "/", "static": "/var/src/web-app-dist"}],
+        "locations": [{"prefix": "/", "static": store_add(WEBAPP_DIST, "web-app-dist")}],
     }
+    # nginx serves the system's own copy of the pushed dist, built into the store with it.
+    static = Path(vhosts["app.machine1.lab.test"]["locations"][0]["static"])
+    assert (static / "index.html").read_bytes() == (WEBAPP_DIST / "index.html").read_bytes()
+    assert (static / "assets" / "app.js").read_bytes() == (WEBAPP_DIST / "assets" / "app.js").read_bytes()
     assert vhosts["lnbits.machine1.lab.test"]["locations"] == [{"prefix": "/", "proxy": "127.0.0.1:5000"}]
     assert vhosts["lnbits.machine1.lab.test"]["forceSSL"] is True
     assert built.system["vhosts"] == {
@@ -356,6 +385,11 @@ def test_machine1_webapp_and_lnbits(lib_level: str, tmp_path: Path) -> None:
     assert "Wants=network-online.target\n" in unit
     assert "\n[Install]\nWantedBy=multi-user.target\n" in unit
     assert 'Environment="LNBITS_DATA_FOLDER=/var/lib/lnbits"\n' in unit
+    # LNbits runs the store copy of the pushed source (the flake's own path), never /var/src.
+    lnbits_path = re.search(r'^Environment="LNBITS_PATH=(\S+)"$', unit, re.M)
+    assert lnbits_path, unit
+    assert lnbits_path.group(1) == store_add(tmp_path / "var-src" / "lnbits-src", "source")
+    assert "/var/src" not in unit
     assert re.search(r'^Environment="PATH=/nix/store/[^"]+-coreutils-lab/bin:', unit, re.M)
     exec_start = re.search(r"^ExecStart=(\S+) --port 5000 --host 127.0.0.1$", unit, re.M)
     assert exec_start, unit
@@ -370,7 +404,10 @@ def test_machine1_webapp_and_lnbits(lib_level: str, tmp_path: Path) -> None:
     # lnbits.nix's state folder and extensions link, for the lab's activation to create.
     tmpfiles = built.text("etc/tmpfiles.d/00-nixos.conf").splitlines()
     assert "d /var/lib/lnbits 0750 lnbits lnbits - -" in tmpfiles
-    assert "L+ /var/lib/lnbits/extensions - - - - /var/src/lnbits-extensions" in tmpfiles
+    # symlink mode: the folder links to the store copy of the pushed extensions.
+    extensions = store_add(EXTENSIONS, "lnbits-extensions")
+    assert f"L+ /var/lib/lnbits/extensions - - - - {extensions}" in tmpfiles
+    assert (Path(extensions) / "hello" / "config.json").is_file()
 
     # shared.nix: rsync for the deploy, openssh with root's key from the machine's module.
     assert Path(built.path / "sw/bin/rsync").resolve(strict=False) == Path("/usr/lib/lab/bin/rsync")
@@ -385,8 +422,34 @@ def test_machine1_webapp_and_lnbits(lib_level: str, tmp_path: Path) -> None:
     }
 
 
+def test_a_new_dist_is_a_new_system_and_the_old_one_keeps_serving_the_old_dist(lib_level: str, tmp_path: Path) -> None:
+    # What a rollback relies on: each generation serves the dist it was built with.
+    nix_path = machine1(tmp_path)
+    dist = tmp_path / "var-src" / "web-app-dist"
+    before = build_ok(lib_level, nix_path)
+    (dist / "index.html").write_text("<!doctype html><title>the next build</title>\n")
+    after = build_ok(lib_level, nix_path)
+    assert after.path != before.path
+
+    def served(built: Built) -> Path:
+        return Path(built.nginx["vhosts"]["app.machine1.lab.test"]["locations"][0]["static"])
+
+    assert (served(after) / "index.html").read_text() == "<!doctype html><title>the next build</title>\n"
+    assert (served(before) / "index.html").read_bytes() == (WEBAPP_DIST / "index.html").read_bytes()
+    # A push that is still running (rsync --delete, a half tree) is not what the current system serves.
+    shutil.rmtree(dist / "assets")
+    assert (served(after) / "assets" / "app.js").is_file()
+
+
+def test_a_missing_dist_fails_the_build_naming_the_option(lib_level: str, tmp_path: Path) -> None:
+    nix_path = machine1(tmp_path)
+    shutil.rmtree(tmp_path / "var-src" / "web-app-dist")
+    error = build_error(lib_level, nix_path)
+    assert f"error: aiolabs.webapp.source: {tmp_path / 'var-src' / 'web-app-dist'} has no index.html." in error
+
+
 def test_machine2_pictrs(lib_level: str, tmp_path: Path) -> None:
-    services = "webapp = { enable = true; };\npictrs = { enable = true; port = 8080; };"
+    services = f"{webapp_on(tmp_path)}\npictrs = {{ enable = true; port = 8080; }};"
     data = machine_data("machine2", services, ["access.nix"])
     built = build_ok(lib_level, var_src(tmp_path, "machine2", data, {"access.nix": ACCESS_NIX}))
     assert built.units() == ["nginx.service", "pict-rs.service"]
@@ -404,9 +467,11 @@ def test_machine2_pictrs(lib_level: str, tmp_path: Path) -> None:
 def test_machine3_atbb_and_lnbits_merge(lib_level: str, tmp_path: Path) -> None:
     atbb = tmp_path / "var-src" / "atbb"
     lnbits_src = tmp_path / "var-src" / "lnbits-src"
+    extensions = tmp_path / "var-src" / "lnbits-extensions"
     services = f"""\
-webapp = {{ enable = true; }};
-lnbits = {{ enable = true; port = 5000; extensionsMode = "merge"; source = "{lnbits_src}"; }};
+{webapp_on(tmp_path)}
+lnbits = {{ enable = true; port = 5000; extensionsMode = "merge"; source = "{lnbits_src}";
+           extensionsSource = "{extensions}"; }};
 atbb = {{ enable = true; domain = "forum.machine3.lab.test"; forumDid = "did:plc:labmachine3forum000000000";
          pdsUrl = "https://pds.machine3.lab.test"; appviewPort = 3000; webPort = 3001;
          environmentFile = "/var/lib/secrets/atbb.env"; source = "{atbb}"; }};"""
@@ -435,7 +500,12 @@ atbb = {{ enable = true; domain = "forum.machine3.lab.test"; forumDid = "did:plc
     lnbits = built.unit("lnbits.service")
     pre = re.search(r"^ExecStartPre=(\S+)$", lnbits, re.M)
     assert pre and pre.group(1).endswith("/bin/lnbits-pre-start")
-    assert re.search(r"/nix/store/\S+-rsync-3-lab/bin/rsync -a --chmod=u\+w ", Path(pre.group(1)).read_text())
+    copy = store_add(EXTENSIONS, "lnbits-extensions")
+    assert re.search(
+        rf"/nix/store/\S+-rsync-3-lab/bin/rsync -a --chmod=u\+w {copy}/ /var/lib/lnbits/extensions/$",
+        Path(pre.group(1)).read_text(),
+        re.M,
+    )
 
     # The atBB units run the fixture's stand-in programs with the lab's node.
     for name, port_var in (("atbb-appview.service", "PORT"), ("atbb-web.service", "WEB_PORT")):

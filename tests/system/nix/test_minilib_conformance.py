@@ -45,7 +45,9 @@ from test_lab_nixpkgs import (  # type: ignore[import-not-found]
     pnpm_hash,
     stock_config,
     var_src,
+    webapp_on,
 )
+from test_nix_fleet_modules_eval import LNBITS_PKG, WEBAPP_SOURCE  # type: ignore[import-not-found]
 
 # A skip mark, not a module-level skip: stages that deselect these tests (packaging,
 # controller) then do not report a skipped collection.
@@ -168,7 +170,6 @@ def test_module_system_case(name: str) -> None:
 
 
 # ── every nix-modules file, with the lab's NixOS declarations ─────────────────
-LNBITS_PKG = 'aiolabs.lnbits.package = h.pkgs.stdenv.mkDerivation { pname = "lnbits"; version = "1.0.0"; };'
 SHARED = f'(import {NIX_MODULES}/shared.nix {{ domain = "m1.example.org"; acmeEmail = "ops@example.org"; }})'
 ATBB = (
     'h.atbbModule { services.atbb = { enable = true; domain = "forum.example.org"; forumDid = "did:plc:x";'
@@ -181,12 +182,15 @@ MODULE_SETS = {
     "nginx": f'{NIX_MODULES}/nginx.nix {{ aiolabs.nginx = {{ enable = true; acmeEmail = "a@example.org"; }}; }}',
     "nginx-no-email": f"{NIX_MODULES}/nginx.nix {{ aiolabs.nginx.enable = true; "
     'services.nginx.virtualHosts."x.example.org".enableACME = true; }',
-    "web-app": f"{SHARED} {{ aiolabs.webapp.enable = true; {LNBITS_PKG} }}",
+    "web-app": f"{SHARED} {{ aiolabs.webapp.enable = true; {WEBAPP_SOURCE} }} {{ {LNBITS_PKG} }}",
+    "web-app-missing-source": f'{SHARED} {{ aiolabs.webapp = {{ enable = true; source = "/nonexistent/dist"; }}; }}',
+    "web-app-run-time-root": f'{SHARED} {{ aiolabs.webapp = {{ enable = true; root = "/srv/web-app"; }}; }}',
     "web-app-bad-root": f'{SHARED} {{ aiolabs.webapp = {{ enable = true; root = "relative"; }}; {LNBITS_PKG} }}',
-    "lnbits": f"{SHARED} {{ aiolabs.lnbits.enable = true; {LNBITS_PKG} }}",
+    "lnbits": f"{SHARED} {{ aiolabs.lnbits.enable = true; }} {{ {LNBITS_PKG} }}",
     "lnbits-merge": f"{SHARED} {{ aiolabs.lnbits = {{ enable = true; port = 5001;"
-    f' extensions.mode = "merge"; }}; {LNBITS_PKG} }}',
-    "lnbits-bad-mode": f'{SHARED} {{ aiolabs.lnbits = {{ enable = true; extensions.mode = "copy"; }}; {LNBITS_PKG} }}',
+    f' extensions.mode = "merge"; }}; }} {{ {LNBITS_PKG} }}',
+    "lnbits-bad-mode": f'{SHARED} {{ aiolabs.lnbits = {{ enable = true; extensions.mode = "copy"; }}; }}'
+    f" {{ {LNBITS_PKG} }}",
     "pict-rs": f"{SHARED} {{ aiolabs.pictrs = {{ enable = true; port = 8081; }}; {LNBITS_PKG} }}",
     "atbb": ATBB,
     "atbb-no-terms": ATBB.replace("acceptTerms = true;", ""),
@@ -196,7 +200,7 @@ MODULE_SETS = {
     ' settings = { useDHCP = false; interfaces.ens3.ipv4.addresses = [ { address = "10.0.0.5"; prefixLength = 24; } ];'
     ' defaultGateway = "10.0.0.1"; nameservers = [ "1.1.1.1" ]; }; }; rootAuthorizedKeys = [ "ssh-ed25519 AAAA k" ];'
     " services = { webapp.enable = true; pictrs = { enable = true; port = 8080; }; }; })"
-    f" {{ {LNBITS_PKG} }}",
+    f" {{ {LNBITS_PKG} {WEBAPP_SOURCE} }}",
     # health.nix alone beside nginx: addSSL and a listen port, the machine's own path/status/units.
     "health": f"{NIX_MODULES}/nginx.nix {NIX_MODULES}/health.nix {{ aiolabs.nginx = {{ enable = true;"
     ' acmeEmail = "a@example.org"; }; services.nginx.virtualHosts."a.example.org" = { addSSL = true;'
@@ -208,7 +212,8 @@ MODULE_SETS = {
     f" {NIX_MODULES}/example-machine/example-service.nix",
 }
 # Sets whose evaluation fails (a type error, as on NixOS: nginx's vhost root is a path).
-MODULE_SET_ERRORS = {"lnbits-bad-mode", "web-app-bad-root"}
+# And a web app whose dist is not there (web-app.nix's throw naming aiolabs.webapp.source).
+MODULE_SET_ERRORS = {"lnbits-bad-mode", "web-app-bad-root", "web-app-missing-source"}
 PROJECTION = """
 let failed = h.failedAssertions c; in {
   inherit failed;
@@ -278,7 +283,7 @@ def toplevel(nix_path: str) -> Any:
 
 
 def machine2(tmp_path: Path) -> str:
-    services = "webapp = { enable = true; };\npictrs = { enable = true; port = 8080; };"
+    services = f"{webapp_on(tmp_path)}\npictrs = {{ enable = true; port = 8080; }};"
     return str(
         var_src(tmp_path, "machine2", machine_data("machine2", services, ["access.nix"]), {"access.nix": ACCESS_NIX})
     )
@@ -287,9 +292,11 @@ def machine2(tmp_path: Path) -> str:
 def machine3(tmp_path: Path) -> str:
     atbb = tmp_path / "var-src" / "atbb"
     lnbits_src = tmp_path / "var-src" / "lnbits-src"
+    extensions = tmp_path / "var-src" / "lnbits-extensions"
     services = f"""\
-webapp = {{ enable = true; }};
-lnbits = {{ enable = true; port = 5000; extensionsMode = "merge"; source = "{lnbits_src}"; }};
+{webapp_on(tmp_path)}
+lnbits = {{ enable = true; port = 5000; extensionsMode = "merge"; source = "{lnbits_src}";
+           extensionsSource = "{extensions}"; }};
 atbb = {{ enable = true; domain = "forum.machine3.lab.test"; forumDid = "did:plc:labmachine3forum000000000";
          pdsUrl = "https://pds.machine3.lab.test"; environmentFile = "/var/lib/secrets/atbb.env";
          source = "{atbb}"; }};"""

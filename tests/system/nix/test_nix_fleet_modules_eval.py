@@ -5,7 +5,10 @@ Same harness and levels as test_nix_modules_eval.py (see its docstring and nixev
 stand-in module system and NixOS option declarations always, nixpkgs' real
 ``lib.evalModules`` when NIXPKGS_LIB is set, real NixOS when NIXPKGS is set. The
 LNbits flake cannot be fetched here, so the tests give ``aiolabs.lnbits.package`` a
-stand-in package; the module reads the flake only for that option's default.
+stand-in package; the module reads the flake only for that option's default and for the store
+copy of the source the unit runs (``LNBITS_PATH``), so ``aiolabs.lnbits.source`` names the lab's
+stand-in flake (``LNBITS_FIXTURE``). ``aiolabs.webapp.source`` names a built app in the tests'
+fixtures (``WEBAPP_DIST``): both are read when the system is evaluated, as /var/src is on a machine.
 
 The whole-machine options the machine data sets (boot.loader.*, networking.*, nix.settings,
 ...) are declared by the harness (the lab's NixOS option declarations) or, where it does not
@@ -24,7 +27,7 @@ from typing import Any
 import pytest
 
 # pytest puts this directory on sys.path (rootdir-relative, no __init__.py); mypy cannot see that.
-from nixeval import NIX_MODULES, Harness  # type: ignore[import-not-found]
+from nixeval import LNBITS_FIXTURE, NIX_MODULES, WEBAPP_DIST, Harness, nix_str, run_nix  # type: ignore[import-not-found]
 
 from ansible_collections.aiolabs.nixos.plugins.module_utils._machine import check_machine, machine_nix, ssh_key_problem
 from ansible_collections.aiolabs.nixos.plugins.module_utils._nixexpr import to_nix
@@ -32,11 +35,19 @@ from ansible_collections.aiolabs.nixos.plugins.module_utils._nixexpr import to_n
 pytestmark = pytest.mark.nix
 
 SHARED = f'(import {NIX_MODULES}/shared.nix {{ domain = "m1.example.org"; acmeEmail = "ops@example.org"; }})'
-LNBITS_PKG = 'aiolabs.lnbits.package = h.pkgs.stdenv.mkDerivation { pname = "lnbits"; version = "1.0.0"; };'
+# A stand-in package, the lab's stand-in flake as the source and the example extensions, where a
+# machine has /var/src/lnbits-src and /var/src/lnbits-extensions.
+EXTENSIONS = NIX_MODULES.parent / "examples" / "lnbits-extensions"
+LNBITS_PKG = (
+    'aiolabs.lnbits.package = h.pkgs.stdenv.mkDerivation { pname = "lnbits"; version = "1.0.0"; };'
+    f' aiolabs.lnbits.source = h.lib.mkDefault "{LNBITS_FIXTURE}";'
+    f' aiolabs.lnbits.extensions.source = h.lib.mkDefault "{EXTENSIONS}";'
+)
+WEBAPP_SOURCE = f'aiolabs.webapp.source = "{WEBAPP_DIST}";'
 
 
 def shared(config: str = "") -> str:
-    return f"{SHARED} {{ {config} }}"
+    return f"{SHARED} {{ {WEBAPP_SOURCE} {config} }}"
 
 
 # NixOS options the machine data sets that a harness may not declare yet: path -> declaration
@@ -165,7 +176,8 @@ def test_nginx_acme_fail2ban_and_websocket_friendly_proxying(harness: Harness) -
 
 def test_nginx_without_acme_email_is_an_actionable_assertion(harness: Harness) -> None:
     failed = harness.eval(
-        f'(import {NIX_MODULES}/shared.nix {{ domain = "m1.example.org"; }}) {{ aiolabs.webapp.enable = true; }}',
+        f'(import {NIX_MODULES}/shared.nix {{ domain = "m1.example.org"; }})'
+        f" {{ aiolabs.webapp.enable = true; {WEBAPP_SOURCE} }}",
         "h.failedAssertions c",
     )
     # Ours, beside the ones NixOS's ACME module adds for the same mistake (acceptTerms, email).
@@ -183,19 +195,97 @@ def test_nginx_fail2ban_can_be_turned_off(harness: Harness) -> None:
     )
 
 
-def test_web_app_serves_the_pushed_dist_at_app_domain(harness: Harness) -> None:
+def store_add(path: Path, name: str) -> str:
+    """``path`` added to the store under ``name`` (content-addressed: the path a copy of it gets)."""
+    proc = run_nix(["nix", "store", "add-path", "--name", name, str(path)])
+    assert proc.returncode == 0, proc.stderr
+    return str(proc.stdout.strip())
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def webapp(source: Path | str, settings: str = "") -> str:
+    """shared.nix with the web app on, its dist at ``source``."""
+    return f"{SHARED} {{ aiolabs.webapp = {{ enable = true; source = {nix_str(str(source))}; {settings} }}; }}"
+
+
+WEBAPP_ROOT = '{ root = c.services.nginx.virtualHosts."app.m1.example.org".root; failed = h.failedAssertions c; }'
+
+
+def test_web_app_serves_a_store_copy_of_the_pushed_dist_at_app_domain(harness: Harness) -> None:
     vhost = harness.eval(shared("aiolabs.webapp.enable = true;"), 'c.services.nginx.virtualHosts."app.m1.example.org"')
-    assert vhost["root"] == "/var/src/web-app-dist"
+    # The dist as the system's own copy: the content-addressed path of the pushed tree, named web-app-dist.
+    root = vhost["root"]
+    assert root.startswith("/nix/store/") and root.endswith("-web-app-dist"), root
+    assert root == store_add(WEBAPP_DIST, "web-app-dist")
+    assert tree(Path(root)) == tree(WEBAPP_DIST)
     assert (vhost["forceSSL"], vhost["enableACME"]) == (True, True)
     assert vhost["locations"]["/"]["tryFiles"] == "$uri $uri/ /index.html"
 
 
-def test_web_app_root_must_be_a_run_time_path(harness: Harness) -> None:
-    failed = harness.eval(
-        shared('aiolabs.webapp = { enable = true; root = "/nix/store/abc-dist"; };'), "h.failedAssertions c"
+def test_web_app_root_is_in_the_systems_closure(harness: Harness) -> None:
+    # The store path carries its context: whatever refers to it (nginx's config) keeps it alive.
+    result = harness.eval(
+        shared("aiolabs.webapp.enable = true;"),
+        'let root = c.services.nginx.virtualHosts."app.m1.example.org".root;'
+        " in { context = builtins.attrNames (builtins.getContext root); inherit root; failed = h.failedAssertions c; }",
     )
+    assert result["context"] == [result["root"]]
+    assert result["failed"] == []
+
+
+def test_web_app_changed_dist_changes_the_system_and_the_same_dist_does_not(
+    harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if harness.name != "nixos":  # the lab's toplevel reads its activation programs from LAB_TOOLS
+        monkeypatch.setenv("LAB_TOOLS", str(NIX_MODULES.parent / "lab" / "host"))
+    dist = tmp_path / "web-app-dist"
+    shutil.copytree(WEBAPP_DIST, dist)
+    select = f"{{ top = c.system.build.toplevel.drvPath; inherit ({WEBAPP_ROOT}) root; }}"
+    first = harness.eval(webapp(dist), select)
+    (dist / "assets" / "app.js").write_text('document.title = "a new build";\n')
+    second = harness.eval(webapp(dist), select)
+    assert second["root"] != first["root"]
+    assert second["top"] != first["top"]  # a new dist is a new system: it is served after a switch
+    # Only the content counts (not mtimes, not where the tree sits): a no-op push is the same system.
+    (dist / "assets" / "app.js").touch()
+    again = tmp_path / "elsewhere"
+    shutil.copytree(dist, again)
+    assert harness.eval(webapp(again), select) == second
+
+
+def test_web_app_without_its_dist_fails_naming_the_source_option(harness: Harness, tmp_path: Path) -> None:
+    missing = tmp_path / "web-app-dist"
+    error = harness.eval_error(webapp(missing), WEBAPP_ROOT)
+    assert f"aiolabs.webapp.source: {missing} has no index.html" in error
+    # A folder without the app's index.html (a push that failed half-way, the wrong folder) too.
+    missing.mkdir()
+    (missing / "app.js").write_text("")
+    assert f"aiolabs.webapp.source: {missing} has no index.html" in harness.eval_error(webapp(missing), WEBAPP_ROOT)
+    error = harness.eval_error(webapp("var/src/web-app-dist"), WEBAPP_ROOT)
+    assert "aiolabs.webapp.source must be an absolute path" in error
+
+
+def test_web_app_root_can_stay_a_run_time_path(harness: Harness, tmp_path: Path) -> None:
+    # The old behaviour on request: served live from the folder, the source is not read at all.
+    result = harness.eval(webapp(tmp_path / "absent", 'root = "/srv/web-app";'), WEBAPP_ROOT)
+    assert result == {"root": "/srv/web-app", "failed": []}
+
+
+@pytest.mark.parametrize(
+    ("root", "why"),
+    [
+        ('"/nix/store/abc-dist"', "a store path written as a plain string is not kept in the system's closure"),
+        ('"relative"', "not absolute"),
+    ],
+)
+def test_web_app_root_must_be_a_store_path_with_context_or_absolute(harness: Harness, root: str, why: str) -> None:
+    failed = harness.eval(shared(f"aiolabs.webapp = {{ enable = true; root = {root}; }};"), "h.failedAssertions c")
     assert len(failed) == 1
-    assert "aiolabs.webapp.root" in failed[0]
+    assert failed[0].startswith("aiolabs.webapp.root must be a store path with its context")
+    assert why in failed[0]
 
 
 def test_pictrs_behind_img_domain(harness: Harness) -> None:
@@ -213,7 +303,7 @@ LNBITS = "{ unit = c.systemd.services.lnbits; tmpfiles = c.systemd.tmpfiles.rule
 
 
 def lnbits(settings: str = "") -> str:
-    return shared(f"aiolabs.lnbits = {{ enable = true; {settings} }}; {LNBITS_PKG}")
+    return f"{shared(f'aiolabs.lnbits = {{ enable = true; {settings} }};')} {{ {LNBITS_PKG} }}"
 
 
 def test_lnbits_unit_state_and_source(harness: Harness) -> None:
@@ -223,15 +313,50 @@ def test_lnbits_unit_state_and_source(harness: Harness) -> None:
     assert unit["serviceConfig"]["WorkingDirectory"] == "/var/lib/lnbits"
     env = unit["environment"]
     assert env["LNBITS_DATA_FOLDER"] == "/var/lib/lnbits"
-    assert env["LNBITS_PATH"] == "/var/src/lnbits-src"
+    assert env["LNBITS_EXTENSIONS_PATH"] == "/var/lib/lnbits"
     assert unit["wantedBy"] == ["multi-user.target"]
     assert "d /var/lib/lnbits 0750 lnbits lnbits - -" in result["tmpfiles"]
     assert result["user"] is True
 
 
-def test_lnbits_extensions_symlink_mode_replaces_the_folder(harness: Harness) -> None:
+def test_lnbits_runs_the_store_copy_of_its_source(harness: Harness) -> None:
+    result = harness.eval(
+        lnbits(),
+        "{ path = c.systemd.services.lnbits.environment.LNBITS_PATH;"
+        '  flake = (builtins.getFlake "path:${c.aiolabs.lnbits.source}").outPath; }',
+    )
+    # The flake's own store path (what the package is built from), not the pushed /var/src tree.
+    assert result["path"] == result["flake"]
+    assert result["path"].startswith("/nix/store/") and result["path"].endswith("-source")
+    assert result["path"] == store_add(LNBITS_FIXTURE, "source")
+    assert tree(Path(result["path"])) == tree(LNBITS_FIXTURE)
+    assert not any(v.startswith("/var/src") for v in harness.eval(lnbits(), LNBITS)["unit"]["environment"].values())
+
+
+def test_lnbits_changed_source_changes_what_the_unit_runs(harness: Harness, tmp_path: Path) -> None:
+    src = tmp_path / "lnbits-src"
+    shutil.copytree(LNBITS_FIXTURE, src)
+    select = "c.systemd.services.lnbits.environment.LNBITS_PATH"
+    first = harness.eval(lnbits(f"source = {nix_str(str(src))};"), select)
+    (src / "README.md").write_text("a new LNbits release\n")
+    second = harness.eval(lnbits(f"source = {nix_str(str(src))};"), select)
+    assert first != second
+    assert Path(first).name.endswith("-source") and Path(second).name.endswith("-source")
+
+
+def test_lnbits_source_store_path_can_be_given_with_the_package(harness: Harness, tmp_path: Path) -> None:
+    # A package from elsewhere: the source is not read when both are given.
+    settings = f'source = {nix_str(str(tmp_path / "absent"))}; sourceStorePath = "/nix/store/x-lnbits-src";'
+    assert harness.eval(lnbits(settings), "c.systemd.services.lnbits.environment.LNBITS_PATH") == (
+        "/nix/store/x-lnbits-src"
+    )
+
+
+def test_lnbits_extensions_symlink_mode_links_the_store_copy(harness: Harness) -> None:
     result = harness.eval(lnbits(), LNBITS)
-    assert "L+ /var/lib/lnbits/extensions - - - - /var/src/lnbits-extensions" in result["tmpfiles"]
+    copy = store_add(EXTENSIONS, "lnbits-extensions")
+    assert f"L+ /var/lib/lnbits/extensions - - - - {copy}" in result["tmpfiles"]
+    assert tree(Path(copy)) == tree(EXTENSIONS)
     assert "rsync" not in result["unit"]["preStart"]
 
 
@@ -239,9 +364,21 @@ def test_lnbits_extensions_merge_mode_keeps_ui_installed_ones(harness: Harness) 
     result = harness.eval(lnbits('extensions.mode = "merge";'), LNBITS)
     assert not any(rule.startswith("L+") for rule in result["tmpfiles"])
     pre = result["unit"]["preStart"]
-    assert "/bin/rsync -a --chmod=u+w /var/src/lnbits-extensions/ /var/lib/lnbits/extensions/" in pre
+    copy = store_add(EXTENSIONS, "lnbits-extensions")
+    assert f"/bin/rsync -a --chmod=u+w {copy}/ /var/lib/lnbits/extensions/" in pre
     assert "--delete" not in pre
     assert "if [ -L /var/lib/lnbits/extensions ]; then rm /var/lib/lnbits/extensions; fi" in pre
+
+
+@pytest.mark.parametrize("mode", ["symlink", "merge"])
+def test_lnbits_extensions_none_pushed_leaves_the_folder_alone(harness: Harness, tmp_path: Path, mode: str) -> None:
+    # No aiolabs_nixos_sources_lnbits_extensions_src: nothing at the source, as with source = null.
+    settings = f'extensions = {{ mode = "{mode}"; source = {nix_str(str(tmp_path / "absent"))}; }};'
+    result = harness.eval(lnbits(settings), LNBITS)
+    assert result["tmpfiles"] == ["d /var/lib/lnbits 0750 lnbits lnbits - -"]
+    assert result["unit"]["preStart"] == ""
+    null = harness.eval(lnbits(f'extensions = {{ mode = "{mode}"; source = null; }};'), LNBITS)
+    assert null == result
 
 
 def test_lnbits_extensions_mode_is_checked(harness: Harness) -> None:
@@ -302,15 +439,16 @@ def machine_dir(tmp_path: Path) -> Path:
 
 
 def eval_machine(harness: Harness, d: Path, data: dict[str, Any], select: str, extra: str = "{ }") -> Any:
+    """Evaluate the machine template over ``data``; the web app's dist is the fixture's."""
     (d / "machine.nix").write_text(to_nix(data) + "\n")
-    return harness.eval(f"{d}/configuration.nix {extra}", select, search_path=(f"config-shared={NIX_MODULES}",))
+    modules = f"{d}/configuration.nix {extra} {{ {WEBAPP_SOURCE} }}"
+    return harness.eval(modules, select, search_path=(f"config-shared={NIX_MODULES}",))
 
 
 def eval_machine_error(harness: Harness, d: Path, data: dict[str, Any], select: str, extra: str = "{ }") -> str:
     (d / "machine.nix").write_text(to_nix(data) + "\n")
-    return str(
-        harness.eval_error(f"{d}/configuration.nix {extra}", select, search_path=(f"config-shared={NIX_MODULES}",))
-    )
+    modules = f"{d}/configuration.nix {extra} {{ {WEBAPP_SOURCE} }}"
+    return str(harness.eval_error(modules, select, search_path=(f"config-shared={NIX_MODULES}",)))
 
 
 SUMMARY = (
@@ -408,7 +546,7 @@ def test_example_machine(harness: Harness, tmp_path: Path) -> None:
     shutil.copytree(NIX_MODULES / "example-machine", d)
     (d / "hardware-configuration.nix").write_text("{ ... }: { }\n")
     result = harness.eval(
-        f"{d}/configuration.nix {{ {LNBITS_PKG} }}",
+        f"{d}/configuration.nix {{ {LNBITS_PKG} {WEBAPP_SOURCE} }}",
         "{ wg = c.networking.wireguard.interfaces.wg0; udp = c.networking.firewall.allowedUDPPorts;"
         "  boot = c.boot.loader.systemd-boot.enable; vhosts = builtins.attrNames c.services.nginx.virtualHosts;"
         "  failed = h.failedAssertions c; state = c.system.stateVersion; dhcp = c.networking.useDHCP;"
