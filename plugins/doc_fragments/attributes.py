@@ -30,3 +30,31 @@ notes:
   - Commands run with C(LC_ALL=C) so that their output can be parsed, and never through a shell.
   - Set C(NIX_CONFIG) in the task's C(environment) to pass Nix settings such as substituters or experimental features.
 """
+
+    # The system to build: the source options of nixos_switch and nixos_switch_step.
+    NIXOS_SOURCE = r"""
+options:
+  flake:
+    description: Build from this flake (C(nixos-rebuild --flake FLAKE#ATTR)); classic C(<nixos-config>) when unset.
+    type: str
+  attr:
+    description: The C(nixosConfigurations) attribute of O(flake); the host name when unset.
+    type: str
+  include:
+    description: C(-I) entries for classic mode.
+    type: list
+    elements: str
+    default: []
+  nix_path:
+    description: The C(NIX_PATH) of classic mode (as P(aiolabs.nixos.nixos_rebuild#module)'s option of that name).
+    type: str
+  extra_args:
+    description: More arguments for C(nixos-rebuild build).
+    type: list
+    elements: str
+    default: []
+  profile:
+    description: The system profile.
+    type: path
+    default: /nix/var/nix/profiles/system
+"""

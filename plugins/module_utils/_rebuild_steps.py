@@ -158,9 +158,10 @@ class RebuildSteps:
         text = result.stderr + result.stdout
         return parse_dry_run(text), text
 
-    def build(self, request: Request) -> str:
-        """``nixos-rebuild build`` in a private directory; the system is what ./result points to."""
-        argv = rebuild_argv(
+    def build(self, request: Request, argv: Sequence[str] = (), hold: Callable[[str], None] | None = None) -> str:
+        """``nixos-rebuild build`` (or ``argv``) in a private directory; the system is what ./result
+        points to. ``hold`` gets the system while ./result still holds it (a GC root of its own)."""
+        argv = argv or rebuild_argv(
             self._bin("nixos-rebuild"), Action.BUILD, request.source, request.hostname, request.extra_args
         )
         with tempfile.TemporaryDirectory(prefix="aiolabs-nixos-") as work, explained(request.source):
@@ -174,7 +175,10 @@ class RebuildSteps:
                     stdout=result.stdout,
                     stderr=result.stderr,
                 )
-            return str(link.resolve())
+            system = str(link.resolve())
+            if hold is not None:
+                hold(system)
+            return system
 
     # -- activating ------------------------------------------------------------------------
 

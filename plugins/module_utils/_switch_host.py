@@ -27,7 +27,6 @@ import fcntl
 import json
 import os
 import shlex
-import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -43,7 +42,7 @@ from ansible_collections.aiolabs.nixos.plugins.module_utils._rebuild_models impo
     Request,
     last_lines,
 )
-from ansible_collections.aiolabs.nixos.plugins.module_utils._rebuild_steps import RebuildSteps, explained, rebuild_argv
+from ansible_collections.aiolabs.nixos.plugins.module_utils._rebuild_steps import RebuildSteps, rebuild_argv
 from ansible_collections.aiolabs.nixos.plugins.module_utils._stc import describe_exit, parse_report, stc_argv
 from ansible_collections.aiolabs.nixos.plugins.module_utils._switch_checks import rollback_state
 
@@ -99,7 +98,7 @@ class SwitchHost(RebuildSteps):
                 nixos_rebuild, Action.BUILD, request.source, request.hostname, (flag, *request.extra_args)
             )
             try:
-                system = self._build_in_tmp(argv, request, gc_root)
+                system = self.build(request, argv, hold=lambda built: _replace_symlink(built, gc_root))
             except NixError as exc:
                 if flag == "--no-reexec" and f"unknown option `{flag}'" in exc.stderr:
                     continue
@@ -108,22 +107,6 @@ class SwitchHost(RebuildSteps):
             declared = {"units": len(found.units), "http": len(found.http)} if found else {"units": 0, "http": 0}
             return {"system": system, "gc_root": gc_root, "declared": declared}
         raise NixError("nixos-rebuild accepts neither --no-reexec nor --fast")  # pragma: no cover
-
-    def _build_in_tmp(self, argv: Sequence[str], request: Request, gc_root: str) -> str:
-        with tempfile.TemporaryDirectory(prefix="aiolabs-nixos-") as work, explained(request.source):
-            result = self._run(argv, cwd=work, env=request.source.environment())
-            link = Path(work, "result")
-            if not link.is_symlink():
-                raise NixError(
-                    "nixos-rebuild build succeeded but left no ./result",
-                    cmd=argv,
-                    rc=result.rc,
-                    stdout=result.stdout,
-                    stderr=result.stderr,
-                )
-            system = str(link.resolve())
-            _replace_symlink(system, gc_root)  # while ./result still holds it
-            return system
 
     # ------------------------------------------------------------------ state
 
@@ -391,15 +374,7 @@ class SwitchHost(RebuildSteps):
             self._run([nix_env, "-p", self.paths.profile, "--switch-generation", str(int(generation))])
         elif generation is None and _profile.resolved(self.paths.profile) != system:
             self._run(_profile.set_profile_argv(nix_env, self.paths.profile, system))
-        result = self._run(stc_argv(system, Action.BOOT), check=False, env={"NIXOS_INSTALL_BOOTLOADER": "0"})
-        if result.rc != 0:
-            raise NixError(
-                f"switch-to-configuration boot failed: {describe_exit(result.rc)}",
-                cmd=result.cmd,
-                rc=result.rc,
-                stdout=result.stdout,
-                stderr=result.stderr,
-            )
+        self._install_boot_loader(system, "switch-to-configuration boot")
         _remove(gc_root)
         return {
             "profile": _profile.resolved(self.paths.profile),
@@ -457,19 +432,26 @@ class SwitchHost(RebuildSteps):
         self._run(_profile.set_profile_argv(nix_env, self.trial_profile, system))
         generation = _profile.current_generation(self.trial_profile)
         installer = str(previous["profile_system"])
-        result = self._run(stc_argv(installer, Action.BOOT), check=False, env={"NIXOS_INSTALL_BOOTLOADER": "0"})
-        if result.rc != 0:
+        try:
+            self._install_boot_loader(installer, f"switch-to-configuration boot of {installer} (the boot entries)")
+        except NixError:
             self.drop_trial()
+            raise
+        entry = f"nixos-{TRIAL_PROFILE_NAME}-generation-{generation}.conf"
+        self._run([bootctl, "set-oneshot", entry])
+        return {"entry": entry, "trial_profile": self.trial_profile}
+
+    def _install_boot_loader(self, system: str, what: str) -> None:
+        """``SYSTEM/bin/switch-to-configuration boot``: its boot loader, with ``system`` the default."""
+        result = self._run(stc_argv(system, Action.BOOT), check=False, env={"NIXOS_INSTALL_BOOTLOADER": "0"})
+        if result.rc != 0:
             raise NixError(
-                f"switch-to-configuration boot of {installer} (the boot entries) failed: {describe_exit(result.rc)}",
+                f"{what} failed: {describe_exit(result.rc)}",
                 cmd=result.cmd,
                 rc=result.rc,
                 stdout=result.stdout,
                 stderr=result.stderr,
             )
-        entry = f"nixos-{TRIAL_PROFILE_NAME}-generation-{generation}.conf"
-        self._run([bootctl, "set-oneshot", entry])
-        return {"entry": entry, "trial_profile": self.trial_profile}
 
     def drop_trial(self) -> None:
         """Remove the trial profile (its links); the next boot-loader install drops its entries."""

@@ -38,6 +38,7 @@ author:
   - aiolabs (@aiolabs)
 extends_documentation_fragment:
   - aiolabs.nixos.attributes
+  - aiolabs.nixos.attributes.NIXOS_SOURCE
 attributes:
   check_mode:
     support: full
@@ -55,29 +56,6 @@ options:
     type: str
     default: switch
     choices: [switch, test]
-  flake:
-    description: Build from this flake (C(nixos-rebuild --flake)); classic C(<nixos-config>) when unset.
-    type: str
-  attr:
-    description: The C(nixosConfigurations) attribute of O(flake); the host name when unset.
-    type: str
-  include:
-    description: C(-I) entries for classic mode.
-    type: list
-    elements: str
-    default: []
-  nix_path:
-    description: The C(NIX_PATH) of classic mode (as P(aiolabs.nixos.nixos_rebuild#module)).
-    type: str
-  extra_args:
-    description: More arguments for C(nixos-rebuild build).
-    type: list
-    elements: str
-    default: []
-  profile:
-    description: The system profile.
-    type: path
-    default: /nix/var/nix/profiles/system
   confirm_timeout:
     description:
       - Seconds after arming before the rollback fires on the host on its own.

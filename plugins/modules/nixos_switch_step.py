@@ -32,6 +32,7 @@ author:
   - aiolabs (@aiolabs)
 extends_documentation_fragment:
   - aiolabs.nixos.attributes
+  - aiolabs.nixos.attributes.NIXOS_SOURCE
 attributes:
   check_mode:
     support: partial
@@ -50,29 +51,6 @@ options:
     required: true
     choices: [build, state, take_lease, release_lease, arm, disarm, activate, wait_activation, confirm, roll_back,
               boot_once, units, health]
-  flake:
-    description: As P(aiolabs.nixos.nixos_rebuild#module)'s O(aiolabs.nixos.nixos_rebuild#module:flake) (V(build)).
-    type: str
-  attr:
-    description: As P(aiolabs.nixos.nixos_rebuild#module)'s O(aiolabs.nixos.nixos_rebuild#module:attr) (V(build)).
-    type: str
-  include:
-    description: As P(aiolabs.nixos.nixos_rebuild#module)'s O(aiolabs.nixos.nixos_rebuild#module:include).
-    type: list
-    elements: str
-    default: []
-  nix_path:
-    description: As P(aiolabs.nixos.nixos_rebuild#module)'s O(aiolabs.nixos.nixos_rebuild#module:nix_path).
-    type: str
-  extra_args:
-    description: More arguments for C(nixos-rebuild build).
-    type: list
-    elements: str
-    default: []
-  profile:
-    description: The system profile.
-    type: path
-    default: /nix/var/nix/profiles/system
   system:
     description: The built system (V(arm), V(activate), V(wait_activation), V(confirm)).
     type: str

@@ -13,12 +13,17 @@ import pytest
 import yaml
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.aiolabs.nixos.plugins.doc_fragments.attributes import ModuleDocFragment
 from ansible_collections.aiolabs.nixos.plugins.module_utils import _process
 from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError
 from ansible_collections.aiolabs.nixos.plugins.module_utils._rebuild_models import Paths
 from ansible_collections.aiolabs.nixos.plugins.modules import nixos_switch_step as module
 
-DOC_OPTIONS: dict[str, Any] = yaml.safe_load(module.DOCUMENTATION)["options"]
+# The module's own options and those of the doc fragment it extends (the source of the build).
+DOC_OPTIONS: dict[str, Any] = {
+    **yaml.safe_load(ModuleDocFragment.NIXOS_SOURCE)["options"],
+    **yaml.safe_load(module.DOCUMENTATION)["options"],
+}
 
 
 def test_every_step_choice_has_a_step_and_the_documentation_lists_them() -> None:
