@@ -200,7 +200,7 @@ class AnsibleSteps:
     def step(self, name: str, **params: Any) -> Any:
         module_args = {"step": name, "profile": self.args["profile"],
                        "activation_timeout": self.args["activation_timeout"], **params}  # fmt: skip
-        display.vv(f"nixos_switch: step {name}")
+        display.v(f"{self.task_vars.get('inventory_hostname')}: nixos_switch step {name}")
         try:
             result = self.action._execute_module(
                 module_name=STEP_MODULE, module_args=module_args, task_vars=self.task_vars
