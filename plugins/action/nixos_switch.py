@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,7 @@ DEFAULTS: dict[str, Any] = {
     "links": {},
     "rollback": False,
     "generation": 0,
+    "secrets_dir": "/var/lib/secrets",
 }
 # The role variable each option comes from, for messages.
 VAR = {name: f"aiolabs_nixos_switch_{name}" for name in DEFAULTS}
@@ -259,7 +261,8 @@ class AnsibleSteps:
 
     def arm(self, previous: txn.Target, timeout_s: int) -> None:
         self.previous = _target_dict(previous)
-        self.step("arm", system=self.new_system, timeout=timeout_s, previous=_target_dict(previous))
+        self.step("arm", system=self.new_system, timeout=timeout_s, previous=_target_dict(previous),
+                  secrets_dir=self.args["secrets_dir"])  # fmt: skip
 
     def activate(self, system: str, action: Action) -> txn.ActivationResult:
         self.tag = uuid.uuid4().hex
@@ -306,13 +309,14 @@ class AnsibleSteps:
         return failures
 
     def confirm(self, system: str) -> None:
-        self.step("confirm", system=system, generation=self.goto["generation"] if self.goto else None)
+        generation = self.goto["generation"] if self.goto else None
+        self.step("confirm", system=system, generation=generation, secrets_dir=self.args["secrets_dir"])
 
     def disarm(self) -> None:
         self.step("disarm")
 
     def roll_back(self, previous: txn.Target) -> txn.RollbackResult:
-        got = self.step("roll_back", previous=_target_dict(previous))
+        got = self.step("roll_back", previous=_target_dict(previous), secrets_dir=self.args["secrets_dir"])
         return txn.RollbackResult(ok=bool(got.get("ok")), msg=str(got.get("msg") or ""), rc=got.get("rc"))
 
     def boot_once(self, system: str) -> None:
@@ -343,6 +347,18 @@ class AnsibleSteps:
 
     def release_lease(self) -> None:
         self.step("release_lease", owner=self.owner)
+
+    def secrets_confirmed(self, outcome: txn.TxnResult) -> str | None:
+        """After a switch that succeeded without a confirm step (nothing changed, or action
+        ``test``): the live secrets go with the system that runs, so the snapshot of the previous
+        secrets is dropped (the confirm step drops it itself). A warning when it could not be."""
+        if outcome.failed or "confirm" in outcome.ran:
+            return None
+        try:
+            self.step("secrets_confirmed", secrets_dir=self.args["secrets_dir"])
+        except (NixError, txn.ConnectionLost) as exc:
+            return f"the snapshot of the previous secrets in {self.args['secrets_dir']} stays: {exc.msg}"
+        return None
 
 
 def take_lease(step: Any, owner: str, started: str, ttl: int, wait: int) -> dict[str, Any]:
@@ -412,6 +428,9 @@ class ActionModule(ActionBase):  # type: ignore[misc]
         steps = AnsibleSteps(self, task_vars, args)
         steps.owner = owner
         outcome = txn.run(steps, settings(args, owner, started))
+        problem = steps.secrets_confirmed(outcome)
+        if problem:
+            outcome = replace(outcome, warnings=(*outcome.warnings, problem))
         switch = outcome.as_dict()
         switch["check_mode"] = False
         switch["connection_dropped"] = "wait_activation" in outcome.ran

@@ -17,6 +17,13 @@ system, because the activation was ``test``):
   profile system, the new system, the unit); ``rollback.unit`` its unit name.
 * run directories of detached activations (``_activation``).
 
+And one under the secrets directory (``/var/lib/secrets``, which survives a reboot):
+
+* ``.confirmed/``: a copy of the secret files (``NAME.env``, ``NAME.hash``) as the last CONFIRMED
+  system had them, made by :meth:`SwitchHost.snapshot_secrets` before the secrets role writes the
+  new ones, with ``.profile`` naming the profile system it belongs to. A rollback (now or armed)
+  puts it back before it activates the previous system; the confirm drops it.
+
 Private to the collection: the leading underscore means no stability promise.
 """
 
@@ -27,6 +34,8 @@ import fcntl
 import json
 import os
 import shlex
+import shutil
+import stat
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -57,6 +66,13 @@ TRANSITIONAL = frozenset({"activating", "deactivating", "reloading", "refreshing
 TRIAL_PROFILE_NAME = "aiolabs-trial"
 # Exit 11 of switch-to-configuration: another one holds its lock. The armed rollback retries.
 EXIT_LOCKED = 11
+# Where the secrets role writes (roles/secrets: _aiolabs_nixos_secrets_dir) and, in it, the copy of
+# the secrets of the last confirmed system; its `.profile` names the profile system it belongs to.
+SECRETS_DIR = "/var/lib/secrets"
+CONFIRMED_SECRETS = ".confirmed"
+SNAPSHOT_MARK = ".profile"
+# The suffix of a secret being put back (a dot name, so never taken for a secret itself).
+RESTORE_SUFFIX = ".aiolabs-restore"
 
 
 def _now_stamp() -> str:
@@ -207,10 +223,16 @@ class SwitchHost(RebuildSteps):
     # ------------------------------------------------------------------ arm / disarm
 
     def arm(
-        self, previous: Mapping[str, Any], new_system: str, timeout: int, activation_timeout: float
+        self,
+        previous: Mapping[str, Any],
+        new_system: str,
+        timeout: int,
+        activation_timeout: float,
+        secrets_dir: str | None = None,
     ) -> dict[str, Any]:
         """Stop an earlier run's timer (this run holds the lease), record the target, arm a timer
-        that returns the host to ``previous`` in ``timeout`` seconds unless disarmed."""
+        that returns the host to ``previous`` in ``timeout`` seconds unless disarmed (and puts back
+        the confirmed secrets of ``secrets_dir`` first)."""
         self._state_dir()
         self.disarm()
         unit = f"{ARMED_UNIT_PREFIX}-{_now_stamp()}"
@@ -224,7 +246,7 @@ class SwitchHost(RebuildSteps):
             "timeout": timeout,
         }
         _write_json(self.record_path, record)
-        script = self.rollback_script(previous, activation_timeout, unit)
+        script = self.rollback_script(previous, activation_timeout, unit, secrets_dir)
         argv = [
             self._bin("systemd-run"),
             f"--on-active={int(timeout)}s",
@@ -240,15 +262,18 @@ class SwitchHost(RebuildSteps):
         _write_text(self.unit_path, unit + "\n")
         return {"unit": unit, "record": record}
 
-    def rollback_script(self, previous: Mapping[str, Any], activation_timeout: float, unit: str = "") -> str:
+    def rollback_script(
+        self, previous: Mapping[str, Any], activation_timeout: float, unit: str = "", secrets_dir: str | None = None
+    ) -> str:
         """The armed rollback's shell script, every value written in (no variables from outside).
 
-        It waits for a running switch-to-configuration (exit 11: its lock is held; retried every
-        2 s for up to the activation timeout), returns the profile to the previous generation (the
-        boot default before the deploy) and activates the previously RUNNING system: ``switch`` when
-        it is the generation's, ``test`` when a ``boot`` before this deploy left them apart. Then it
-        gives back the lease of the run that armed it (that run never confirmed: it is gone) and
-        stops its own timer, so that nothing stays armed or leased."""
+        First it puts back the secrets of the confirmed system (:meth:`restore_secrets` in shell,
+        :meth:`_restore_secrets_sh`). It waits for a running switch-to-configuration (exit 11: its
+        lock is held; retried every 2 s for up to the activation timeout), returns the profile to
+        the previous generation (the boot default before the deploy) and activates the previously
+        RUNNING system: ``switch`` when it is the generation's, ``test`` when a ``boot`` before this
+        deploy left them apart. Then it gives back the lease of the run that armed it (that run
+        never confirmed: it is gone) and stops its own timer, so that nothing stays armed or leased."""
         q = shlex.quote
         log = f"{self.paths.state_dir}/rollback.log"
         nix_env, sleep, rm = self._pinned("nix-env"), self._pinned("sleep"), self._pinned("rm")
@@ -263,12 +288,33 @@ class SwitchHost(RebuildSteps):
             stop = f"{q(self._pinned('systemctl'))} --no-block stop {q(unit + '.timer')}; "
         # A profile that cannot be returned still gets the previous system running (`test`: the
         # boot default is then wherever the profile is), and the script exits non-zero.
+        secrets = self._restore_secrets_sh(secrets_dir, str(previous["profile_system"])) if secrets_dir else ""
         return (
-            f"exec >{q(log)} 2>&1; prc=0; {shlex.join(profile_cmd)} || prc=$?; act={action}; "
+            f"exec >{q(log)} 2>&1; src=0; {secrets}prc=0; {shlex.join(profile_cmd)} || prc=$?; act={action}; "
             f"[ $prc -ne 0 ] && act=test; {drop_trial}i=0; "
             f'while :; do {stc} "$act"; rc=$?; [ $rc -ne {EXIT_LOCKED} ] && break; '
             f"i=$((i+1)); [ $i -ge {tries} ] && break; {q(sleep)} 2; done; "
-            f"{q(rm)} -f {q(self.lease_path)}; {stop}[ $prc -ne 0 ] && rc=$prc; exit $rc"
+            f"{q(rm)} -f {q(self.lease_path)}; {stop}[ $prc -ne 0 ] && rc=$prc; "
+            "[ $rc -eq 0 ] && [ $src -ne 0 ] && rc=1; exit $rc"
+        )
+
+    def _restore_secrets_sh(self, secrets_dir: str, profile_system: str) -> str:
+        """:meth:`restore_secrets` in POSIX sh with pinned coreutils: when ``.confirmed/`` exists and
+        belongs to ``profile_system``, each saved file is copied beside its live one (``cp -p``:
+        mode and owner kept) and renamed over it, each live secret the snapshot does not have is
+        removed, then the snapshot; any failure sets ``src`` (the script then exits 1) and keeps it."""
+        q = shlex.quote
+        cp, mv, rm = (q(self._pinned(name)) for name in ("cp", "mv", "rm"))
+        live, snap = q(secrets_dir), q(f"{secrets_dir}/{CONFIRMED_SECRETS}")
+        mark = q(f"{secrets_dir}/{CONFIRMED_SECRETS}/{SNAPSHOT_MARK}")
+        tmp = f'{live}/."$n"{RESTORE_SUFFIX}'
+        return (
+            f'm=; [ -f {mark} ] && read -r m <{mark}; if [ -d {snap} ] && [ "$m" = {q(profile_system)} ]; then '
+            f'for f in {snap}/*; do [ -f "$f" ] && [ ! -L "$f" ] || continue; n=${{f##*/}}; '
+            f'{cp} -p "$f" {tmp} && {mv} -f {tmp} {live}/"$n" || src=1; done; '
+            f'for f in {live}/*; do [ -f "$f" ] && [ ! -L "$f" ] || continue; n=${{f##*/}}; '
+            f'[ -e {snap}/"$n" ] || {rm} -f "$f" || src=1; done; '
+            f"[ $src -eq 0 ] && {rm} -rf {snap}; fi; "
         )
 
     def _pinned(self, name: str) -> str:
@@ -364,10 +410,13 @@ class SwitchHost(RebuildSteps):
 
     # ------------------------------------------------------------------ confirm / roll back
 
-    def confirm(self, system: str, generation: int | None = None, gc_root: str = GC_ROOT) -> dict[str, Any]:
+    def confirm(
+        self, system: str, generation: int | None = None, gc_root: str = GC_ROOT, secrets_dir: str | None = None
+    ) -> dict[str, Any]:
         """The profile moves to ``system`` (to its ``generation`` when one is given: a rollback) and
         ``switch-to-configuration boot`` makes it the boot default; only then is the build's GC root
-        dropped (the profile holds the system now)."""
+        dropped (the profile holds the system now) and the secrets saved for the previous system
+        (the live ones are the confirmed system's now)."""
         nix_env = self._bin("nix-env")
         self.drop_trial()
         if generation is not None and _profile.current_generation(self.paths.profile) != generation:
@@ -376,18 +425,30 @@ class SwitchHost(RebuildSteps):
             self._run(_profile.set_profile_argv(nix_env, self.paths.profile, system))
         self._install_boot_loader(system, "switch-to-configuration boot")
         _remove(gc_root)
+        secrets = self.secrets_confirmed(secrets_dir) if secrets_dir else {}
         return {
             "profile": _profile.resolved(self.paths.profile),
             "generation": _profile.current_generation(self.paths.profile),
+            **({"secrets": secrets} if secrets_dir else {}),
         }
 
-    def roll_back(self, previous: Mapping[str, Any], timeout: float, gc_root: str = GC_ROOT) -> dict[str, Any]:
-        """Now: wait for a running activation (ours or the timer's), return the profile, activate
-        the previous system detached, and report every return code."""
+    def roll_back(
+        self, previous: Mapping[str, Any], timeout: float, gc_root: str = GC_ROOT, secrets_dir: str | None = None
+    ) -> dict[str, Any]:
+        """Now: wait for a running activation (ours or the timer's), put back the confirmed secrets
+        of ``secrets_dir``, return the profile, activate the previous system detached, and report
+        every return code."""
         self.wait_running(timeout)
         self.drop_trial()
         problems: list[str] = []
         rc: int | None = None
+        secrets: dict[str, Any] = {}
+        secrets_problem = ""
+        if secrets_dir:
+            try:
+                secrets = self.restore_secrets(secrets_dir, str(previous["profile_system"]))
+            except OSError as exc:  # reported; the previous system is activated even so
+                secrets_problem = f"restoring the secrets of {secrets_dir} failed: {exc.strerror or exc}"
         if _profile.resolved(self.paths.profile) != previous["profile_system"]:
             argv = self._profile_restore_argv(self._bin("nix-env"), previous)
             result = self._run(argv, check=False)
@@ -406,7 +467,81 @@ class SwitchHost(RebuildSteps):
                 problems.append(f"switch-to-configuration {action} of {system}: {outcome['msg']}")
                 rc = outcome["rc"] if rc is None else rc
         _remove(gc_root)
-        return {"ok": not problems, "msg": "; ".join(problems), "rc": rc, "activation": outcome}
+        if secrets_problem:
+            problems.insert(0, secrets_problem)
+            rc = 1 if rc is None else rc
+        done: dict[str, Any] = {"ok": not problems, "msg": "; ".join(problems), "rc": rc, "activation": outcome}
+        return {**done, "secrets": secrets} if secrets_dir else done
+
+    # ------------------------------------------------------------------ secrets of the confirmed system
+
+    def snapshot_secrets(self, secrets_dir: str) -> dict[str, Any]:
+        """Before the secrets role writes: copy the secret files of ``secrets_dir`` (the regular
+        files directly in it, which are the confirmed system's) to ``.confirmed/`` (0700, the
+        dir's owner; each copy keeps its mode and owner), marked with the profile's system. An
+        existing snapshot of the same profile system is kept: an earlier, unconfirmed deploy made
+        it from the confirmed secrets, and the live ones are that deploy's now. One of another
+        profile system outlived its deploy (a confirm that did not drop it, a switch by hand) and
+        is made again. No missing dir: nothing to do. Returns counts and paths, never contents."""
+        live = Path(secrets_dir)
+        snap = live / CONFIRMED_SECRETS
+        if not live.is_dir():
+            return {"snapshot": None, "made": False, "kept": False, "files": 0}
+        profile = _profile.resolved(self.paths.profile) or ""
+        if snap.is_dir():
+            if _read_text(str(snap / SNAPSHOT_MARK)).strip() == profile:
+                return {"snapshot": str(snap), "made": False, "kept": True, "files": len(_secret_files(snap))}
+            shutil.rmtree(snap)
+        tmp = live / f"{CONFIRMED_SECRETS}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)  # half made by a run that died
+        tmp.mkdir(mode=0o700)
+        owner = live.stat()
+        os.chown(tmp, owner.st_uid, owner.st_gid)
+        tmp.chmod(0o700)  # whatever the umask
+        files = _secret_files(live)
+        for path in files:
+            _copy_secret(path, tmp / path.name)
+        _write_text(str(tmp / SNAPSHOT_MARK), profile + "\n")
+        _fsync_dir(tmp)
+        tmp.rename(snap)  # complete or absent
+        _fsync_dir(live)
+        return {"snapshot": str(snap), "made": True, "kept": False, "files": len(files)}
+
+    def restore_secrets(self, secrets_dir: str, profile_system: str) -> dict[str, Any]:
+        """Put the snapshot back over the live secrets, each file replaced atomically (a copy
+        beside it renamed over it), the live secrets it lacks removed, then drop it. Only a
+        snapshot of ``profile_system`` (the system rolled back to) is put back; another one is
+        left for the next snapshot to replace."""
+        live = Path(secrets_dir)
+        snap = live / CONFIRMED_SECRETS
+        if not snap.is_dir():
+            return {"restored": 0, "removed": 0, "snapshot": False}
+        if _read_text(str(snap / SNAPSHOT_MARK)).strip() != profile_system:
+            return {"restored": 0, "removed": 0, "snapshot": True, "stale": True}
+        saved = _secret_files(snap)
+        for path in saved:
+            tmp = live / f".{path.name}{RESTORE_SUFFIX}"
+            _remove(str(tmp))
+            _copy_secret(path, tmp)
+            tmp.replace(live / path.name)
+        names = {path.name for path in saved}
+        extra = [path for path in _secret_files(live) if path.name not in names]
+        for path in extra:
+            path.unlink()
+        _fsync_dir(live)
+        shutil.rmtree(snap)
+        return {"restored": len(saved), "removed": len(extra), "snapshot": True}
+
+    def secrets_confirmed(self, secrets_dir: str) -> dict[str, Any]:
+        """The live secrets are the confirmed system's now (a confirm, or an unchanged switch):
+        drop the snapshot. Nothing there: nothing to do."""
+        live = Path(secrets_dir)
+        shutil.rmtree(live / f"{CONFIRMED_SECRETS}.tmp", ignore_errors=True)
+        snap = live / CONFIRMED_SECRETS
+        if not snap.is_dir():
+            return {"dropped": False}
+        shutil.rmtree(snap)
+        return {"dropped": True}
 
     # ------------------------------------------------------------------ one-shot boot
 
@@ -533,6 +668,37 @@ def _replace_symlink(target: str, link: str) -> None:
     Path(tmp).unlink(missing_ok=True)
     Path(tmp).symlink_to(target)
     Path(tmp).replace(link)
+
+
+def _secret_files(directory: Path) -> list[Path]:
+    """The secrets directly in ``directory``: regular files (no links, no folders), no dot names
+    (the snapshot, its mark, temporary files; the secrets role's names never start with a dot)."""
+    try:
+        entries = sorted(directory.iterdir())
+    except OSError:
+        return []
+    return [p for p in entries if not p.name.startswith(".") and p.is_file() and not p.is_symlink()]
+
+
+def _copy_secret(source: Path, dest: Path) -> None:
+    """A copy of ``source`` at the new name ``dest`` with its mode and owner, flushed to disk; made
+    0600 until it is complete, so no one else can open it on the way."""
+    info = source.stat()
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+        shutil.copyfileobj(src, out)
+        out.flush()
+        os.fchown(out.fileno(), info.st_uid, info.st_gid)
+        os.fchmod(out.fileno(), stat.S_IMODE(info.st_mode))
+        os.fsync(out.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _mtime(path: str) -> int | None:

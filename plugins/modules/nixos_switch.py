@@ -34,6 +34,9 @@ description:
     previous system, check every return code, run the checks on it, and report exactly where the host stands.
   - Exit 100 (the new system needs a reboot) without O(allow_reboot) fails clearly without activating or confirming
     anything; the host still runs, and boots, the previous system.
+  - B(Secrets roll back too) - the C(aiolabs.nixos.secrets) role saves the secret files of O(secrets_dir) as the
+    confirmed system had them (C(.confirmed/)) before it writes new ones; a rollback, now or by the timer, puts them
+    back before it activates the previous system; the confirm, or a switch that changed nothing, drops the copy.
 author:
   - aiolabs (@aiolabs)
 extends_documentation_fragment:
@@ -149,6 +152,13 @@ options:
     description: The generation O(rollback) goes to; V(0) is the one before the profile's current generation.
     type: int
     default: 0
+  secrets_dir:
+    description:
+      - The folder the C(aiolabs.nixos.secrets) role writes to. Its C(.confirmed/) snapshot (the secrets of the last
+        confirmed system) is put back by a rollback before the previous system is activated and dropped by the confirm
+        or by a switch that finds nothing to change. A folder that does not exist, or no snapshot, means nothing to do.
+    type: path
+    default: /var/lib/secrets
 notes:
   - "A host always ends on a confirmed system: the new one when every check passed, else the previous one, which the
     rollback returns to now, or the armed timer does when the controller is gone."

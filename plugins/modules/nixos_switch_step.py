@@ -28,6 +28,11 @@ description:
     one-shot entry through the C(system-profiles/aiolabs-trial) profile), the boot default left where it is.
   - V(units) checks that units are active; V(health) checks those and the ones the running system declares, and
     returns its declared HTTP probes.
+  - "The secrets of the confirmed system are kept until the confirm: V(snapshot_secrets) (called by the
+    C(aiolabs.nixos.secrets) role before it writes) copies the secret files directly in O(secrets_dir) to
+    C(<secrets_dir>/.confirmed/) unless an unconfirmed deploy already did; V(roll_back) and the rollback V(arm)
+    arms put that copy back before they activate the previous system; V(confirm) and V(secrets_confirmed) (after an
+    unchanged switch) drop it. No step returns a secret's content."
 author:
   - aiolabs (@aiolabs)
 extends_documentation_fragment:
@@ -43,14 +48,15 @@ attributes:
   idempotent:
     support: partial
     details:
-      - V(state), V(units), V(disarm), V(confirm) and V(release_lease) are idempotent; the others act each time.
+      - V(state), V(units), V(disarm), V(confirm), V(release_lease), V(snapshot_secrets) and V(secrets_confirmed) are
+        idempotent; the others act each time.
 options:
   step:
     description: The step to run.
     type: str
     required: true
     choices: [build, state, take_lease, release_lease, arm, disarm, activate, wait_activation, confirm, roll_back,
-              boot_once, units, health]
+              boot_once, units, health, snapshot_secrets, secrets_confirmed]
   system:
     description: The built system (V(arm), V(activate), V(wait_activation), V(confirm)).
     type: str
@@ -119,6 +125,13 @@ options:
     description: Seconds between tries (V(units)).
     type: int
     default: 2
+  secrets_dir:
+    description:
+      - The folder of the secret files (the C(aiolabs.nixos.secrets) role's), whose snapshot C(.confirmed/) holds the
+        secrets of the last confirmed system (V(snapshot_secrets), V(secrets_confirmed), V(arm), V(confirm),
+        V(roll_back)). A folder that does not exist, or has no snapshot, means nothing to do.
+    type: path
+    default: /var/lib/secrets
 requirements:
   - NixOS with C(nixos-rebuild), C(nix-env) and C(systemd-run) on the target.
 seealso:
@@ -180,6 +193,8 @@ REQUIRED = {
 
 # Steps that change nothing on the host: the only ones check mode runs.
 READ_ONLY = ("state", "units", "health")
+# Steps that may find nothing to do: the key of their result that says whether they acted.
+SAYS_CHANGED = {"snapshot_secrets": "made", "secrets_confirmed": "dropped"}
 
 
 def make_paths(profile: str) -> Paths:
@@ -205,15 +220,17 @@ STEPS: dict[str, Callable[[SwitchHost, dict[str, Any]], Any]] = {
     "state": lambda h, p: h.state(p["links"]),
     "take_lease": lambda h, p: h.take_lease(p["owner"], p["started"], p["ttl"], float(p["wait"]), p["stale"]),
     "release_lease": lambda h, p: h.release_lease(p["owner"]),
-    "arm": lambda h, p: h.arm(p["previous"], p["system"], p["timeout"], _timeout(p)),
+    "arm": lambda h, p: h.arm(p["previous"], p["system"], p["timeout"], _timeout(p), p["secrets_dir"]),
     "disarm": lambda h, p: h.disarm(),
     "activate": lambda h, p: h.activate(p["system"], Action(p["action"]), _timeout(p), p["tag"]),
     "wait_activation": lambda h, p: h.wait_activation(p["system"], Action(p["action"]), _timeout(p), p["tag"]),
-    "confirm": lambda h, p: h.confirm(p["system"], p["generation"]),
-    "roll_back": lambda h, p: h.roll_back(p["previous"], _timeout(p)),
+    "confirm": lambda h, p: h.confirm(p["system"], p["generation"], secrets_dir=p["secrets_dir"]),
+    "roll_back": lambda h, p: h.roll_back(p["previous"], _timeout(p), secrets_dir=p["secrets_dir"]),
     "boot_once": lambda h, p: h.boot_once(p["system"], p["previous"]),
     "units": lambda h, p: {"failures": h.check_units(p["units"], p["retries"], float(p["delay"]))},
     "health": lambda h, p: h.health(p["units"], p["retries"], float(p["delay"]), declared=p["declared"]),
+    "snapshot_secrets": lambda h, p: h.snapshot_secrets(p["secrets_dir"]),
+    "secrets_confirmed": lambda h, p: h.secrets_confirmed(p["secrets_dir"]),
 }
 
 
@@ -242,6 +259,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "links": {"type": "list", "elements": "str", "default": []},
     "retries": {"type": "int", "default": 5},
     "delay": {"type": "int", "default": 2},
+    "secrets_dir": {"type": "path", "default": "/var/lib/secrets"},
 }
 
 
@@ -264,6 +282,8 @@ def main() -> None:
     except NixError as exc:
         module.fail_json(step=params["step"], **failure_result(exc), commands=[list(c) for c in host.commands])
     changed = params["step"] not in (*READ_ONLY, "build", "wait_activation")
+    if params["step"] in SAYS_CHANGED:
+        changed = bool(result.get(SAYS_CHANGED[params["step"]]))
     module.exit_json(changed=changed, step=params["step"], result=result, commands=[list(c) for c in host.commands])
 
 

@@ -333,3 +333,66 @@ def test_activation_steps_pass_the_action() -> None:
     assert steps.activate("/s/new", Action.TEST).rc == 0
     assert steps.wait_activation("/s/new", Action.TEST) == txn.ActivationResult(rc=None, msg="none")
     assert [c["action"] for c in action.calls] == ["test", "test"]
+
+
+# ------------------------------------------------------------------------------------ secrets
+
+
+def test_an_unchanged_switch_confirms_the_live_secrets_with_one_step() -> None:
+    steps, action = _steps({"changed": True, "result": {"dropped": True}}, secrets_dir="/srv/secrets")
+    unchanged = txn.TxnResult(changed=False, failed=False, msg="already running", ran=("build", "state"))
+    assert steps.secrets_confirmed(unchanged) is None
+    assert action.calls == [
+        {
+            "module_name": "aiolabs.nixos.nixos_switch_step",
+            "step": "secrets_confirmed",
+            "profile": "/nix/var/nix/profiles/system",
+            "activation_timeout": 900,
+            "secrets_dir": "/srv/secrets",
+        }
+    ]
+
+
+def test_a_test_switch_that_succeeded_confirms_the_live_secrets_too() -> None:
+    steps, action = _steps({"result": {"dropped": True}})
+    activated = txn.TxnResult(changed=True, failed=False, msg="activated", ran=("build", "activate", "disarm"))
+    assert steps.secrets_confirmed(activated) is None
+    assert [c["step"] for c in action.calls] == ["secrets_confirmed"]
+    assert action.calls[0]["secrets_dir"] == "/var/lib/secrets"
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    [
+        # the confirm step dropped the snapshot on the host itself
+        txn.TxnResult(changed=True, failed=False, msg="switched", ran=("build", "activate", "confirm", "disarm")),
+        # a failed switch (rolled back, or left to its timer) keeps it for the rollback
+        txn.TxnResult(changed=True, failed=True, msg="rolled back", ran=("build", "activate", "roll_back")),
+        txn.TxnResult(changed=False, failed=True, msg="build: failed", ran=("build",)),
+    ],
+)
+def test_no_secrets_step_after_a_confirm_or_a_failure(outcome: txn.TxnResult) -> None:
+    steps, action = _steps()
+    assert steps.secrets_confirmed(outcome) is None
+    assert action.calls == []
+
+
+def test_a_snapshot_that_could_not_be_dropped_is_a_warning_not_a_failure() -> None:
+    steps, _action = _steps({"failed": True, "msg": "Permission denied"})
+    unchanged = txn.TxnResult(changed=False, failed=False, msg="already running", ran=("build", "state"))
+    assert steps.secrets_confirmed(unchanged) == (
+        "the snapshot of the previous secrets in /var/lib/secrets stays: Permission denied"
+    )
+
+
+def test_arm_confirm_and_roll_back_pass_the_secrets_dir() -> None:
+    steps, action = _steps({"result": {}}, {"result": {}}, {"result": {"ok": True}}, secrets_dir="/srv/secrets")
+    steps.new_system = "/s/new"
+    steps.arm(txn.Target("/s/old", 1, "/s/old"), 1500)
+    steps.confirm("/s/new")
+    steps.roll_back(txn.Target("/s/old", 1, "/s/old"))
+    assert [(c["step"], c["secrets_dir"]) for c in action.calls] == [
+        ("arm", "/srv/secrets"),
+        ("confirm", "/srv/secrets"),
+        ("roll_back", "/srv/secrets"),
+    ]

@@ -7,7 +7,7 @@ system for ``switch``/``test`` as NixOS's activation does, can hold its lock (ex
 times, and exits with a chosen status). The tools the host runs are laid out as on NixOS:
 ``sw/bin`` (``/run/current-system/sw/bin``) is a symlinked directory whose entries link into the
 store, ``nix-env`` is a link to ``nix`` (Nix picks the command from its name) and ``rm``/``sleep``
-are links to a multi-call ``coreutils`` (nixpkgs' coreutils is built with single-binary
+(and cp/mv) are links to a multi-call ``coreutils`` (nixpkgs' coreutils is built with single-binary
 symlinks). Those fakes log their argv (under the name they were called by) and really change the
 profile. The collection's one seam (``_process.Runner``) is replaced by :class:`FakeRunner`: it
 records every argv, answers ``systemctl``, ``systemd-run``, ``bootctl`` and ``nixos-rebuild`` in
@@ -51,6 +51,8 @@ from ansible_collections.aiolabs.nixos.plugins.module_utils._switch_host import 
 FLAKES = ["--option", "experimental-features", "nix-command flakes"]
 LN = shutil.which("ln") or "/bin/ln"
 REAL_RM = shutil.which("rm") or "/bin/rm"
+REAL_CP = shutil.which("cp") or "/bin/cp"
+REAL_MV = shutil.which("mv") or "/bin/mv"
 
 # `systemctl show -p ActiveState,SubState,LastTriggerUSec X.timer` and
 # `-p ActiveState,SubState,InactiveExitTimestampMonotonic X.service`, as systemd 256 prints them
@@ -133,11 +135,12 @@ esac
             coreutils / "coreutils",
             f"""#!/bin/sh
 echo "${{0##*/}} $*" >>'{log}'
-case "${{0##*/}}" in rm) exec {REAL_RM} "$@";; sleep) exit 0;; esac
+case "${{0##*/}}" in rm) exec {REAL_RM} "$@";; cp) exec {REAL_CP} "$@";; mv) exec {REAL_MV} "$@";;
+  sleep) exit 0;; esac
 exit 1
 """,
         )
-        for name in ("rm", "sleep"):
+        for name in ("rm", "sleep", "cp", "mv"):
             (coreutils / name).symlink_to("coreutils")
         systemd = self.store / "ddd-systemd-257.6" / "bin"
         systemd.mkdir(parents=True)
@@ -148,6 +151,8 @@ exit 1
             ("nix-env", nix / "nix-env"),
             ("rm", coreutils / "rm"),
             ("sleep", coreutils / "sleep"),
+            ("cp", coreutils / "cp"),
+            ("mv", coreutils / "mv"),
             ("systemctl", systemd / "systemctl"),
         ):
             (path / name).symlink_to(target)
@@ -1154,3 +1159,279 @@ def test_wait_activation_reads_this_runs_activation_not_an_earlier_one_of_the_sa
     mine = host.activate(new, Action.TEST, 30, tag="mine")
     assert mine["rc"] == 0
     assert host.wait_activation(new, Action.TEST, 30, tag="mine")["rc"] == 0
+
+
+# ------------------------------------------------------------------------------------ secrets of the confirmed system
+#
+# /var/lib/secrets as the secrets role leaves it: NAME.env and NAME.hash, 0400, in a 0700 folder;
+# the role (ansible.builtin.copy) replaces a file by renaming a new one over it, as `_write_secret`.
+
+
+def _secrets(machine: Machine, files: Mapping[str, str]) -> Path:
+    live = machine.root / "var" / "lib" / "secrets"
+    live.mkdir(parents=True, exist_ok=True)
+    live.chmod(0o700)
+    for name, text in files.items():
+        _write_secret(live / name, text)
+    return live
+
+
+def _write_secret(path: Path, text: str) -> None:
+    """As ansible.builtin.copy writes: a temporary file beside it, renamed over it."""
+    tmp = path.with_name(f".ansible_tmp_{path.name}")
+    tmp.write_text(text)
+    tmp.chmod(0o400)
+    tmp.replace(path)
+
+
+def _contents(directory: Path) -> dict[str, tuple[str, int]]:
+    """The secret files directly in ``directory`` (no dot names) with their modes."""
+    return {p.name: (p.read_text(), _mode(p)) for p in sorted(directory.iterdir()) if not p.name.startswith(".")}
+
+
+CONFIRMED = {"lnbits.env": 'LNBITS_KEY="old"\n', "operator.hash": "$6$salt$old\n"}
+
+
+def _sees_secret(system: str, live: Path, name: str) -> Path:
+    """The system's switch-to-configuration also notes the secret ``name`` as it finds it when it
+    runs (what the system's units would read): the file it writes to."""
+    seen = Path(system, "seen")
+    script = Path(system, "bin", "switch-to-configuration")
+    lines = script.read_text().splitlines()
+    # `read`, a builtin: the armed script runs it with a PATH that leads nowhere
+    lines.insert(1, f"if read -r s <'{live}/{name}'; then echo \"$s\"; else echo missing; fi >>'{seen}'")
+    script.write_text("\n".join(lines) + "\n")
+    return seen
+
+
+def test_the_snapshot_copies_the_confirmed_secrets_once_and_keeps_them_across_unconfirmed_deploys(
+    machine: Machine,
+) -> None:
+    old, _new = machine.installed()
+    live = _secrets(machine, CONFIRMED)
+    host, runner = _host(machine)
+    got = host.snapshot_secrets(str(live))
+    snap = live / ".confirmed"
+    assert got == {"snapshot": str(snap), "made": True, "kept": False, "files": 2}
+    assert _mode(snap) == 0o700
+    assert _contents(snap) == {name: (text, 0o400) for name, text in CONFIRMED.items()}
+    assert (snap / ".profile").read_text() == f"{old}\n"  # whose secrets they are
+    # copies, not links: a chmod of a live file (copy's attributes on an unchanged file) leaves them
+    assert (snap / "lnbits.env").stat().st_ino != (live / "lnbits.env").stat().st_ino
+    assert runner.calls == []  # plain Python, no command
+    assert "old" not in json.dumps(got)  # counts and paths, never a value
+
+    # deploy 1 writes its secrets and is never confirmed; deploy 2 snapshots again: the copy stays
+    _write_secret(live / "lnbits.env", 'LNBITS_KEY="first"\n')
+    assert host.snapshot_secrets(str(live)) == {"snapshot": str(snap), "made": False, "kept": True, "files": 2}
+    _write_secret(live / "lnbits.env", 'LNBITS_KEY="second"\n')
+    assert host.snapshot_secrets(str(live))["kept"] is True
+    assert _contents(snap)["lnbits.env"] == ('LNBITS_KEY="old"\n', 0o400)
+    assert sorted(p.name for p in live.iterdir()) == [".confirmed", "lnbits.env", "operator.hash"]
+
+
+def test_the_snapshot_takes_only_the_secret_files_directly_in_the_folder(machine: Machine) -> None:
+    machine.installed()
+    live = _secrets(machine, CONFIRMED)
+    (live / "sub").mkdir()
+    (live / "sub" / "x.env").write_text("X=1\n")
+    (live / "link.env").symlink_to(live / "lnbits.env")
+    (live / ".ansible_tmp_half").write_text("half written\n")
+    host, _runner = _host(machine)
+    assert host.snapshot_secrets(str(live))["files"] == 2
+    assert sorted(p.name for p in (live / ".confirmed").iterdir()) == [".profile", "lnbits.env", "operator.hash"]
+
+
+def test_no_secrets_folder_is_nothing_to_snapshot(machine: Machine) -> None:
+    machine.installed()
+    host, _runner = _host(machine)
+    missing = machine.root / "var" / "lib" / "secrets"
+    assert host.snapshot_secrets(str(missing)) == {"snapshot": None, "made": False, "kept": False, "files": 0}
+    assert not missing.exists()
+    assert host.secrets_confirmed(str(missing)) == {"dropped": False}
+    assert host.restore_secrets(str(missing), "/s/old") == {"restored": 0, "removed": 0, "snapshot": False}
+
+
+def test_a_snapshot_of_another_profile_system_outlived_its_deploy_and_is_made_again(machine: Machine) -> None:
+    # a deploy snapshotted under `old`, then someone switched to `new` by hand with new secrets
+    old, new = machine.installed()
+    live = _secrets(machine, CONFIRMED)
+    host, _runner = _host(machine)
+    host.snapshot_secrets(str(live))
+    _write_secret(live / "lnbits.env", 'LNBITS_KEY="by hand"\n')
+    machine.set_generation(2, new)
+    got = host.snapshot_secrets(str(live))
+    assert got["made"] is True
+    assert _contents(live / ".confirmed")["lnbits.env"] == ('LNBITS_KEY="by hand"\n', 0o400)
+    assert (live / ".confirmed" / ".profile").read_text() == f"{new}\n"
+    # and one of another system is never put back on a rollback to `old`
+    assert host.restore_secrets(str(live), old)["stale"] is True
+    assert (live / ".confirmed").is_dir()
+
+
+def test_a_half_made_snapshot_of_a_run_that_died_is_made_again(machine: Machine) -> None:
+    machine.installed()
+    live = _secrets(machine, CONFIRMED)
+    (live / ".confirmed.tmp").mkdir()
+    (live / ".confirmed.tmp" / "lnbits.env").write_text("half\n")
+    host, _runner = _host(machine)
+    assert host.snapshot_secrets(str(live))["made"] is True
+    assert not (live / ".confirmed.tmp").exists()
+    assert _contents(live / ".confirmed") == {name: (text, 0o400) for name, text in CONFIRMED.items()}
+
+
+def test_confirm_drops_the_snapshot_the_new_secrets_are_the_confirmed_ones(machine: Machine) -> None:
+    _old, new = machine.installed()
+    machine.run_on(new)
+    live = _secrets(machine, CONFIRMED)
+    host, _runner = _host(machine)
+    host.snapshot_secrets(str(live))
+    _write_secret(live / "lnbits.env", 'LNBITS_KEY="new"\n')
+    got = host.confirm(new, gc_root=machine.gc_root, secrets_dir=str(live))
+    assert got == {"profile": new, "generation": 2, "secrets": {"dropped": True}}
+    assert not (live / ".confirmed").exists()
+    assert _contents(live)["lnbits.env"] == ('LNBITS_KEY="new"\n', 0o400)
+    # a confirm repeated after a lost connection finds nothing to drop
+    assert host.confirm(new, gc_root=machine.gc_root, secrets_dir=str(live))["secrets"] == {"dropped": False}
+
+
+def test_a_failed_confirm_keeps_the_snapshot_for_the_rollback(machine: Machine) -> None:
+    machine.installed()
+    failing = machine.system("eee", rc=1)
+    live = _secrets(machine, CONFIRMED)
+    host, _runner = _host(machine)
+    host.snapshot_secrets(str(live))
+    with pytest.raises(NixError):
+        host.confirm(failing, gc_root=machine.gc_root, secrets_dir=str(live))
+    assert (live / ".confirmed").is_dir()
+
+
+def test_an_unchanged_switch_confirms_the_live_secrets(machine: Machine) -> None:
+    machine.installed()
+    live = _secrets(machine, CONFIRMED)
+    host, _runner = _host(machine)
+    host.snapshot_secrets(str(live))
+    assert host.secrets_confirmed(str(live)) == {"dropped": True}
+    assert not (live / ".confirmed").exists()
+    assert _contents(live) == {name: (text, 0o400) for name, text in CONFIRMED.items()}
+
+
+def _unconfirmed_secrets(machine: Machine, old: str) -> tuple[Path, Path]:
+    """The snapshot of the confirmed secrets, made when the profile held ``old`` (generation 1, as
+    before the deploy), then the deploy's secrets: one changed, one added."""
+    live = _secrets(machine, CONFIRMED)
+    host, _runner = _host(machine)
+    now = Path(machine.paths.profile).readlink()
+    _relink(machine.paths.profile, "system-1-link")
+    assert host.snapshot_secrets(str(live))["made"] is True
+    _relink(machine.paths.profile, str(now))
+    _write_secret(live / "lnbits.env", 'LNBITS_KEY="new"\n')
+    _write_secret(live / "atbb.env", 'ATBB_KEY="added"\n')
+    return live, _sees_secret(old, live, "lnbits.env")
+
+
+def test_roll_back_puts_the_confirmed_secrets_back_before_it_activates_the_previous_system(machine: Machine) -> None:
+    old, new = machine.installed()
+    machine.set_generation(2, new)
+    machine.run_on(new)
+    live, seen = _unconfirmed_secrets(machine, old)
+    host, _runner = _host(machine)
+    got = host.roll_back(
+        {"system": old, "generation": 1, "profile_system": old}, 30, gc_root=machine.gc_root, secrets_dir=str(live)
+    )
+    assert got["ok"] is True and got["msg"] == ""
+    assert got["secrets"] == {"restored": 2, "removed": 1, "snapshot": True}
+    # the changed one is back, the added one gone, modes kept, the snapshot dropped
+    assert _contents(live) == {name: (text, 0o400) for name, text in CONFIRMED.items()}
+    assert not (live / ".confirmed").exists()
+    assert not [p.name for p in live.iterdir() if p.name.endswith(".aiolabs-restore")]
+    # the previous system's activation already found its own secret
+    assert seen.read_text() == 'LNBITS_KEY="old"\n'
+    assert machine.calls(old) == ["switch 0"]
+    # again (a second roll_back after a lost connection): nothing left to put back
+    again = host.roll_back({"system": old, "generation": 1, "profile_system": old}, 30, secrets_dir=str(live))
+    assert again["ok"] is True and again["secrets"] == {"restored": 0, "removed": 0, "snapshot": False}
+
+
+def test_roll_back_without_a_snapshot_leaves_the_secrets_alone(machine: Machine) -> None:
+    old, new = machine.installed()
+    machine.set_generation(2, new)
+    machine.run_on(new)
+    live = _secrets(machine, {"lnbits.env": 'LNBITS_KEY="new"\n'})
+    host, _runner = _host(machine)
+    got = host.roll_back({"system": old, "generation": 1, "profile_system": old}, 30, secrets_dir=str(live))
+    assert got["ok"] is True and got["secrets"]["snapshot"] is False
+    assert _contents(live) == {"lnbits.env": ('LNBITS_KEY="new"\n', 0o400)}
+
+
+def test_a_secret_that_cannot_be_put_back_is_reported_and_the_old_system_still_activated(
+    machine: Machine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old, new = machine.installed()
+    machine.set_generation(2, new)
+    machine.run_on(new)
+    live, _seen = _unconfirmed_secrets(machine, old)
+    host, _runner = _host(machine)
+
+    def fail(_dir: str, _profile: str) -> dict[str, Any]:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(host, "restore_secrets", fail)
+    got = host.roll_back({"system": old, "generation": 1, "profile_system": old}, 30, secrets_dir=str(live))
+    assert got["ok"] is False and got["rc"] == 1
+    assert got["msg"] == f"restoring the secrets of {live} failed: Permission denied"
+    assert machine.calls(old) == ["switch 0"]  # `switch`: the profile is back, only the secrets failed
+    assert (live / ".confirmed").is_dir()  # kept for another try
+
+
+def test_the_armed_rollback_puts_the_confirmed_secrets_back_before_it_activates(machine: Machine) -> None:
+    old, new, host, runner = _switched(machine)
+    live, seen = _unconfirmed_secrets(machine, old)
+    unit = host.arm({"system": old, "generation": 1, "profile_system": old}, new, 1500, 900, str(live))["unit"]
+    script = _armed_script(runner)
+    assert script == host.rollback_script({"system": old, "generation": 1, "profile_system": old}, 900, unit, str(live))
+    assert subprocess.run(["/bin/sh", "-n", "-c", script], check=False).returncode == 0
+    pinned = machine.pinned_bin
+    assert f"{pinned}/cp -p " in script and f"{pinned}/mv -f " in script and str(machine.sw_bin) not in script
+
+    assert _run_script(script) == 0
+    assert _contents(live) == {name: (text, 0o400) for name, text in CONFIRMED.items()}
+    assert not (live / ".confirmed").exists()
+    assert not [p.name for p in live.iterdir() if p.name.endswith(".aiolabs-restore")]
+    assert seen.read_text() == 'LNBITS_KEY="old"\n'  # before the activation
+    calls = machine.tool_calls()
+    first_activation = calls.index(f"nix-env -p {machine.paths.profile} --switch-generation 1")
+    assert [c.split()[0] for c in calls[:first_activation]] == ["cp", "mv", "cp", "mv", "rm", "rm"]
+    assert calls[first_activation - 2] == f"rm -f {live}/atbb.env"
+    assert calls[first_activation - 1] == f"rm -rf {live}/.confirmed"
+    assert machine.calls(old) == ["switch unset"]
+
+
+def test_the_armed_rollback_without_a_snapshot_or_with_another_systems_touches_no_secret(machine: Machine) -> None:
+    old, new, host, runner = _switched(machine)
+    live = _secrets(machine, {"lnbits.env": 'LNBITS_KEY="new"\n'})
+    host.arm({"system": old, "generation": 1, "profile_system": old}, new, 1500, 900, str(live))
+    assert _run_script(_armed_script(runner)) == 0
+    assert not any(c.split()[0] in ("cp", "mv") for c in machine.tool_calls())
+    assert _contents(live) == {"lnbits.env": ('LNBITS_KEY="new"\n', 0o400)}
+
+    snap = live / ".confirmed"  # a snapshot that belongs to another profile system
+    snap.mkdir()
+    (snap / ".profile").write_text("/nix/store/zzz-nixos-system-elsewhere\n")
+    (snap / "lnbits.env").write_text("LNBITS_KEY=stale\n")
+    script = host.rollback_script({"system": old, "generation": 1, "profile_system": old}, 900, "", str(live))
+    assert _run_script(script) == 0
+    assert _contents(live) == {"lnbits.env": ('LNBITS_KEY="new"\n', 0o400)}
+    assert snap.is_dir()
+
+
+def test_the_armed_rollback_exits_1_when_a_secret_cannot_be_put_back_and_keeps_the_snapshot(machine: Machine) -> None:
+    old, new, host, runner = _switched(machine)
+    live, _seen = _unconfirmed_secrets(machine, old)
+    (live / ".lnbits.env.aiolabs-restore").mkdir()  # cp cannot write its copy there
+    (live / ".lnbits.env.aiolabs-restore" / "x").write_text("")
+    host.arm({"system": old, "generation": 1, "profile_system": old}, new, 1500, 900, str(live))
+    script = _armed_script(runner)
+    assert _run_script(script) == 1
+    assert machine.calls(old) == ["switch unset"]  # the previous system runs even so
+    assert (live / ".confirmed").is_dir()  # kept for the next try

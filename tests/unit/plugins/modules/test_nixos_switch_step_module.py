@@ -146,3 +146,24 @@ def test_a_step_that_acts_reports_changed_and_a_failing_one_its_commands(
     result = _main(capsys, {"step": "confirm"})
     assert result["failed"] is True and result["step"] == "confirm"
     assert result["msg"] == "step confirm needs system" and result["commands"] == []
+
+
+def test_the_secrets_steps_say_changed_only_when_they_acted_and_return_no_value(
+    machine: Paths, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    live = tmp_path / "secrets"
+    args = {"step": "snapshot_secrets", "secrets_dir": str(live)}
+    result = _main(capsys, args)  # no folder yet: nothing to copy
+    assert result["changed"] is False and result["result"]["snapshot"] is None
+    live.mkdir(mode=0o700)
+    (live / "lnbits.env").write_text('LNBITS_KEY="s3cret"\n')
+    (live / "lnbits.env").chmod(0o400)
+    result = _main(capsys, args)
+    assert result["changed"] is True and result["result"]["made"] is True and result["result"]["files"] == 1
+    assert "s3cret" not in json.dumps(result)
+    assert Path(live, ".confirmed", "lnbits.env").read_text() == 'LNBITS_KEY="s3cret"\n'
+    assert _main(capsys, args)["changed"] is False  # kept
+    done = {"step": "secrets_confirmed", "secrets_dir": str(live)}
+    assert _main(capsys, done)["changed"] is True
+    assert not Path(live, ".confirmed").exists()
+    assert _main(capsys, done)["changed"] is False
