@@ -34,7 +34,7 @@ attributes:
   idempotent:
     support: full
     details:
-      - Always reports RV(ignore:changed=false): the lease is a lock on the deploy, not a change of the machine.
+      - Always reports RV(ignore:changed=false), as the lease is a lock on the deploy, not a change of the machine.
 options:
   state:
     description: V(present) takes (or renews) the lease, V(absent) gives it back (only this run's).

@@ -365,6 +365,44 @@ def test_editing_one_machine_changes_only_that_machine(converged: Deploy,
         assert proc.returncode == 0, tail(proc)
 
 
+def test_a_rolled_back_deploy_keeps_the_previous_secrets_and_a_confirmed_one_drops_the_copy(
+    converged: Deploy, tmp_path: Path
+) -> None:
+    """A deploy that changes a secret and the system and whose activation fails is rolled back: the
+    previous system runs again with the secret it had (mode kept) and no copy is left; the same deploy
+    without the fault makes the new secret live, and again no copy is left."""
+    lab, m1 = converged.lab, converged.lab["machine1"]
+    inventory = copy_inventory(tmp_path)
+    hv = inventory / "host_vars" / "machine1.yml"
+    original = hv.read_text()
+    assert 'machine1 "lab" $wallet' in original and "port: 5000" in original
+    secret_before = m1.out("sha256sum /var/lib/secrets/lnbits.env")
+    running_before = system_state(lab, "machine1")[0]
+    fault = RUN / "hosts" / "machine1" / "faults" / "activation-fails"
+    hv.write_text(
+        original.replace('machine1 "lab" $wallet', 'machine1 "lab" $wallet v2').replace("port: 5000", "port: 5001")
+    )
+    gone = "test -e /var/lib/secrets/.confirmed && echo kept || echo gone"
+    try:
+        fault.write_text("")
+        proc, _recap = playbook("-l", "machine1", inventory=inventory)
+        assert proc.returncode != 0 and "rolled back to generation" in " ".join(proc.stdout.split()), tail(proc)
+        assert system_state(lab, "machine1")[0] == running_before
+        assert m1.out("sha256sum /var/lib/secrets/lnbits.env") == secret_before
+        modes = m1.out("stat -c '%a %U' /var/lib/secrets/lnbits.env /var/lib/secrets/operator.hash").split()
+        assert modes == ["400", "root", "400", "root"]
+        assert m1.out(gone) == "gone"
+        assert not fault.exists()  # one-shot: the failed activation used it
+        proc, _recap = playbook("-l", "machine1", inventory=inventory)
+        assert proc.returncode == 0, tail(proc)
+        assert "v2" in m1.out("grep TITLE /var/lib/secrets/lnbits.env")
+        assert m1.out(gone) == "gone"
+    finally:
+        fault.unlink(missing_ok=True)
+        proc, _recap = playbook("-l", "machine1")
+        assert proc.returncode == 0, tail(proc)
+
+
 def test_two_deploys_of_one_machine_at_once_never_mix(converged: Deploy, tmp_path: Path) -> None:
     """Two site.yml runs with different changes for machine2, started together: the one that takes
     machine2's lease first pushes, switches and verifies; the other fails at its lease task, before
@@ -381,7 +419,7 @@ def test_two_deploys_of_one_machine_at_once_never_mix(converged: Deploy, tmp_pat
         with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
             runs = list(pool.map(lambda inv: playbook("-l", "machine2", inventory=inv), inventories))
         codes = [proc.returncode for proc, _recap in runs]
-        assert sorted(c == 0 for c in codes) == [False, True], [tail(proc) for proc, _ in runs]
+        assert sorted(c == 0 for c in codes) == [False, True], [tail(proc) for proc, _recap in runs]
         winner = codes.index(0)
         loser_proc, loser_recap = runs[1 - winner]
         out = " ".join(loser_proc.stdout.split())
