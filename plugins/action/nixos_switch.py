@@ -64,11 +64,13 @@ DEFAULTS: dict[str, Any] = {
     "secrets_dir": "/var/lib/secrets",
 }
 # The role variable each option comes from, for messages.
-VAR = {name: f"aiolabs_nixos_switch_{name}" for name in DEFAULTS}
+VAR = {
+    **{name: f"aiolabs_nixos_switch_{name}" for name in DEFAULTS},
+    "generation": "aiolabs_nixos_switch_rollback_generation",
+}
 # Seconds one `systemctl is-active` may take; the least the checks are given.
 UNIT_CHECK_S = 1
 MIN_CHECKS_S = 30
-VAR["generation"] = "aiolabs_nixos_switch_rollback_generation"
 
 
 def _bool(value: object) -> bool:
