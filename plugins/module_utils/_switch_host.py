@@ -19,7 +19,7 @@ system, because the activation was ``test``):
 
 And one under the secrets directory (``/var/lib/secrets``, which survives a reboot):
 
-* ``.confirmed/``: a copy of the secret files (``NAME.env``, ``NAME.hash``) as the last CONFIRMED
+* ``/var/lib/.secrets.confirmed/`` (beside the secrets folder): a copy of the secret files (``NAME.env``, ``NAME.hash``) as the last CONFIRMED
   system had them, made by :meth:`SwitchHost.snapshot_secrets` before the secrets role writes the
   new ones, with ``.profile`` naming the profile system it belongs to. A rollback (now or armed)
   puts it back before it activates the previous system; the confirm drops it.
@@ -69,7 +69,7 @@ EXIT_LOCKED = 11
 # Where the secrets role writes (roles/secrets: _aiolabs_nixos_secrets_dir) and, in it, the copy of
 # the secrets of the last confirmed system; its `.profile` names the profile system it belongs to.
 SECRETS_DIR = "/var/lib/secrets"
-CONFIRMED_SECRETS = ".confirmed"
+CONFIRMED_SECRETS = ".confirmed"  # the snapshot of DIR is DIR's sibling .NAME.confirmed (see snapshot_dir)
 SNAPSHOT_MARK = ".profile"
 # The suffix of a secret being put back (a dot name, so never taken for a secret itself).
 RESTORE_SUFFIX = ".aiolabs-restore"
@@ -299,14 +299,14 @@ class SwitchHost(RebuildSteps):
         )
 
     def _restore_secrets_sh(self, secrets_dir: str, profile_system: str) -> str:
-        """:meth:`restore_secrets` in POSIX sh with pinned coreutils: when ``.confirmed/`` exists and
+        """:meth:`restore_secrets` in POSIX sh with pinned coreutils: when the snapshot exists and
         belongs to ``profile_system``, each saved file is copied beside its live one (``cp -p``:
         mode and owner kept) and renamed over it, each live secret the snapshot does not have is
         removed, then the snapshot; any failure sets ``src`` (the script then exits 1) and keeps it."""
         q = shlex.quote
         cp, mv, rm = (q(self._pinned(name)) for name in ("cp", "mv", "rm"))
-        live, snap = q(secrets_dir), q(f"{secrets_dir}/{CONFIRMED_SECRETS}")
-        mark = q(f"{secrets_dir}/{CONFIRMED_SECRETS}/{SNAPSHOT_MARK}")
+        live, snap = q(secrets_dir), q(str(snapshot_dir(secrets_dir)))
+        mark = q(str(snapshot_dir(secrets_dir) / SNAPSHOT_MARK))
         tmp = f'{live}/."$n"{RESTORE_SUFFIX}'
         return (
             f'm=; [ -f {mark} ] && read -r m <{mark}; if [ -d {snap} ] && [ "$m" = {q(profile_system)} ]; then '
@@ -477,14 +477,14 @@ class SwitchHost(RebuildSteps):
 
     def snapshot_secrets(self, secrets_dir: str) -> dict[str, Any]:
         """Before the secrets role writes: copy the secret files of ``secrets_dir`` (the regular
-        files directly in it, which are the confirmed system's) to ``.confirmed/`` (0700, the
+        files directly in it, which are the confirmed system's) to :func:`snapshot_dir` (0700, the
         dir's owner; each copy keeps its mode and owner), marked with the profile's system. An
         existing snapshot of the same profile system is kept: an earlier, unconfirmed deploy made
         it from the confirmed secrets, and the live ones are that deploy's now. One of another
         profile system outlived its deploy (a confirm that did not drop it, a switch by hand) and
         is made again. No missing dir: nothing to do. Returns counts and paths, never contents."""
         live = Path(secrets_dir)
-        snap = live / CONFIRMED_SECRETS
+        snap = snapshot_dir(secrets_dir)
         if not live.is_dir():
             return {"snapshot": None, "made": False, "kept": False, "files": 0}
         profile = _profile.resolved(self.paths.profile) or ""
@@ -492,7 +492,7 @@ class SwitchHost(RebuildSteps):
             if _read_text(str(snap / SNAPSHOT_MARK)).strip() == profile:
                 return {"snapshot": str(snap), "made": False, "kept": True, "files": len(_secret_files(snap))}
             shutil.rmtree(snap)
-        tmp = live / f"{CONFIRMED_SECRETS}.tmp"
+        tmp = snap.with_name(snap.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)  # half made by a run that died
         tmp.mkdir(mode=0o700)
         owner = live.stat()
@@ -504,7 +504,7 @@ class SwitchHost(RebuildSteps):
         _write_text(str(tmp / SNAPSHOT_MARK), profile + "\n")
         _fsync_dir(tmp)
         tmp.rename(snap)  # complete or absent
-        _fsync_dir(live)
+        _fsync_dir(snap.parent)
         return {"snapshot": str(snap), "made": True, "kept": False, "files": len(files)}
 
     def restore_secrets(self, secrets_dir: str, profile_system: str) -> dict[str, Any]:
@@ -513,7 +513,7 @@ class SwitchHost(RebuildSteps):
         snapshot of ``profile_system`` (the system rolled back to) is put back; another one is
         left for the next snapshot to replace."""
         live = Path(secrets_dir)
-        snap = live / CONFIRMED_SECRETS
+        snap = snapshot_dir(secrets_dir)
         if not snap.is_dir():
             return {"restored": 0, "removed": 0, "snapshot": False}
         if _read_text(str(snap / SNAPSHOT_MARK)).strip() != profile_system:
@@ -535,9 +535,8 @@ class SwitchHost(RebuildSteps):
     def secrets_confirmed(self, secrets_dir: str) -> dict[str, Any]:
         """The live secrets are the confirmed system's now (a confirm, or an unchanged switch):
         drop the snapshot. Nothing there: nothing to do."""
-        live = Path(secrets_dir)
-        shutil.rmtree(live / f"{CONFIRMED_SECRETS}.tmp", ignore_errors=True)
-        snap = live / CONFIRMED_SECRETS
+        snap = snapshot_dir(secrets_dir)
+        shutil.rmtree(snap.with_name(snap.name + ".tmp"), ignore_errors=True)
         if not snap.is_dir():
             return {"dropped": False}
         shutil.rmtree(snap)
@@ -633,6 +632,14 @@ class SwitchHost(RebuildSteps):
 
 
 # ---------------------------------------------------------------------- small file helpers
+
+
+def snapshot_dir(secrets_dir: str) -> Path:
+    """Where the confirmed system's secrets are kept: beside the secrets folder, not in it
+    (``/var/lib/.secrets.confirmed`` for ``/var/lib/secrets``), so the folder itself, its entries
+    and its mtime are exactly what the secrets role wrote."""
+    live = Path(secrets_dir)
+    return live.parent / f".{live.name}{CONFIRMED_SECRETS}"
 
 
 def _read_text(path: str) -> str:

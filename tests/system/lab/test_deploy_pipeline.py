@@ -382,7 +382,7 @@ def test_a_rolled_back_deploy_keeps_the_previous_secrets_and_a_confirmed_one_dro
     hv.write_text(
         original.replace('machine1 "lab" $wallet', 'machine1 "lab" $wallet v2').replace("port: 5000", "port: 5001")
     )
-    gone = "test -e /var/lib/secrets/.confirmed && echo kept || echo gone"
+    gone = "test -e /var/lib/.secrets.confirmed && echo kept || echo gone"
     try:
         fault.write_text("")
         proc, _recap = playbook("-l", "machine1", inventory=inventory)

@@ -1211,7 +1211,7 @@ def test_the_snapshot_copies_the_confirmed_secrets_once_and_keeps_them_across_un
     live = _secrets(machine, CONFIRMED)
     host, runner = _host(machine)
     got = host.snapshot_secrets(str(live))
-    snap = live / ".confirmed"
+    snap = sh.snapshot_dir(str(live))
     assert got == {"snapshot": str(snap), "made": True, "kept": False, "files": 2}
     assert _mode(snap) == 0o700
     assert _contents(snap) == {name: (text, 0o400) for name, text in CONFIRMED.items()}
@@ -1227,7 +1227,8 @@ def test_the_snapshot_copies_the_confirmed_secrets_once_and_keeps_them_across_un
     _write_secret(live / "lnbits.env", 'LNBITS_KEY="second"\n')
     assert host.snapshot_secrets(str(live))["kept"] is True
     assert _contents(snap)["lnbits.env"] == ('LNBITS_KEY="old"\n', 0o400)
-    assert sorted(p.name for p in live.iterdir()) == [".confirmed", "lnbits.env", "operator.hash"]
+    assert sorted(p.name for p in live.iterdir()) == ["lnbits.env", "operator.hash"]  # the folder as written
+    assert sh.snapshot_dir(str(live)).is_dir()  # the copy is beside it
 
 
 def test_the_snapshot_takes_only_the_secret_files_directly_in_the_folder(machine: Machine) -> None:
@@ -1239,7 +1240,7 @@ def test_the_snapshot_takes_only_the_secret_files_directly_in_the_folder(machine
     (live / ".ansible_tmp_half").write_text("half written\n")
     host, _runner = _host(machine)
     assert host.snapshot_secrets(str(live))["files"] == 2
-    assert sorted(p.name for p in (live / ".confirmed").iterdir()) == [".profile", "lnbits.env", "operator.hash"]
+    assert sorted(p.name for p in sh.snapshot_dir(str(live)).iterdir()) == [".profile", "lnbits.env", "operator.hash"]
 
 
 def test_no_secrets_folder_is_nothing_to_snapshot(machine: Machine) -> None:
@@ -1262,22 +1263,22 @@ def test_a_snapshot_of_another_profile_system_outlived_its_deploy_and_is_made_ag
     machine.set_generation(2, new)
     got = host.snapshot_secrets(str(live))
     assert got["made"] is True
-    assert _contents(live / ".confirmed")["lnbits.env"] == ('LNBITS_KEY="by hand"\n', 0o400)
-    assert (live / ".confirmed" / ".profile").read_text() == f"{new}\n"
+    assert _contents(sh.snapshot_dir(str(live)))["lnbits.env"] == ('LNBITS_KEY="by hand"\n', 0o400)
+    assert (sh.snapshot_dir(str(live)) / ".profile").read_text() == f"{new}\n"
     # and one of another system is never put back on a rollback to `old`
     assert host.restore_secrets(str(live), old)["stale"] is True
-    assert (live / ".confirmed").is_dir()
+    assert sh.snapshot_dir(str(live)).is_dir()
 
 
 def test_a_half_made_snapshot_of_a_run_that_died_is_made_again(machine: Machine) -> None:
     machine.installed()
     live = _secrets(machine, CONFIRMED)
-    (live / ".confirmed.tmp").mkdir()
-    (live / ".confirmed.tmp" / "lnbits.env").write_text("half\n")
+    (sh.snapshot_dir(str(live)).with_name(sh.snapshot_dir(str(live)).name + ".tmp")).mkdir()
+    (sh.snapshot_dir(str(live)).with_name(sh.snapshot_dir(str(live)).name + ".tmp") / "lnbits.env").write_text("half\n")
     host, _runner = _host(machine)
     assert host.snapshot_secrets(str(live))["made"] is True
-    assert not (live / ".confirmed.tmp").exists()
-    assert _contents(live / ".confirmed") == {name: (text, 0o400) for name, text in CONFIRMED.items()}
+    assert not (sh.snapshot_dir(str(live)).with_name(sh.snapshot_dir(str(live)).name + ".tmp")).exists()
+    assert _contents(sh.snapshot_dir(str(live))) == {name: (text, 0o400) for name, text in CONFIRMED.items()}
 
 
 def test_confirm_drops_the_snapshot_the_new_secrets_are_the_confirmed_ones(machine: Machine) -> None:
@@ -1289,7 +1290,7 @@ def test_confirm_drops_the_snapshot_the_new_secrets_are_the_confirmed_ones(machi
     _write_secret(live / "lnbits.env", 'LNBITS_KEY="new"\n')
     got = host.confirm(new, gc_root=machine.gc_root, secrets_dir=str(live))
     assert got == {"profile": new, "generation": 2, "secrets": {"dropped": True}}
-    assert not (live / ".confirmed").exists()
+    assert not sh.snapshot_dir(str(live)).exists()
     assert _contents(live)["lnbits.env"] == ('LNBITS_KEY="new"\n', 0o400)
     # a confirm repeated after a lost connection finds nothing to drop
     assert host.confirm(new, gc_root=machine.gc_root, secrets_dir=str(live))["secrets"] == {"dropped": False}
@@ -1303,7 +1304,7 @@ def test_a_failed_confirm_keeps_the_snapshot_for_the_rollback(machine: Machine) 
     host.snapshot_secrets(str(live))
     with pytest.raises(NixError):
         host.confirm(failing, gc_root=machine.gc_root, secrets_dir=str(live))
-    assert (live / ".confirmed").is_dir()
+    assert sh.snapshot_dir(str(live)).is_dir()
 
 
 def test_an_unchanged_switch_confirms_the_live_secrets(machine: Machine) -> None:
@@ -1312,7 +1313,7 @@ def test_an_unchanged_switch_confirms_the_live_secrets(machine: Machine) -> None
     host, _runner = _host(machine)
     host.snapshot_secrets(str(live))
     assert host.secrets_confirmed(str(live)) == {"dropped": True}
-    assert not (live / ".confirmed").exists()
+    assert not sh.snapshot_dir(str(live)).exists()
     assert _contents(live) == {name: (text, 0o400) for name, text in CONFIRMED.items()}
 
 
@@ -1343,7 +1344,7 @@ def test_roll_back_puts_the_confirmed_secrets_back_before_it_activates_the_previ
     assert got["secrets"] == {"restored": 2, "removed": 1, "snapshot": True}
     # the changed one is back, the added one gone, modes kept, the snapshot dropped
     assert _contents(live) == {name: (text, 0o400) for name, text in CONFIRMED.items()}
-    assert not (live / ".confirmed").exists()
+    assert not sh.snapshot_dir(str(live)).exists()
     assert not [p.name for p in live.iterdir() if p.name.endswith(".aiolabs-restore")]
     # the previous system's activation already found its own secret
     assert seen.read_text() == 'LNBITS_KEY="old"\n'
@@ -1381,7 +1382,7 @@ def test_a_secret_that_cannot_be_put_back_is_reported_and_the_old_system_still_a
     assert got["ok"] is False and got["rc"] == 1
     assert got["msg"] == f"restoring the secrets of {live} failed: Permission denied"
     assert machine.calls(old) == ["switch 0"]  # `switch`: the profile is back, only the secrets failed
-    assert (live / ".confirmed").is_dir()  # kept for another try
+    assert sh.snapshot_dir(str(live)).is_dir()  # kept for another try
 
 
 def test_the_armed_rollback_puts_the_confirmed_secrets_back_before_it_activates(machine: Machine) -> None:
@@ -1396,14 +1397,14 @@ def test_the_armed_rollback_puts_the_confirmed_secrets_back_before_it_activates(
 
     assert _run_script(script) == 0
     assert _contents(live) == {name: (text, 0o400) for name, text in CONFIRMED.items()}
-    assert not (live / ".confirmed").exists()
+    assert not sh.snapshot_dir(str(live)).exists()
     assert not [p.name for p in live.iterdir() if p.name.endswith(".aiolabs-restore")]
     assert seen.read_text() == 'LNBITS_KEY="old"\n'  # before the activation
     calls = machine.tool_calls()
     first_activation = calls.index(f"nix-env -p {machine.paths.profile} --switch-generation 1")
     assert [c.split()[0] for c in calls[:first_activation]] == ["cp", "mv", "cp", "mv", "rm", "rm"]
     assert calls[first_activation - 2] == f"rm -f {live}/atbb.env"
-    assert calls[first_activation - 1] == f"rm -rf {live}/.confirmed"
+    assert calls[first_activation - 1] == f"rm -rf {sh.snapshot_dir(str(live))}"
     assert machine.calls(old) == ["switch unset"]
 
 
@@ -1415,7 +1416,7 @@ def test_the_armed_rollback_without_a_snapshot_or_with_another_systems_touches_n
     assert not any(c.split()[0] in ("cp", "mv") for c in machine.tool_calls())
     assert _contents(live) == {"lnbits.env": ('LNBITS_KEY="new"\n', 0o400)}
 
-    snap = live / ".confirmed"  # a snapshot that belongs to another profile system
+    snap = sh.snapshot_dir(str(live))  # a snapshot that belongs to another profile system
     snap.mkdir()
     (snap / ".profile").write_text("/nix/store/zzz-nixos-system-elsewhere\n")
     (snap / "lnbits.env").write_text("LNBITS_KEY=stale\n")
@@ -1434,4 +1435,4 @@ def test_the_armed_rollback_exits_1_when_a_secret_cannot_be_put_back_and_keeps_t
     script = _armed_script(runner)
     assert _run_script(script) == 1
     assert machine.calls(old) == ["switch unset"]  # the previous system runs even so
-    assert (live / ".confirmed").is_dir()  # kept for the next try
+    assert sh.snapshot_dir(str(live)).is_dir()  # kept for the next try

@@ -161,9 +161,10 @@ def test_the_secrets_steps_say_changed_only_when_they_acted_and_return_no_value(
     result = _main(capsys, args)
     assert result["changed"] is True and result["result"]["made"] is True and result["result"]["files"] == 1
     assert "s3cret" not in json.dumps(result)
-    assert Path(live, ".confirmed", "lnbits.env").read_text() == 'LNBITS_KEY="s3cret"\n'
+    snapshot = Path(live).parent / f".{Path(live).name}.confirmed"  # beside the folder, not in it
+    assert (snapshot / "lnbits.env").read_text() == 'LNBITS_KEY="s3cret"\n'
     assert _main(capsys, args)["changed"] is False  # kept
     done = {"step": "secrets_confirmed", "secrets_dir": str(live)}
     assert _main(capsys, done)["changed"] is True
-    assert not Path(live, ".confirmed").exists()
+    assert not snapshot.exists()
     assert _main(capsys, done)["changed"] is False
