@@ -19,9 +19,10 @@ system, because the activation was ``test``):
 
 And one under the secrets directory (``/var/lib/secrets``, which survives a reboot):
 
-* ``/var/lib/.secrets.confirmed/`` (beside the secrets folder): a copy of the secret files (``NAME.env``, ``NAME.hash``) as the last CONFIRMED
-  system had them, made by :meth:`SwitchHost.snapshot_secrets` before the secrets role writes the
-  new ones, with ``.profile`` naming the profile system it belongs to. A rollback (now or armed)
+* ``/var/lib/.secrets.confirmed/`` (beside the secrets folder, see :func:`snapshot_dir`): a copy
+  of the secret files (``NAME.env``, ``NAME.hash``) as the last CONFIRMED system had them, made
+  by :meth:`SwitchHost.snapshot_secrets` before the secrets role writes the new ones, with ``.profile`` naming the
+  profile system it belongs to. A rollback (now or armed)
   puts it back before it activates the previous system; the confirm drops it.
 
 Private to the collection: the leading underscore means no stability promise.

@@ -35,8 +35,9 @@ description:
   - Exit 100 (the new system needs a reboot) without O(allow_reboot) fails clearly without activating or confirming
     anything; the host still runs, and boots, the previous system.
   - B(Secrets roll back too) - the C(aiolabs.nixos.secrets) role saves the secret files of O(secrets_dir) as the
-    confirmed system had them (C(/var/lib/.secrets.confirmed/)) before it writes new ones; a rollback, now or by the timer, puts them
-    back before it activates the previous system; the confirm, or a switch that changed nothing, drops the copy.
+    confirmed system had them (in C(/var/lib/.secrets.confirmed/)) before it writes new ones; a rollback, now or
+    by the timer, puts them back before it activates the previous system; the confirm, or a switch that changed
+    nothing, drops the copy.
 author:
   - aiolabs (@aiolabs)
 extends_documentation_fragment:
@@ -154,9 +155,10 @@ options:
     default: 0
   secrets_dir:
     description:
-      - The folder the C(aiolabs.nixos.secrets) role writes to. Its snapshot beside it (C(/var/lib/.secrets.confirmed/)) (the secrets of the last
-        confirmed system) is put back by a rollback before the previous system is activated and dropped by the confirm
-        or by a switch that finds nothing to change. A folder that does not exist, or no snapshot, means nothing to do.
+      - The folder the C(aiolabs.nixos.secrets) role writes to. Its snapshot beside it, the secrets of the last
+        confirmed system (C(/var/lib/.secrets.confirmed/)), is put back by a rollback before the previous system is
+        activated and dropped by the confirm or by a switch that finds nothing to change. A folder that does not
+        exist, or no snapshot, means nothing to do.
     type: path
     default: /var/lib/secrets
 notes:

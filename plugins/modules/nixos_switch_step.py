@@ -30,9 +30,9 @@ description:
     returns its declared HTTP probes.
   - "The secrets of the confirmed system are kept until the confirm: V(snapshot_secrets) (called by the
     C(aiolabs.nixos.secrets) role before it writes) copies the secret files directly in O(secrets_dir) to
-    C(.NAME.confirmed/) beside O(secrets_dir) unless an unconfirmed deploy already did; V(roll_back) and the rollback V(arm)
-    arms put that copy back before they activate the previous system; V(confirm) and V(secrets_confirmed) (after an
-    unchanged switch) drop it. No step returns a secret's content."
+    C(.NAME.confirmed/) beside O(secrets_dir) unless an unconfirmed deploy already did; V(roll_back) and the
+    rollback V(arm) arms put that copy back before they activate the previous system; V(confirm) and
+    V(secrets_confirmed) (after an unchanged switch) drop it. No step returns a secret's content."
 author:
   - aiolabs (@aiolabs)
 extends_documentation_fragment:
@@ -127,9 +127,10 @@ options:
     default: 2
   secrets_dir:
     description:
-      - The folder of the secret files (the C(aiolabs.nixos.secrets) role's), whose snapshot beside it (C(/var/lib/.secrets.confirmed/)) holds the
-        secrets of the last confirmed system (V(snapshot_secrets), V(secrets_confirmed), V(arm), V(confirm),
-        V(roll_back)). A folder that does not exist, or has no snapshot, means nothing to do.
+      - The folder of the secret files (the C(aiolabs.nixos.secrets) role's), whose snapshot beside it
+        (C(/var/lib/.secrets.confirmed/)) holds the secrets of the last confirmed system (V(snapshot_secrets),
+        V(secrets_confirmed), V(arm), V(confirm), V(roll_back)). A folder that does not exist, or has no snapshot,
+        means nothing to do.
     type: path
     default: /var/lib/secrets
 requirements:
