@@ -145,23 +145,20 @@ class SwitchHost(RebuildSteps):
         pending = None
         if timer in ("waiting", "running") and record and record.get("unit") == unit:
             pending = {k: record.get(k) for k in ("system", "generation", "profile_system")}
+        current = self.current_system()
         return {
-            "current": _profile.resolved(self.paths.current_system),
-            "profile": _profile.resolved(self.paths.profile),
-            "generation": _profile.current_generation(self.paths.profile),
+            "current": current,
+            "profile": self.profile_system(),
+            "generation": self.generation(),
             "booted": _profile.resolved(self.paths.booted_system),
             "timer": timer,
             "timer_detail": timer_detail,
             "armed_unit": unit or None,
             "pending": pending,
             "lease": _read_json(self.lease_path),
-            "generations": {
-                str(n): os.path.realpath(path) for n, path in _profile.generations(self.paths.profile).items()
-            },
+            "generations": {str(n): os.path.realpath(path) for n, path in self.generations().items()},
             "links": {path: _profile.resolved(path) for path in links},
-            "reboot_pending": _profile.reboot_pending(
-                self.paths.booted_system, _profile.resolved(self.paths.current_system)
-            ),
+            "reboot_pending": self.reboot_pending(current),
             "profile_time": _mtime(self.paths.profile),
         }
 
@@ -327,7 +324,7 @@ class SwitchHost(RebuildSteps):
 
     def _profile_restore_argv(self, nix_env: str, previous: Mapping[str, Any]) -> list[str]:
         generation = previous.get("generation")
-        gens = _profile.generations(self.paths.profile)
+        gens = self.generations()
         if generation is not None and os.path.realpath(gens.get(int(generation), "")) == previous["profile_system"]:
             return [nix_env, "-p", self.paths.profile, "--switch-generation", str(int(generation))]
         return _profile.set_profile_argv(nix_env, self.paths.profile, str(previous["profile_system"]))
@@ -357,8 +354,8 @@ class SwitchHost(RebuildSteps):
         activation = self.start_activation(
             system,
             action,
-            _profile.resolved(self.paths.current_system),
-            _profile.current_generation(self.paths.profile),
+            self.current_system(),
+            self.generation(),
             tag=tag,
         )
         return self._activation_result(self.wait_for(activation, timeout))
@@ -420,16 +417,16 @@ class SwitchHost(RebuildSteps):
         (the live ones are the confirmed system's now)."""
         nix_env = self._bin("nix-env")
         self.drop_trial()
-        if generation is not None and _profile.current_generation(self.paths.profile) != generation:
+        if generation is not None and self.generation() != generation:
             self._run([nix_env, "-p", self.paths.profile, "--switch-generation", str(int(generation))])
-        elif generation is None and _profile.resolved(self.paths.profile) != system:
+        elif generation is None and self.profile_system() != system:
             self._run(_profile.set_profile_argv(nix_env, self.paths.profile, system))
         self._install_boot_loader(system, "switch-to-configuration boot")
         _remove(gc_root)
         secrets = self.secrets_confirmed(secrets_dir) if secrets_dir else {}
         return {
-            "profile": _profile.resolved(self.paths.profile),
-            "generation": _profile.current_generation(self.paths.profile),
+            "profile": self.profile_system(),
+            "generation": self.generation(),
             **({"secrets": secrets} if secrets_dir else {}),
         }
 
@@ -450,7 +447,7 @@ class SwitchHost(RebuildSteps):
                 secrets = self.restore_secrets(secrets_dir, str(previous["profile_system"]))
             except OSError as exc:  # reported; the previous system is activated even so
                 secrets_problem = f"restoring the secrets of {secrets_dir} failed: {exc.strerror or exc}"
-        if _profile.resolved(self.paths.profile) != previous["profile_system"]:
+        if self.profile_system() != previous["profile_system"]:
             argv = self._profile_restore_argv(self._bin("nix-env"), previous)
             result = self._run(argv, check=False)
             if result.rc != 0:
@@ -458,7 +455,7 @@ class SwitchHost(RebuildSteps):
                 rc = result.rc
         system = str(previous["system"])
         outcome: dict[str, Any] = {}
-        if _profile.resolved(self.paths.current_system) != system or problems:
+        if self.current_system() != system or problems:
             # As the armed script: `switch` only when the profile is back on the system's generation.
             back = not problems and system == previous["profile_system"]
             action = Action.SWITCH if back else Action.TEST
@@ -488,7 +485,7 @@ class SwitchHost(RebuildSteps):
         snap = snapshot_dir(secrets_dir)
         if not live.is_dir():
             return {"snapshot": None, "made": False, "kept": False, "files": 0}
-        profile = _profile.resolved(self.paths.profile) or ""
+        profile = self.profile_system() or ""
         if snap.is_dir():
             if _read_text(str(snap / SNAPSHOT_MARK)).strip() == profile:
                 return {"snapshot": str(snap), "made": False, "kept": True, "files": len(_secret_files(snap))}
@@ -605,7 +602,7 @@ class SwitchHost(RebuildSteps):
         """The checks of what runs now: the units the running system declares (its
         ``etc/aiolabs-nixos/health.json``; a system the collection did not build declares none)
         and ``units``, checked here; the declared HTTP probes are returned for the controller."""
-        system = _profile.resolved(self.paths.current_system)
+        system = self.current_system()
         found = read_health(system) if (declared and system) else None
         wanted = list(dict.fromkeys([*(found.units if found else ()), *units]))
         return {
