@@ -133,6 +133,25 @@ def system_state(lab: Lab, host: str) -> tuple[str, str, int]:
     return running, profile, int(logs)
 
 
+def rebuild_calls(lab: Lab, host: str) -> list[dict[str, object]]:
+    """Every nixos-rebuild invocation on the host this boot (the lab stand-in's call log)."""
+    out = lab[host].out("cat /run/lab/nixos-rebuild.calls 2>/dev/null || true")
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def pushed_line(output: str, host: str) -> str:
+    """What the summary's `pushed:` line says of one host (the summary prints a YAML list of lines)."""
+    lines = output.splitlines()
+    head = re.compile(rf"^\s*- '?{re.escape(host)}( \(check mode.*)?'?$")
+    for i, line in enumerate(lines):
+        if head.match(line):
+            for follow in lines[i + 1 : i + 5]:
+                found = re.match(r"^\s*- '\s*pushed:\s*(?P<what>.*?)'?$", follow)
+                if found:
+                    return found["what"]
+    raise AssertionError(f"no summary for {host}:\n{output[-4000:]}")
+
+
 # What a stock host has, asked before the first deploy (each line: NAME=VALUE).
 STOCK_PROBE = (
     "echo python=$(command -v python3 python || echo none); "
@@ -329,6 +348,7 @@ def test_secrets_in_a_source_checkout_reach_neither_var_src_nor_the_store(conver
 def test_second_run_changes_nothing(converged: Deploy) -> None:
     lab = converged.lab
     before = {h: system_state(lab, h) for h in HOSTS}
+    calls = {h: len(rebuild_calls(lab, h)) for h in HOSTS}
     started = time.monotonic()
     proc, recap = playbook()
     elapsed = time.monotonic() - started
@@ -336,6 +356,9 @@ def test_second_run_changes_nothing(converged: Deploy) -> None:
     for host in HOSTS:
         assert recap[host]["changed"] == 0, (host, recap, tail(proc))
         assert system_state(lab, host) == before[host], host  # no build log, no new generation, same system
+        # No evaluation at all: the recorded inputs are the same, so nixos-rebuild is never run.
+        assert rebuild_calls(lab, host)[calls[host]:] == [], (host, tail(proc))
+        assert pushed_line(proc.stdout, host) == "nothing changed", (host, tail(proc))
     assert proc.stdout.count("switched: unchanged") == len(HOSTS), tail(proc)
     if WEBAPP:
         assert proc.stdout.count("web app unchanged, build skipped") == len(HOSTS), tail(proc)
@@ -351,9 +374,17 @@ def test_editing_one_machine_changes_only_that_machine(converged: Deploy,
     try:
         m2.write_text(original.replace("port: 8080", "port: 8081"))
         before = {h: system_state(lab, h) for h in HOSTS}
+        calls = {h: len(rebuild_calls(lab, h)) for h in HOSTS}
         proc, recap = playbook(inventory=inventory)
         assert proc.returncode == 0, tail(proc)
         assert recap["machine2"]["changed"] > 0, recap
+        # Only machine2 evaluates, and only the one tree its edit touched is transferred.
+        assert [c["evaluates"] for c in rebuild_calls(lab, "machine2")[calls["machine2"]:]].count(True) == 1, tail(proc)
+        assert rebuild_calls(lab, "machine1")[calls["machine1"]:] == [], tail(proc)
+        assert rebuild_calls(lab, "machine3")[calls["machine3"]:] == [], tail(proc)
+        assert pushed_line(proc.stdout, "machine2").startswith("/var/src/config-machine ("), tail(proc)
+        assert "," not in pushed_line(proc.stdout, "machine2"), tail(proc)
+        assert pushed_line(proc.stdout, "machine1") == pushed_line(proc.stdout, "machine3") == "nothing changed"
         assert recap["machine1"]["changed"] == 0 and recap["machine3"]["changed"] == 0, (recap, tail(proc))
         assert system_state(lab, "machine1") == before["machine1"]
         assert system_state(lab, "machine3") == before["machine3"]
