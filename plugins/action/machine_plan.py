@@ -64,8 +64,8 @@ class ActionModule(ActionBase):  # type: ignore[misc]
             host,
             v,
             sections,
-            explicit,
-            existing,
+            explicit=explicit,
+            existing=existing,
             force=_plan.as_bool(args.get("force", False)),
             token=_plan.run_token(),
         )

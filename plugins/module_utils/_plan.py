@@ -94,7 +94,7 @@ class LazyVars(Mapping[str, Any]):
             raise KeyError(name)
         try:
             value = self._render(raw, role_path)
-        except Exception as exc:  # noqa: BLE001 - any templating error is the inventory's problem
+        except Exception as exc:  # any templating error is the inventory's problem
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             self.problems.append(f"{self.host}: {name} could not be templated: {first}")
             value = None
@@ -116,7 +116,8 @@ def import_section(name: str) -> Section | None:
     """The module ``_plan_<name>``, or None when the collection has none."""
     module = f"{PACKAGE}._plan_{name}"
     try:
-        return importlib.import_module(module)  # type: ignore[return-value]
+        found: Section = importlib.import_module(module)
+        return found
     except ModuleNotFoundError as exc:
         if exc.name == module:
             return None
@@ -147,7 +148,7 @@ class Outcome:
 
 def parse_sections(host: str, raw: object) -> tuple[list[str], bool, list[str]]:
     """(the sections, whether they were named explicitly, problems) from the ``sections`` option."""
-    if raw is None or raw == "all" or raw == ["all"]:
+    if raw is None or raw in ("all", ["all"]):
         return list(SECTIONS), False, []
     names = [raw] if isinstance(raw, str) else raw
     if not isinstance(names, Sequence) or not all(isinstance(n, str) for n in names):
@@ -162,6 +163,7 @@ def run(
     host: str,
     v: LazyVars,
     sections: Sequence[str],
+    *,
     explicit: bool,
     existing: object,
     force: bool = False,
@@ -229,6 +231,6 @@ def text(v: Mapping[str, Any], name: str) -> str:
     return "" if value is None else str(value)
 
 
-def expand(path: str) -> str:
+def expand(path: str) -> Path:
     """A controller path as Ansible's ``expanduser`` gives it."""
-    return os.path.expanduser(path)
+    return Path(path).expanduser()

@@ -15,8 +15,8 @@ Private to the collection: the leading underscore means no stability promise.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from ansible_collections.aiolabs.nixos.plugins.module_utils._machine import check_machine
@@ -48,24 +48,24 @@ def machine_data(host: str, v: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def assets_dir(v: Mapping[str, Any]) -> str:
-    return expand(text(v, "aiolabs_nixos_assets_dir"))
+    folder = text(v, "aiolabs_nixos_assets_dir")
+    return str(expand(folder)) if folder else ""
 
 
 def modules(assets: str) -> list[str]:
     """The files of the assets folder's nix/ (as the fileglob lookup of nix/* lists them), sorted."""
-    folder = os.path.join(assets, "nix")
+    folder = Path(assets) / "nix"
     try:
-        names = os.listdir(folder)
+        return sorted(p.name for p in folder.iterdir() if not p.name.startswith(".") and p.is_file())
     except OSError:
         return []
-    return sorted(n for n in names if not n.startswith(".") and os.path.isfile(os.path.join(folder, n)))
 
 
 def hardware_file(v: Mapping[str, Any], assets: str) -> str:
     """The assets folder's hardware-configuration.nix when the deploy installs it, else ''."""
-    path = os.path.join(assets, HW_NAME)
-    if text(v, "aiolabs_nixos_machine_config_hardware") != "target" and os.path.isfile(path):
-        return path
+    path = Path(assets) / HW_NAME
+    if text(v, "aiolabs_nixos_machine_config_hardware") != "target" and path.is_file():
+        return str(path)
     return ""
 
 
@@ -79,14 +79,16 @@ def check(host: str, v: Mapping[str, Any]) -> list[str]:
     errors += check_machine(host, machine_data(host, v), found, bool(hw))
     hardware = text(v, "aiolabs_nixos_machine_config_hardware")
     if hardware not in HARDWARE:
-        errors.append(f"{host}: aiolabs_nixos_machine_config_hardware must be auto, assets or target (got {hardware!r})")
+        errors.append(
+            f"{host}: aiolabs_nixos_machine_config_hardware must be auto, assets or target (got {hardware!r})"
+        )
     elif hardware == "assets" and not hw:
         errors.append(
-            f"{host}: aiolabs_nixos_machine_config_hardware is assets but {os.path.join(assets, HW_NAME)}"
+            f"{host}: aiolabs_nixos_machine_config_hardware is assets but {Path(assets) / HW_NAME}"
             " is missing (aiolabs_nixos_assets_dir)"
         )
     template = text(v, "aiolabs_nixos_machine_config_template")
-    if not os.path.isfile(expand(template)):
+    if not (template and expand(template).is_file()):
         errors.append(f"{host}: aiolabs_nixos_machine_config_template {template} is not a file")
     if not is_bool_like(v.get("aiolabs_nixos_machine_config_prune", True)):
         errors.append(
@@ -98,12 +100,12 @@ def check(host: str, v: Mapping[str, Any]) -> list[str]:
 
 def plan(host: str, v: Mapping[str, Any]) -> dict[str, Any]:
     assets = assets_dir(v)
-    files = {"configuration.nix": expand(text(v, "aiolabs_nixos_machine_config_template"))}
+    files = {"configuration.nix": str(expand(text(v, "aiolabs_nixos_machine_config_template")))}
     hw = hardware_file(v, assets)
     if hw:
         files[HW_NAME] = hw
     for name in modules(assets):
-        files[name] = os.path.join(assets, "nix", name)
+        files[name] = str(Path(assets) / "nix" / name)
     return {
         "data": machine_data(host, v),
         "assets": assets,

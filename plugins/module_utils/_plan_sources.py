@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from ansible_collections.aiolabs.nixos.plugins.module_utils._plan import as_bool, expand, is_bool_like, text
@@ -36,22 +37,19 @@ def _lnbits(v: Mapping[str, Any]) -> bool:
     return isinstance(lnbits, Mapping) and lnbits.get("enable") is True
 
 
+def _builtin(v: Mapping[str, Any], var: str, name: str) -> tuple[str, Any, bool]:
+    return var, {"name": name, "src": v.get(var)}, True
+
+
 def _listed(v: Mapping[str, Any]) -> list[tuple[str, Any, bool]]:
     """(variable, tree, built-in) for every tree this machine gets, in push order."""
-    trees: list[tuple[str, Any, bool]] = [
-        ("aiolabs_nixos_sources_shared_src", {"name": "config-shared", "src": v.get("aiolabs_nixos_sources_shared_src")},
-         True),
-    ]  # fmt: skip
+    trees = [_builtin(v, "aiolabs_nixos_sources_shared_src", "config-shared")]
     if _lnbits(v):
-        trees.append(("aiolabs_nixos_sources_lnbits_src", {"name": "lnbits-src", "src": v.get("aiolabs_nixos_sources_lnbits_src")},
-                      True))  # fmt: skip
+        trees.append(_builtin(v, "aiolabs_nixos_sources_lnbits_src", "lnbits-src"))
         if v.get("aiolabs_nixos_sources_lnbits_extensions_src"):
-            trees.append(("aiolabs_nixos_sources_lnbits_extensions_src",
-                          {"name": "lnbits-extensions", "src": v.get("aiolabs_nixos_sources_lnbits_extensions_src")},
-                          True))  # fmt: skip
+            trees.append(_builtin(v, "aiolabs_nixos_sources_lnbits_extensions_src", "lnbits-extensions"))
     if v.get("aiolabs_nixos_sources_nixpkgs_src"):
-        trees.append(("aiolabs_nixos_sources_nixpkgs_src", {"name": "nixpkgs", "src": v.get("aiolabs_nixos_sources_nixpkgs_src")},
-                      True))  # fmt: skip
+        trees.append(_builtin(v, "aiolabs_nixos_sources_nixpkgs_src", "nixpkgs"))
     extra = v.get(VAR_TREES) or []
     if isinstance(extra, Sequence) and not isinstance(extra, str):
         trees += [(f"{VAR_TREES}[{i}]", tree, False) for i, tree in enumerate(extra)]
@@ -72,15 +70,15 @@ def _tree_problem(host: str, var: str, tree: Any, builtin: bool) -> str | None:
     name, src = tree["name"], tree["src"]
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         return f"{host}: {var}.name must be a plain folder name (got {name})"
-    if not isinstance(src, str) or not os.path.isdir(expand(src)):
+    if not isinstance(src, str) or not src or not expand(src).is_dir():
         return f"{host}: {var} ({src}) is not a folder on the controller, needed for /var/src/{name}"
     path = expand(src)
-    if name == "lnbits-src" and not os.path.isfile(os.path.join(path, "flake.nix")):
+    if name == "lnbits-src" and not (path / "flake.nix").is_file():
         return f"{host}: {var} ({src}) has no flake.nix: it must be the LNbits source tree"
-    if name == "nixpkgs" and builtin and not os.path.isfile(os.path.join(path, "nixos", "default.nix")):
+    if name == "nixpkgs" and builtin and not (path / "nixos" / "default.nix").is_file():
         return (f"{host}: {var} ({src}) has no nixos/default.nix: it must be a nixpkgs tree (a checkout or an"
                 " unpacked nixpkgs tarball), for /var/src/nixpkgs")  # fmt: skip
-    if name == "config-shared" and not os.path.isfile(os.path.join(path, "machine-services.nix")):
+    if name == "config-shared" and not (path / "machine-services.nix").is_file():
         return f"{host}: {var} ({src}) has no machine-services.nix: it must be the nix-modules folder"
     if not builtin:
         if not _is_list_of_str(tree.get("excludes", [])):
@@ -132,17 +130,18 @@ def plan(host: str, v: Mapping[str, Any]) -> dict[str, Any]:
     trees = [
         {
             "name": tree["name"],
-            "src": os.path.abspath(expand(tree["src"])),
+            "src": os.path.normpath(Path.cwd() / expand(tree["src"])),
             "excludes": list(tree.get("excludes") or []),
             "copy_links": as_bool(tree.get("copy_links", True)),
         }
         for _var, tree, _builtin in _listed(v)
     ]
+    channel = "" if v.get("aiolabs_nixos_sources_nixpkgs_src") else text(v, "aiolabs_nixos_sources_nixpkgs_channel")
     return {
         "root": ROOT,
         "bootstrap": as_bool(v.get("aiolabs_nixos_sources_bootstrap", True)),
         "trees": trees,
         "excludes": list(v.get("aiolabs_nixos_sources_excludes") or []),
-        "nixpkgs_channel": "" if v.get("aiolabs_nixos_sources_nixpkgs_src") else text(v, "aiolabs_nixos_sources_nixpkgs_channel"),
+        "nixpkgs_channel": channel,
         "rsync_path": text(v, "aiolabs_nixos_sources_rsync_path"),
-    }  # fmt: skip
+    }

@@ -12,7 +12,6 @@ Private to the collection: the leading underscore means no stability promise.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,7 +20,7 @@ from ansible_collections.aiolabs.nixos.plugins.module_utils._plan import expand,
 
 def check(host: str, v: Mapping[str, Any]) -> list[str]:
     ca_path = text(v, "aiolabs_nixos_switch_http_ca_path")
-    if ca_path and not os.path.isfile(expand(ca_path)):
+    if ca_path and not expand(ca_path).is_file():
         return [
             f"{host}: aiolabs_nixos_switch_http_ca_path ({ca_path}) is not a file on the controller: name a PEM CA"
             " certificate, or leave it empty for the system trust store"
@@ -31,4 +30,4 @@ def check(host: str, v: Mapping[str, Any]) -> list[str]:
 
 def plan(host: str, v: Mapping[str, Any]) -> dict[str, Any]:
     ca_path = text(v, "aiolabs_nixos_switch_http_ca_path")
-    return {"http_ca_path": expand(ca_path) if ca_path else ""}
+    return {"http_ca_path": str(expand(ca_path)) if ca_path else ""}
