@@ -67,7 +67,7 @@ class ActionModule(ActionBase):  # type: ignore[misc]
             explicit=explicit,
             existing=existing,
             force=_plan.as_bool(args.get("force", False)),
-            token=_plan.run_token(),
+            run_id=_plan.run_token(),
         )
         result.update(computed=out.computed, kept=out.kept, missing=out.missing)
         if out.problems:

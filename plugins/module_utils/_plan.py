@@ -167,13 +167,13 @@ def run(
     explicit: bool,
     existing: object,
     force: bool = False,
-    token: str = "",
+    run_id: str = "",
     importer: Importer = import_section,
 ) -> Outcome:
     """Check every requested section not yet planned in this run, then plan them all, or report every problem."""
     out = Outcome()
     previous: dict[str, Any] = {}
-    if isinstance(existing, Mapping) and existing.get("host") == host and existing.get("run") == token:
+    if isinstance(existing, Mapping) and existing.get("host") == host and existing.get("run") == run_id:
         previous = dict(existing)
     todo: list[tuple[str, Section]] = []
     for name in sections:
@@ -202,7 +202,7 @@ def run(
     if out.problems:
         return out
     out.computed = [name for name, _section in todo]
-    out.fact = {**previous, **planned, "host": host, "run": token}
+    out.fact = {**previous, **planned, "host": host, "run": run_id}
     return out
 
 

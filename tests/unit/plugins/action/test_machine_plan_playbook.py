@@ -57,9 +57,7 @@ def play(tmp_path: Path, hosts: dict[str, dict[str, Any]]) -> dict[str, Any]:
         out: dict[str, Any] = json.loads(proc.stdout)
     except json.JSONDecodeError as exc:
         raise AssertionError(f"no JSON (rc {proc.returncode}):\n{proc.stdout}\n{proc.stderr}") from exc
-    return {
-        task["task"]["name"]: task["hosts"] for task in out["plays"][0]["tasks"]
-    }
+    return {task["task"]["name"]: task["hosts"] for task in out["plays"][0]["tasks"]}
 
 
 def machine(**extra: Any) -> dict[str, Any]:
@@ -91,7 +89,8 @@ def test_defaults_inventory_values_and_validated_once(tmp_path: Path) -> None:
     assert plan1["sources"]["nixpkgs_channel"] == "/nix/var/nix/profiles/per-user/root/channels/nixos"
     assert plan1["switch"] == {"http_ca_path": ""}
     assert Path(plan1["machine"]["files"]["configuration.nix"]).resolve() == (
-        REPO / "nix-modules" / "machine-template" / "configuration.nix")
+        REPO / "nix-modules" / "machine-template" / "configuration.nix"
+    )
     assert plan1["machine"]["assets"] == str(tmp_path / "inventory" / "files" / "m1")
     assert plan1["machine"]["data"]["domain"] == "m1.example.org" and plan1["host"] == "m1"
     # set in the inventory (templated in the host's context): the inventory wins
@@ -124,4 +123,5 @@ def test_a_variable_that_does_not_template_is_named(tmp_path: Path) -> None:
     tasks = play(tmp_path, {"m1": machine(aiolabs_nixos_sources_shared_src="{{ no_such_variable }}/x")})
     result = tasks["Plan every section"]["m1"]
     assert result["failed"] is True
-    assert [p for p in result["problems"] if p.startswith("m1: aiolabs_nixos_sources_shared_src could not be templated")]
+    prefix = "m1: aiolabs_nixos_sources_shared_src could not be templated"
+    assert [p for p in result["problems"] if p.startswith(prefix)], result["problems"]

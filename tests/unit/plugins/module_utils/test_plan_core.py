@@ -81,7 +81,7 @@ def test_an_unset_variable_takes_the_role_default_templated_with_its_role_path()
     assert "aiolabs_nixos_sources_bootstrap" in v
     assert v.get("no_such_variable") is None and "no_such_variable" not in v
     with pytest.raises(KeyError):
-        v["no_such_variable"]  # noqa: B018
+        v["no_such_variable"]
 
 
 def test_an_inventory_value_wins_over_the_role_default() -> None:
@@ -123,14 +123,15 @@ def test_every_problem_of_every_section_is_reported_at_once_and_nothing_is_plann
     c = Recorder(["m1: aiolabs_nixos_switch_http_ca_path is wrong"])
     out = _plan.run("m1", lazy({}), ["a", "b", "c"], explicit=True, existing=None,
                     importer=importer({"a": a, "b": b, "c": c}))  # fmt: skip
-    assert out.problems == ["m1: domain is wrong", "m1: services is wrong", "m1: aiolabs_nixos_switch_http_ca_path is wrong"]
+    assert out.problems == [*a.problems, *c.problems]
+    assert out.problems[-1] == "m1: aiolabs_nixos_switch_http_ca_path is wrong"
     assert (a.checked, b.checked, c.checked) == (1, 1, 1)
     assert (a.planned_calls, b.planned_calls, c.planned_calls) == (0, 0, 0)
     assert out.fact == {} and out.computed == []
 
 
 def test_the_plan_is_the_sections_plans_with_the_host_and_the_run() -> None:
-    out = _plan.run("m1", lazy({}), ["a", "b"], explicit=True, existing=None, token="t1",
+    out = _plan.run("m1", lazy({}), ["a", "b"], explicit=True, existing=None, run_id="t1",
                     importer=importer({"a": Recorder(planned={"x": 1}), "b": Recorder(planned={"y": 2})}))  # fmt: skip
     assert out.problems == []
     assert out.fact == {"a": {"x": 1}, "b": {"y": 2}, "host": "m1", "run": "t1"}
@@ -140,12 +141,12 @@ def test_the_plan_is_the_sections_plans_with_the_host_and_the_run() -> None:
 def test_a_section_is_validated_once_per_run() -> None:
     a, b = Recorder(planned={"x": 1}), Recorder(planned={"y": 2})
     sections = importer({"a": a, "b": b})
-    first = _plan.run("m1", lazy({}), ["a"], explicit=True, existing=None, token="t1", importer=sections)
-    again = _plan.run("m1", lazy({}), ["a", "b"], explicit=True, existing=first.fact, token="t1", importer=sections)
+    first = _plan.run("m1", lazy({}), ["a"], explicit=True, existing=None, run_id="t1", importer=sections)
+    again = _plan.run("m1", lazy({}), ["a", "b"], explicit=True, existing=first.fact, run_id="t1", importer=sections)
     assert a.checked == 1 and a.planned_calls == 1 and b.checked == 1
     assert again.kept == ["a"] and again.computed == ["b"]
     assert again.fact == {"a": {"x": 1}, "b": {"y": 2}, "host": "m1", "run": "t1"}
-    forced = _plan.run("m1", lazy({}), ["a"], explicit=True, existing=again.fact, force=True, token="t1",
+    forced = _plan.run("m1", lazy({}), ["a"], explicit=True, existing=again.fact, force=True, run_id="t1",
                        importer=sections)  # fmt: skip
     assert a.checked == 2 and forced.computed == ["a"] and forced.fact["b"] == {"y": 2}
 
@@ -162,7 +163,7 @@ def test_a_section_is_validated_once_per_run() -> None:
 )
 def test_a_plan_of_another_run_or_host_is_computed_again(existing: object) -> None:
     a = Recorder(planned={"x": 1})
-    out = _plan.run("m1", lazy({}), ["a"], explicit=True, existing=existing, token="t1", importer=importer({"a": a}))
+    out = _plan.run("m1", lazy({}), ["a"], explicit=True, existing=existing, run_id="t1", importer=importer({"a": a}))
     assert a.checked == 1 and out.fact == {"a": {"x": 1}, "host": "m1", "run": "t1"}
 
 
@@ -183,8 +184,15 @@ def test_a_missing_section_named_explicitly_is_an_error() -> None:
     ]
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("all", list(_plan.SECTIONS)), (["all"], list(_plan.SECTIONS)),
-                                               ("sources", ["sources"]), (["switch", "switch", "machine"], ["switch", "machine"])])  # fmt: skip
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("all", list(_plan.SECTIONS)),
+        (["all"], list(_plan.SECTIONS)),
+        ("sources", ["sources"]),
+        (["switch", "switch", "machine"], ["switch", "machine"]),
+    ],
+)
 def test_sections_option(raw: object, expected: list[str]) -> None:
     assert _plan.parse_sections("m1", raw)[0] == expected
 

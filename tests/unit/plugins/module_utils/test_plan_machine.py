@@ -85,7 +85,9 @@ def test_each_problem_names_its_variable(tmp_path: Path, extra: dict[str, Any], 
 def test_hardware_assets_names_the_missing_file(tmp_path: Path) -> None:
     problems = pm.check("m1", host_vars(tmp_path, aiolabs_nixos_machine_config_hardware="assets"))
     hw = tmp_path / "files" / "m1" / "hardware-configuration.nix"
-    assert problems == [f"m1: aiolabs_nixos_machine_config_hardware is assets but {hw} is missing (aiolabs_nixos_assets_dir)"]
+    assert problems == [
+        f"m1: aiolabs_nixos_machine_config_hardware is assets but {hw} is missing (aiolabs_nixos_assets_dir)"
+    ]
 
 
 def test_every_problem_at_once(tmp_path: Path) -> None:
@@ -103,7 +105,8 @@ def test_boot_loader_assets_needs_a_deployed_file_and_the_hardware_file_counts(t
     (tmp_path / "files" / "m1" / "hardware-configuration.nix").write_text("{ ... }: { }\n")
     assert pm.check("m1", v) == []
     # target: the assets folder's file is not deployed, so it cannot set the boot loader
-    assert any(p.startswith("m1: boot_loader") for p in pm.check("m1", {**v, "aiolabs_nixos_machine_config_hardware": "target"}))
+    target = {**v, "aiolabs_nixos_machine_config_hardware": "target"}
+    assert any(p.startswith("m1: boot_loader") for p in pm.check("m1", target))
 
 
 def test_the_plan(tmp_path: Path) -> None:
@@ -130,7 +133,10 @@ def test_the_plan(tmp_path: Path) -> None:
     assert plan["modules"] == ["wireguard.nix"] and plan["hardware_file"] == str(assets / "hardware-configuration.nix")
     assert plan["prune"] is False and plan["assets"] == str(assets)
     assert (plan["config_dir"], plan["link"], plan["link_target"]) == (
-        "/var/src/config-machine", "/var/src/nixos-config", "config-machine/configuration.nix")
+        "/var/src/config-machine",
+        "/var/src/nixos-config",
+        "config-machine/configuration.nix",
+    )
 
 
 def test_the_plan_without_hardware_file_and_with_the_fleet_keys(tmp_path: Path) -> None:

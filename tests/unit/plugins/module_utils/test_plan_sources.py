@@ -88,7 +88,8 @@ def test_the_defaults_have_no_problem() -> None:
         ({"aiolabs_nixos_sources_trees": [{"name": "config-machine", "src": str(SHARED)}]},
          "m1: aiolabs_nixos_sources_trees[0].name config-machine is a folder of /var/src the deploy writes itself"),
         ({"aiolabs_nixos_sources_trees": [{"name": "config-shared", "src": str(SHARED)}]},
-         "m1: aiolabs_nixos_sources_trees[0].name config-shared is already the tree of aiolabs_nixos_sources_shared_src"),
+         "m1: aiolabs_nixos_sources_trees[0].name config-shared is already the tree of"
+         " aiolabs_nixos_sources_shared_src"),
         ({"aiolabs_nixos_sources_trees": {"name": "x", "src": str(SHARED)}},
          "m1: aiolabs_nixos_sources_trees must be a list of trees"),
         ({"aiolabs_nixos_sources_excludes": ".git"},
@@ -115,7 +116,9 @@ def test_each_problem_names_its_variable(extra: dict[str, Any], message: str) ->
 def test_a_users_tree_named_lnbits_src_needs_a_flake_too(tmp_path: Path) -> None:
     src = folder(tmp_path / "l")
     problems = ps.check("m1", host_vars(aiolabs_nixos_sources_trees=[{"name": "lnbits-src", "src": src}]))
-    assert problems == [f"m1: aiolabs_nixos_sources_trees[0] ({src}) has no flake.nix: it must be the LNbits source tree"]
+    assert problems == [
+        f"m1: aiolabs_nixos_sources_trees[0] ({src}) has no flake.nix: it must be the LNbits source tree"
+    ]
 
 
 def test_a_users_tree_named_nixpkgs_is_not_checked_as_nixpkgs(tmp_path: Path) -> None:
