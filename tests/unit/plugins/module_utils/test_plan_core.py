@@ -224,4 +224,4 @@ def test_bool_like_values_read_as_ansible_bool_does() -> None:
 
 
 def test_run_token_is_the_same_within_a_process() -> None:
-    assert _plan.run_token() == _plan.run_token() and _plan.run_token().split(":")[0].isdigit()
+    assert _plan.run_token() == _plan.run_token() and _plan.run_token().split(":", maxsplit=1)[0].isdigit()
