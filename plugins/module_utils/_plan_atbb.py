@@ -15,8 +15,8 @@ Private to the collection: the leading underscore means no stability promise.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from ansible_collections.aiolabs.nixos.plugins.module_utils._machine import (
@@ -84,9 +84,7 @@ def check_secrets(host: str, v: Mapping[str, Any]) -> list[str]:
         return [f"{intro} it is not a mapping."]
     missing = [key for key in SECRET_KEYS if not (isinstance(secrets.get(key), str) and secrets.get(key))]
     multiline = [
-        str(key)
-        for key, value in secrets.items()
-        if isinstance(value, str) and any(c in value for c in "\r\n\x00")
+        str(key) for key, value in secrets.items() if isinstance(value, str) and any(c in value for c in "\r\n\x00")
     ]
     if not missing and not multiline:
         return []
@@ -125,15 +123,16 @@ def plan(host: str, v: Mapping[str, Any]) -> dict[str, Any]:
 def source_settings(v: Mapping[str, Any]) -> dict[str, Any]:
     """The ``aiolabs_nixos_atbb_*`` source settings, paths with ``~`` expanded (what every atBB
     machine of a play must share)."""
+
     def get(name: str, default: Any) -> Any:
         value = v.get(f"aiolabs_nixos_atbb_{name}")
         return default if value is None else value
 
     return {
-        "src": os.path.expanduser(str(get("src", ""))),
+        "src": expand(get("src", "")),
         "overlay": to_bool(get("overlay", True)),
-        "overlay_src": os.path.expanduser(str(get("overlay_src", ""))),
-        "stage_dir": os.path.expanduser(str(get("stage_dir", ""))),
+        "overlay_src": expand(get("overlay_src", "")),
+        "stage_dir": expand(get("stage_dir", "")),
         "excludes": [str(e) for e in get("excludes", [])],
         "package_file": str(get("package_file", "nix/package.nix")),
         "hash_installable": str(get("hash_installable", ".#default.pnpmDeps")),
@@ -148,6 +147,12 @@ def secret_values(v: Mapping[str, Any]) -> dict[str, str]:
     if not isinstance(secrets, Mapping):
         return {}
     return {key: str(secrets[key]) for key in SECRET_KEYS if key in secrets}
+
+
+def expand(path: object) -> str:
+    """``~`` expanded (as ``ansible.builtin.expanduser``); an empty path stays empty."""
+    text = str(path)
+    return str(Path(text).expanduser()) if text else ""
 
 
 def to_bool(value: object) -> bool:
@@ -199,16 +204,16 @@ def _shown(data: Mapping[str, Any], key: str) -> str:
 def _check_files(host: str, v: Mapping[str, Any], src: str) -> list[str]:
     settings = source_settings(v)
     problems = []
-    if not os.path.isfile(os.path.join(settings["src"], "pnpm-lock.yaml")):
-        problems.append(
-            f"{host}: aiolabs_nixos_atbb_src ({src}) is not an atBB checkout: it has no pnpm-lock.yaml."
-        )
+    if not (Path(settings["src"]) / "pnpm-lock.yaml").is_file():
+        problems.append(f"{host}: aiolabs_nixos_atbb_src ({src}) is not an atBB checkout: it has no pnpm-lock.yaml.")
     where, var = (
         (settings["overlay_src"], "aiolabs_nixos_atbb_overlay_src")
         if settings["overlay"]
         else (settings["src"], "aiolabs_nixos_atbb_src (with aiolabs_nixos_atbb_overlay false)")
     )
-    for name in ("flake.nix", settings["package_file"]):
-        if not os.path.isfile(os.path.join(where, name)):
-            problems.append(f"{host}: {var} has no {name}.")
+    problems += [
+        f"{host}: {var} has no {name}."
+        for name in ("flake.nix", settings["package_file"])
+        if not (Path(where) / name).is_file()
+    ]
     return problems

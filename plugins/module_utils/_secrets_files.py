@@ -88,9 +88,7 @@ def write_secrets(
         name = str(item["name"])
         if "/" in name or name.startswith(".") or not name:
             raise ValueError(f"{name!r} is not a plain file name")
-        states[name] = "absent" if dir_state == "absent" else _file_state(
-            live / name, _bytes(item["content"]), owner
-        )
+        states[name] = "absent" if dir_state == "absent" else _file_state(live / name, _bytes(item["content"]), owner)
     written = [str(live / name) for name, state in states.items() if state != "ok"]
     changed = dir_state != "ok" or bool(written)
     result: dict[str, Any] = {

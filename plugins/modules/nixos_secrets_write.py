@@ -75,7 +75,9 @@ written:
   elements: str
   sample: [/var/lib/secrets/lnbits.env]
 states:
-  description: Each file's state before the call - V(absent), V(content) (its bytes differ), V(mode) (mode or owner differ) or V(ok).
+  description:
+    - Each file's state before the call - V(absent), V(content) (its bytes differ), V(mode) (mode or owner differ)
+      or V(ok).
   returned: success
   type: dict
   sample: {lnbits.env: content, operator.hash: ok}

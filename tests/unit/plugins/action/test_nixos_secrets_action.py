@@ -17,7 +17,7 @@ from ansible_collections.aiolabs.nixos.plugins.action import nixos_secrets as ac
 from ansible_collections.aiolabs.nixos.plugins.module_utils._secrets_files import Owner, write_secrets
 
 HOST = "machine1"
-SECRET = "s3cr3t-VALUE-never-shown"
+SECRET = "s3cr3t-VALUE-never-shown"  # noqa: S105 (a marker the output must never show)
 ATBB = {key: f"{SECRET}-{key}" for key in ("DATABASE_URL", "SESSION_SECRET", "FORUM_HANDLE", "FORUM_PASSWORD")}
 
 
@@ -80,7 +80,9 @@ def test_one_call_writes_every_file_and_returns_names_only(tmp_path: Path) -> No
     # the second run: nothing changes, the fact keeps what earlier calls of the run wrote
     again = make(tmp_path, {}).run(task_vars={**v, **got["ansible_facts"]})
     assert again["changed"] is False and again["written"] == []
-    assert again["ansible_facts"]["aiolabs_nixos_secrets_written"] == got["ansible_facts"]["aiolabs_nixos_secrets_written"]
+    assert (
+        again["ansible_facts"]["aiolabs_nixos_secrets_written"] == got["ansible_facts"]["aiolabs_nixos_secrets_written"]
+    )
 
 
 def test_a_bad_variable_fails_before_the_host_is_called(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 from ansible_collections.aiolabs.nixos.plugins.module_utils import _plan_atbb as pa
 
 HOST = "machine8"
-SECRET = "s3cr3t-VALUE-never-shown"
+SECRET = "s3cr3t-VALUE-never-shown"  # noqa: S105 (a marker the output must never show)
 GOOD_DATA = {
     "enable": True,
     "domain": "forum.machine8.example.org",
@@ -58,7 +58,9 @@ def test_good_inputs_pass(v: dict[str, Any]) -> None:
     assert _checked(v) == []
 
 
-@pytest.mark.parametrize("services", [None, {}, {"atbb": None}, {"atbb": {"enable": False}}, {"atbb": {"enable": "no"}}])
+@pytest.mark.parametrize(
+    "services", [None, {}, {"atbb": None}, {"atbb": {"enable": False}}, {"atbb": {"enable": "no"}}]
+)
 def test_a_machine_without_atbb_is_not_checked(services: Any) -> None:
     v = {"services": services, "aiolabs_nixos_atbb_src": "", "aiolabs_nixos_atbb_secrets": "not even a mapping"}
     assert pa.enabled(v) is False
@@ -170,7 +172,10 @@ def test_the_plan(v: dict[str, Any]) -> None:
     }
     assert plan["source"]["src"] == v["aiolabs_nixos_atbb_src"]
     assert plan["source"]["overlay"] is True and plan["source"]["force_hash"] is False
-    assert plan["tree_name"] == "atbb" and plan["tree_excludes"] == ["/.pnpm-deps-hash.json", "/.aiolabs-upstream-package.nix"]
+    assert plan["tree_name"] == "atbb" and plan["tree_excludes"] == [
+        "/.pnpm-deps-hash.json",
+        "/.aiolabs-upstream-package.nix",
+    ]
     assert SECRET not in repr(plan)
 
 

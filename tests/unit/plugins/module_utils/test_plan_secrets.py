@@ -15,7 +15,7 @@ from ansible.template import Templar, trust_as_template
 from ansible_collections.aiolabs.nixos.plugins.module_utils import _plan_secrets as ps
 
 HOST = "machine1"
-SECRET = "s3cr3t-VALUE-never-shown"
+SECRET = "s3cr3t-VALUE-never-shown"  # noqa: S105 (a marker the output must never show)
 ATBB_ON = {"services": {"atbb": {"enable": True}}}
 
 
@@ -114,7 +114,10 @@ def test_defaults_and_good_values_pass() -> None:
             {"aiolabs_nixos_secrets_password_hashes": {"operator": 1234}},
             "aiolabs_nixos_secrets_password_hashes.operator must be a non-empty string",
         ),
-        ({"aiolabs_nixos_secrets_hash_scheme": "md5"}, "aiolabs_nixos_secrets_hash_scheme must be one of sha512, sha256"),
+        (
+            {"aiolabs_nixos_secrets_hash_scheme": "md5"},
+            "aiolabs_nixos_secrets_hash_scheme must be one of sha512, sha256",
+        ),
         ({"aiolabs_nixos_secrets_salt_seed": 42}, "aiolabs_nixos_secrets_salt_seed must be a string"),
         (
             {**ATBB_ON, "aiolabs_nixos_secrets_env_files": {"atbb": {"K": SECRET}}},
@@ -177,7 +180,8 @@ env: |
   {% endfor %}
 hash: >-
   {{ item.value | ansible.builtin.password_hash(aiolabs_nixos_secrets_hash_scheme,
-       (aiolabs_nixos_secrets_salt_seed ~ ':' ~ inventory_hostname ~ ':' ~ item.key) | ansible.builtin.hash('sha256') | truncate(16, true, '')) }}
+       (aiolabs_nixos_secrets_salt_seed ~ ':' ~ inventory_hostname ~ ':' ~ item.key)
+       | ansible.builtin.hash('sha256') | truncate(16, true, '')) }}
 """
 OLD = yaml.safe_load(OLD_TASKS)
 TRICKY = {
@@ -188,7 +192,7 @@ TRICKY = {
     "URL": "postgres:///atbb?host=/run/postgresql",
     "EMPTY": "",
     "UNI": "pässwörd ✓",
-    "BS": "\\\\$$``\"\"",
+    "BS": '\\\\$$``""',
 }
 
 

@@ -13,7 +13,7 @@ import pytest
 from ansible_collections.aiolabs.nixos.plugins.module_utils._secrets_files import Owner, write_secrets
 
 ME = Owner(os.getuid(), os.getgid())
-SECRET = "s3cr3t-VALUE"
+SECRET = "s3cr3t-VALUE"  # noqa: S105 (a marker the output must never show)
 
 
 class Snapshots:
@@ -39,7 +39,9 @@ def _mode(path: Path) -> int:
 def test_first_write_creates_the_folder_and_files(tmp_path: Path) -> None:
     d = tmp_path / "secrets"
     snap = Snapshots()
-    got = _write(d, [{"name": "a.env", "content": f'K="{SECRET}"\n'}, {"name": "op.hash", "content": "$6$x"}], snap=snap)
+    got = _write(
+        d, [{"name": "a.env", "content": f'K="{SECRET}"\n'}, {"name": "op.hash", "content": "$6$x"}], snap=snap
+    )
     assert got["changed"] is True and got["dir"] == "absent"
     assert got["written"] == [str(d / "a.env"), str(d / "op.hash")]
     assert _mode(d) == 0o700 and _mode(d / "a.env") == 0o400 and _mode(d / "op.hash") == 0o400
