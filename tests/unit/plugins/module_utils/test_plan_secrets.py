@@ -259,3 +259,14 @@ def test_check_sources_checks_the_atbb_secrets_only_with_atbb() -> None:
     [problem] = ps.check_sources(HOST, v, ["atbb"])
     assert "aiolabs_nixos_atbb_secrets" in problem and "SESSION_SECRET" in problem and SECRET not in problem
     assert ps.check_sources(HOST, v, ["secrets"]) == []
+
+
+def test_the_role_vars_say_what_the_checks_use() -> None:
+    from pathlib import Path
+
+    role_vars = yaml.safe_load(
+        (Path(__file__).resolve().parents[4] / "roles" / "secrets" / "vars" / "main.yml").read_text()
+    )
+    assert role_vars["_aiolabs_nixos_secrets_dir"] == ps.SECRETS_DIR
+    assert role_vars["_aiolabs_nixos_secrets_name_re"] == ps.NAME_RE.pattern
+    assert role_vars["_aiolabs_nixos_secrets_key_re"] == ps.KEY_RE.pattern
