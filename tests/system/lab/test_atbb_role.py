@@ -46,7 +46,8 @@ FAKE = "sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 SRI = re.compile(r"sha256-[A-Za-z0-9+/]{43}=")
 PLAY_TIMEOUT = 300
 BYSTANDER = "atbb-test-bystander"  # sorts before machineN
-HASH_TASK = "Stage the atBB source and compute the pnpm dependency hash for the staged lockfile"  # aiolabs.nixos.atbb_stage
+# the one aiolabs.nixos.atbb_stage task (stage + pnpm hash)
+HASH_TASK = "Stage the atBB source and compute the pnpm dependency hash for the staged lockfile"
 SECRET_KEYS = ("DATABASE_URL", "SESSION_SECRET", "FORUM_HANDLE", "FORUM_PASSWORD")
 REMOTE_PATHS = "/var/src/atbb /var/lib/secrets/atbb.env"
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from ansible_collections.aiolabs.nixos.plugins.module_utils import _atbb_stage as st
+from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError
 from ansible_collections.aiolabs.nixos.plugins.module_utils._nix_pnpm import PnpmOutcome, PnpmRequest
 
 pytestmark = pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync is not installed")
@@ -125,5 +126,5 @@ def test_check_mode_uses_a_throwaway_copy(settings: st.Settings, fake_hash: Fake
 
 def test_a_failing_rsync_names_the_step(settings: st.Settings, fake_hash: FakeHash, tmp_path: Path) -> None:
     broken = st.Settings.from_mapping({**settings.__dict__, "src": str(tmp_path / "missing")})
-    with pytest.raises(st.NixError, match="staging the atBB source failed: rsync exited"):
+    with pytest.raises(NixError, match="staging the atBB source failed: rsync exited"):
         st.stage_and_hash(broken, check_mode=False)
