@@ -17,6 +17,8 @@ REPO = Path(__file__).resolve().parents[2]
 ROLES = ("sources", "secrets", "webapp", "atbb", "switch")
 # `is match('...')` / `is not match('...')` in tasks, and *_re variables in vars/.
 _INLINE = re.compile(r"is (?:not )?match\('((?:[^'\\]|\\.)*)'\)")
+# The plan sections' checks (Python, plugins/module_utils/_plan_*.py and _machine.py): re.compile(r"...").
+_PYTHON = re.compile(r'^[A-Z_]+_RE = re\.compile\(r"((?:[^"\\]|\\.)*)"\)', re.MULTILINE)
 
 
 def _patterns() -> list[tuple[str, str]]:
@@ -28,6 +30,9 @@ def _patterns() -> list[tuple[str, str]]:
             if path.parent.name == "vars":
                 data = yaml.safe_load(text) or {}
                 found += [(f"{path.relative_to(REPO)}:{k}", v) for k, v in data.items() if k.endswith("_re")]
+    module_utils = REPO / "plugins" / "module_utils"
+    for path in [module_utils / "_machine.py", *sorted(module_utils.glob("_plan_*.py"))]:
+        found += [(str(path.relative_to(REPO)), m.group(1)) for m in _PYTHON.finditer(path.read_text())]
     return found
 
 

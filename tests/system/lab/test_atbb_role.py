@@ -46,7 +46,8 @@ FAKE = "sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 SRI = re.compile(r"sha256-[A-Za-z0-9+/]{43}=")
 PLAY_TIMEOUT = 300
 BYSTANDER = "atbb-test-bystander"  # sorts before machineN
-HASH_TASK = "Compute the pnpm dependency hash for the staged lockfile"
+# the one aiolabs.nixos.atbb_stage task (stage + pnpm hash)
+HASH_TASK = "Stage the atBB source and compute the pnpm dependency hash for the staged lockfile"
 SECRET_KEYS = ("DATABASE_URL", "SESSION_SECRET", "FORUM_HANDLE", "FORUM_PASSWORD")
 REMOTE_PATHS = "/var/src/atbb /var/lib/secrets/atbb.env"
 
@@ -513,7 +514,8 @@ def test_invalid_input_fails_in_validate_before_any_change(
         for t in play["tasks"]
         if t["hosts"].get(HOST, {}).get("failed")
     ]
-    assert len(failed) == 1 and failed[0].startswith("aiolabs.nixos.atbb : Check "), failed
+    # the one validation task (aiolabs.nixos.machine_plan, section atbb) fails, with every problem
+    assert len(failed) == 1 and failed[0].startswith("aiolabs.nixos.atbb : Validate the atbb inputs"), failed
     # nothing past validation ran: no staging, no hash, no push
     assert not any("Stage" in n or "Push" in n or HASH_TASK in n or "Copy the atBB" in n for n in names), names
     assert remote_snapshot(machine) == before
@@ -536,7 +538,7 @@ def test_secrets_never_reach_the_output(machine: LabHost, ws: Workspace) -> None
     runs.append(ws.play("-v", "--diff", json_report=False))
     for run in runs:
         assert run.rc == 0, run.output[-4000:]
-        assert "Write the environment file" in run.stdout  # the secret task did run, and was censored
+        assert "Write the environment file" in run.stdout  # the secret task did run (its output names files only)
         assert_no_secret(run, ws)
         for value in ws.secrets.values():
             assert value not in run.output
