@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from ansible.errors import AnsibleConnectionFailure
@@ -25,6 +26,7 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
 from ansible_collections.aiolabs.nixos.plugins.module_utils import _var_src as vs
+from ansible_collections.aiolabs.nixos.plugins.module_utils import _var_src_plan as vsp
 from ansible_collections.aiolabs.nixos.plugins.module_utils._rsync import rsync_changes
 
 display = Display()
@@ -41,8 +43,8 @@ class ActionModule(ActionBase):  # type: ignore[misc]
         task_vars = task_vars or {}
         host = str(task_vars.get("inventory_hostname") or self._play_context.remote_addr or "host")
         try:
-            args = vs.parse_args(dict(self._task.args), host)
-        except vs.ArgError as exc:
+            args = vs.parse_args(vsp.options(dict(self._task.args), host), host)
+        except (vs.ArgError, vsp.PlanError) as exc:
             return {**result, "failed": True, "changed": False, "msg": str(exc)}
         problems = vs.controller_problems(args, host)
         if problems:
@@ -63,7 +65,9 @@ class ActionModule(ActionBase):  # type: ignore[misc]
             "root": args.root,
             "bootstrap": args.bootstrap,
             "trees": [t.name for t in trees],
-            "links": [{"name": lk.name, "target": lk.target, "require": lk.require, "var": lk.var} for lk in args.links],
+            "links": [
+                {"name": lk.name, "target": lk.target, "require": lk.require, "var": lk.var} for lk in args.links
+            ],
             "host": host,
             "address": address,
         }
@@ -87,7 +91,7 @@ class ActionModule(ActionBase):  # type: ignore[misc]
             raise vs.ArgError(f"var_src pushes over the ssh or local connection, not {transport}")
         env: dict[str, str] = {}
         argv = [to_text(a) for a in conn._build_command(conn.get_option("ssh_executable"), "ssh")]
-        if argv and os.path.basename(argv[0]) == "sshpass":
+        if argv and Path(argv[0]).name == "sshpass":
             # _build_command made a pipe for the password; rsync's ssh reads it from the environment instead.
             for fd in getattr(conn, "sshpass_pipe", None) or ():
                 os.close(fd)
@@ -139,11 +143,11 @@ class ActionModule(ActionBase):  # type: ignore[misc]
         changes: dict[str, list[str]] = {}
         stats: dict[str, dict[str, int]] = {}
         failures: list[str] = []
-        for tree, argv, proc in done:
+        for tree, _argv, proc in done:
             if proc.returncode != 0:
                 tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
                 failures.append(
-                    f"{host}: pushing {tree.var} ({tree.src}) to {args.root}/{tree.name} failed (rsync exit "
+                    f"{host}: pushing {args.root}/{tree.name} from {tree.src} ({tree.var}) failed (rsync exit "
                     f"{proc.returncode}): {' / '.join(tail)}"
                 )
                 continue

@@ -21,12 +21,12 @@ Private to the collection: the leading underscore means no stability promise.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 GUARD = ".populate"
@@ -35,6 +35,9 @@ BOOTSTRAP_VAR = "aiolabs_nixos_sources_bootstrap"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 # The file of each files tree, by name: a plain name too (no folders inside a generated tree).
 FILE_RE = NAME_RE
+# /var/src and what the push writes there: readable by all, as krops leaves it.
+DIR_MODE, FILE_MODE = 0o755, 0o644
+KINDS = frozenset({"src", "content"})
 STATES = ("guarded", "absent", "empty", "foreign", "not-a-folder")
 _STAT = re.compile(r"^(Total bytes sent|Total bytes received|Number of regular files transferred|"
                    r"Total transferred file size|Literal data): ([0-9][0-9,.]*)")  # fmt: skip
@@ -132,10 +135,10 @@ def _tree(raw: object, index: int, host: str) -> Tree:
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise ArgError(f"{host}: {var}.name must be a plain folder name (got {name})")
     if not isinstance(src, str) or not src:
-        raise ArgError(f"{host}: {var}.src must be a folder on the controller, needed for /var/src/{name} (got {src!r})")
+        raise ArgError(f"{host}: {var}.src must be a folder on the controller, for /var/src/{name} (got {src!r})")
     return Tree(
         name=name,
-        src=os.path.expanduser(src),
+        src=str(Path(src).expanduser()),
         excludes=_str_list(raw.get("excludes"), f"{var}.excludes", host),
         copy_links=_bool(raw.get("copy_links", True)),
         delete=_bool(raw.get("delete", True)),
@@ -160,12 +163,12 @@ def _files(raw: object, host: str) -> dict[str, tuple[FileSpec, ...]]:
             where = f"{var}[{name}]"
             if not isinstance(name, str) or not FILE_RE.match(name) or name == GUARD:
                 raise ArgError(f"{host}: {where}: a file name must be a plain name")
-            if not isinstance(spec, Mapping) or len(set(spec) & {"src", "content"}) != 1 or set(spec) - {"src", "content"}:
-                raise ArgError(f"{host}: {where} must be exactly one of {{src: <controller file>}} or {{content: <text>}}")
+            if not isinstance(spec, Mapping) or len(set(spec) & {"src", "content"}) != 1 or set(spec) - KINDS:
+                raise ArgError(f"{host}: {where} must be exactly one of {{src: <controller file>}} or {{content: ...}}")
             if "src" in spec:
                 if not isinstance(spec["src"], str) or not spec["src"]:
                     raise ArgError(f"{host}: {where}.src must be a file on the controller")
-                files.append(FileSpec(name, src=os.path.expanduser(spec["src"])))
+                files.append(FileSpec(name, src=str(Path(spec["src"]).expanduser())))
             else:
                 if not isinstance(spec["content"], str):
                     raise ArgError(f"{host}: {where}.content must be a string")
@@ -184,14 +187,13 @@ def _links(raw: object, host: str) -> tuple[Link, ...]:
         where = f"var_src links[{name}]"
         if not isinstance(name, str) or not NAME_RE.match(name) or name == GUARD:
             raise ArgError(f"{host}: {where}: a link name must be a plain name")
-        if isinstance(spec, str):
-            spec = {"target": spec}
-        if not isinstance(spec, Mapping) or set(spec) - {"target", "require", "var"}:
+        given = {"target": spec} if isinstance(spec, str) else spec
+        if not isinstance(given, Mapping) or set(given) - {"target", "require", "var"}:
             raise ArgError(f"{host}: {where} must be a target path or {{target, require, var}}")
-        target = spec.get("target")
+        target = given.get("target")
         if not isinstance(target, str) or not target:
-            raise ArgError(f"{host}: {spec.get('var') or where}: the link target must be a path (got {target!r})")
-        links.append(Link(name, target, str(spec.get("require") or ""), str(spec.get("var") or where)))
+            raise ArgError(f"{host}: {given.get('var') or where}: the link target must be a path (got {target!r})")
+        links.append(Link(name, target, str(given.get("require") or ""), str(given.get("var") or where)))
     return tuple(links)
 
 
@@ -238,13 +240,13 @@ def controller_problems(args: Args, host: str) -> list[str]:
     out = [
         f"{host}: {t.var} ({t.src}) is not a folder on the controller, needed for {args.root}/{t.name}"
         for t in args.trees
-        if not os.path.isdir(t.src)
+        if not Path(t.src).is_dir()
     ]
     for tree, files in args.files.items():
         out += [
             f"{host}: var_src files[{tree}][{f.name}].src ({f.src}) is not a file on the controller"
             for f in files
-            if f.src is not None and not os.path.isfile(f.src)
+            if f.src is not None and not Path(f.src).is_file()
         ]
     return out
 
@@ -256,18 +258,17 @@ def stage_files(base: str, files: Mapping[str, Sequence[FileSpec]]) -> dict[str,
     """Write each generated tree into ``base/<tree>`` (folders 0755, files 0644); returns tree -> folder."""
     out: dict[str, str] = {}
     for tree, specs in files.items():
-        folder = os.path.join(base, tree)
-        os.makedirs(folder, exist_ok=True)
-        os.chmod(folder, 0o755)
+        folder = Path(base) / tree
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(DIR_MODE)
         for spec in specs:
-            path = os.path.join(folder, spec.name)
+            path = folder / spec.name
             if spec.src is not None:
                 shutil.copyfile(spec.src, path)  # follows a link: the file's bytes are pushed
             else:
-                with open(path, "w", encoding="utf-8") as fh:
-                    fh.write(spec.content or "")
-            os.chmod(path, 0o644)
-        out[tree] = folder
+                path.write_text(spec.content or "", encoding="utf-8")
+            path.chmod(FILE_MODE)
+        out[tree] = str(folder)
     return out
 
 
@@ -373,13 +374,14 @@ def changed_paths(root: str, tree: str, changes: Iterable[str]) -> list[str]:
 
 def inspect(root: str) -> Guard:
     """Read-only: ``guarded`` (the guard exists), ``absent``, ``empty``, ``not-a-folder`` or ``foreign``."""
-    if os.path.lexists(os.path.join(root, GUARD)):
+    base = Path(root)
+    if _lexists(base / GUARD):
         return Guard("guarded")
-    if not os.path.lexists(root):
+    if not _lexists(base):
         return Guard("absent")
-    if not os.path.isdir(root):
+    if not base.is_dir():
         return Guard("not-a-folder")
-    entries = sorted(os.listdir(root))
+    entries = sorted(p.name for p in base.iterdir())
     return Guard("foreign", entries) if entries else Guard("empty")
 
 
@@ -411,8 +413,14 @@ def guard_problem(guard: Guard, bootstrap: bool, root: str, label: str, address:
 
 
 def link_problem(link: Link, root: str, host: str) -> str | None:
-    """Why ``link`` cannot be set (its target lacks the required file), or None."""
-    if not link.require or os.path.isfile(os.path.join(link.target, link.require)):
+    """Why ``link`` cannot be set (a folder stands there, or its target lacks the required file), or None."""
+    here = Path(root) / link.name
+    if here.is_dir() and not here.is_symlink():
+        return (
+            f"{host}: {root}/{link.name} is a folder (a tree pushed earlier), so it cannot become the link to "
+            f"{link.target} ({link.var}). Nothing was pushed. Remove it on the machine first: rm -r {root}/{link.name}"
+        )
+    if not link.require or (Path(link.target) / link.require).is_file():
         return None
     msg = (
         f"{host}: {link.var} ({link.target}) has no {link.require} on the machine, "
@@ -445,52 +453,54 @@ def link_list(raw: Iterable[Mapping[str, Any]]) -> list[Link]:
     return [Link(str(r["name"]), str(r["target"]), str(r.get("require") or ""), str(r.get("var") or "")) for r in raw]
 
 
-def _is_link_to(path: str, target: str) -> bool:
-    return os.path.islink(path) and os.readlink(path) == target
+def _lexists(path: Path) -> bool:
+    return path.is_symlink() or path.exists()
 
 
-def _remove(path: str) -> None:
-    mode = os.lstat(path).st_mode
-    if stat.S_ISDIR(mode):
-        shutil.rmtree(path)
+def _is_link_to(path: Path, target: str) -> bool:
+    return path.is_symlink() and str(path.readlink()) == target
+
+
+def _remove(path: Path) -> None:
+    if stat.S_ISDIR(path.lstat().st_mode):
+        path.rmdir()  # an empty folder only: problems() refused any other
     else:
-        os.unlink(path)
+        path.unlink()
 
 
 def prepare(guard: Guard, params: Mapping[str, Any], check: bool) -> dict[str, Any]:
     """After :func:`problems` found none: make the root ready for the trees (or say what would change).
 
     A first deploy (absent or empty root) creates the root and its guard; a symlink where a tree goes
-    is removed (rsync would write through it); each link is set (what stood there, a file, a link or
-    a folder a tree left, is replaced).
+    is removed (rsync would write through it); each link is set (a file or another link standing
+    there is replaced; a folder was refused by :func:`problems`).
     """
-    root = str(params["root"])
+    root = Path(str(params["root"]))
     created = guard.state in ("absent", "empty")
     removed: list[str] = []
     links_set: list[str] = []
     if created and not check:
-        os.makedirs(root, mode=0o755, exist_ok=True)
-        os.chmod(root, 0o755)
-        path = os.path.join(root, GUARD)
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(GUARD_TEXT)
-        os.chmod(path, 0o644)
+        root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        root.chmod(DIR_MODE)
+        guard_file = root / GUARD
+        guard_file.write_text(GUARD_TEXT, encoding="utf-8")
+        guard_file.chmod(FILE_MODE)
     for name in params.get("trees") or []:
-        path = os.path.join(root, str(name))
-        if os.path.islink(path):
+        path = root / str(name)
+        if path.is_symlink():
             removed.append(str(name))
             if not check:
-                os.unlink(path)
+                path.unlink()
     for link in link_list(params.get("links") or []):
-        path = os.path.join(root, link.name)
+        path = root / link.name
         if _is_link_to(path, link.target):
             continue
         links_set.append(link.name)
         if check:
             continue
-        if os.path.lexists(path):
+        if _lexists(path):
             _remove(path)
-        os.symlink(link.target, path)
+        path.symlink_to(link.target)
     return {
         "guard_created": created,
         "links_removed": removed,

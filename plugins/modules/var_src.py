@@ -21,10 +21,10 @@ description:
     connection's own settings (address, port, user, key, C(ssh_args), C(ssh_common_args), C(ssh_extra_args) and
     Ansible's C(ControlPath), so the multiplexed connection Ansible already opened carries them). With
     C(ansible_connection=local) the trees are copied to the local ROOT.
-  - Each tree becomes an exact copy of its source - content comparison (C(--checksum)), links followed (O(trees[].copy_links)),
-    permissions kept, no times, owner or group, and with O(trees[].delete) the files the source lacks and every
-    excluded file removed (C(--delete --delete-excluded)). A tree changed only when bytes, links, permissions or the
-    set of files changed (P(aiolabs.nixos.rsync_changes#filter)).
+  - Each tree becomes an exact copy of its source - content comparison (C(--checksum)), links followed
+    (O(trees[].copy_links)), permissions kept, no times, owner or group, and with O(trees[].delete) the files the
+    source lacks and every excluded file removed (C(--delete --delete-excluded)). A tree changed only when bytes,
+    links, permissions or the set of files changed (P(aiolabs.nixos.rsync_changes#filter)).
   - O(files) are generated trees (C(config-machine) - C(machine.nix) from its content, C(configuration.nix) and the
     modules from controller files) staged in a controller temporary folder and pushed like the others; they delete
     what they do not list only with O(prune).
@@ -48,6 +48,19 @@ attributes:
 requirements:
   - rsync on the controller and on the host; the C(ssh) or C(local) connection.
 options:
+  sources:
+    description:
+      - The plan's sources section (C(aiolabs_nixos_plan.sources) of P(aiolabs.nixos.machine_plan#module)) - its trees
+        come first, its C(root), C(bootstrap), C(excludes) and C(rsync_path) are the defaults of those options, and a
+        C(nixpkgs_channel) becomes the link C(ROOT/nixpkgs), which must hold C(nixos/default.nix)
+        (C(aiolabs_nixos_sources_nixpkgs_channel) is named when it does not).
+    type: dict
+  machine:
+    description:
+      - The plan's machine section (C(aiolabs_nixos_plan.machine)) - the generated tree C(config-machine) with
+        C(machine.nix) rendered from its C(data) (as the machine_config role's template did) and its C(files), the
+        default of O(prune), and the link C(nixos-config) to its C(link_target).
+    type: dict
   root:
     description: The folder of the trees on the host.
     type: str
@@ -152,7 +165,8 @@ bytes_sent:
   returned: always
   type: dict
 stats:
-  description: Each tree's rsync statistics (bytes_sent, bytes_received, files_transferred, transferred_size, literal_data).
+  description:
+    - Each tree's rsync statistics (bytes_sent, bytes_received, files_transferred, transferred_size, literal_data).
   returned: always
   type: dict
 guard:
