@@ -70,6 +70,9 @@ class ActionModule(ActionBase):  # type: ignore[misc]
             ],
             "host": host,
             "address": address,
+            "read": [f"{tree}/{f.name}" for tree, fs in args.files.items() for f in fs if f.content is not None]
+            if self._task.diff
+            else [],
         }
         try:
             got: dict[str, Any] = self._execute_module(
@@ -164,11 +167,17 @@ class ActionModule(ActionBase):  # type: ignore[misc]
             "guard": {"state": guard.get("state"), "created": bool(guard.get("guard_created"))},
             "links_set": links_set,
             "links_removed": links_removed,
+            "changed_paths": [
+                *(p for name, lines in changes.items() for p in vs.changed_paths(args.root, name, lines)),
+                *(f"{args.root}/{name}" for name in links_set),
+            ],
             "check_mode": check,
             "ansible_facts": {FACT: {**(task_vars.get(FACT) or {}), **changes}},
         }
         if self._task.diff:
-            out["diff"] = {"prepared": vs.diff_text(args.root, changes, links_set)}
+            before = guard.get("contents") or {}
+            out["diff"] = [{"prepared": vs.diff_text(args.root, changes, links_set)},
+                           *vs.content_diffs(args, before, changes)]  # fmt: skip
         if failures:
             out.update(failed=True, msg="\n".join(failures))
         else:

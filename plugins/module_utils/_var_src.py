@@ -507,3 +507,39 @@ def prepare(guard: Guard, params: Mapping[str, Any], check: bool) -> dict[str, A
         "links_set": links_set,
         "changed": created or bool(removed or links_set),
     }
+
+
+READ_LIMIT = 256 * 1024
+
+
+def read_texts(root: str, paths: Iterable[str]) -> dict[str, str | None]:
+    """The text of each ``root/path`` (None when absent, not a file, too big or not UTF-8): diff mode's before."""
+    out: dict[str, str | None] = {}
+    for rel in paths:
+        path = Path(root) / rel
+        try:
+            ok = path.is_file() and path.stat().st_size <= READ_LIMIT
+            out[rel] = path.read_text(encoding="utf-8") if ok else None
+        except (OSError, UnicodeDecodeError):
+            out[rel] = None
+    return out
+
+
+def content_diffs(
+    args: Args, before: Mapping[str, str | None], changes: Mapping[str, Sequence[str]]
+) -> list[dict[str, str]]:
+    """Before/after of each generated file given by content whose tree reported it changed."""
+    out = []
+    for tree, specs in args.files.items():
+        touched = {line.split(" ", 1)[-1] for line in changes.get(tree, [])}
+        for spec in specs:
+            rel = f"{tree}/{spec.name}"
+            if spec.content is None or spec.name not in touched:
+                continue
+            out.append({
+                "before_header": f"{args.root}/{rel}",
+                "after_header": f"{args.root}/{rel}",
+                "before": before.get(rel) or "",
+                "after": spec.content,
+            })  # fmt: skip
+    return out

@@ -42,7 +42,8 @@ attributes:
   diff_mode:
     support: full
     details:
-      - The itemized lines of each changed tree and the links set, as prepared text.
+      - The itemized lines of each changed tree and the links set, as prepared text, and the before and after of
+        each changed file given by content (C(machine.nix)), read by the same module call as the guard.
   idempotent:
     support: full
 requirements:
@@ -179,6 +180,14 @@ links_set:
   returned: always
   type: list
   elements: str
+changed_paths:
+  description:
+    - Every path the push changed (C(removed PATH) for a deletion), then each link set; for the summaries
+      (C(aiolabs_nixos_machine_config_changed)).
+  returned: always
+  type: list
+  elements: str
+  sample: [/var/src/config-machine/machine.nix, removed /var/src/config-machine/old.nix, /var/src/nixos-config]
 links_removed:
   description: Symlinks removed where a tree is pushed.
   returned: always

@@ -66,6 +66,11 @@ options:
         description: The variable the target came from, named in the error.
         type: str
         default: ""
+  read:
+    description: Paths under ROOT whose text is returned (diff mode - the generated files before the push).
+    type: list
+    elements: str
+    default: []
   host:
     description: The inventory host name, for the messages.
     type: str
@@ -108,6 +113,10 @@ links_removed:
   returned: success
   type: list
   elements: str
+contents:
+  description: The text of each path of O(read) (null when it is not a readable file), before anything changed.
+  returned: success
+  type: dict
 links_set:
   description: The links set (or that would be).
   returned: success
@@ -134,6 +143,7 @@ ARGUMENT_SPEC = {
             "var": {"type": "str", "default": ""},
         },
     },
+    "read": {"type": "list", "elements": "str", "default": []},
     "host": {"type": "str", "required": True},
     "address": {"type": "str", "required": True},
 }
@@ -148,12 +158,13 @@ def main() -> None:
     found = _var_src.problems(guard, params)
     if found:
         module.fail_json(msg="\n".join(found), problems=found, state=guard.state, entries=guard.entries)
+    contents = _var_src.read_texts(params["root"], params["read"])
     try:
         done = _var_src.prepare(guard, params, module.check_mode)
     except OSError as exc:
         module.fail_json(msg=f"{params['host']}: preparing {params['root']} failed: {exc}", state=guard.state,
                          entries=guard.entries, problems=[])  # fmt: skip
-    module.exit_json(state=guard.state, entries=guard.entries, problems=[], **done)
+    module.exit_json(state=guard.state, entries=guard.entries, problems=[], contents=contents, **done)
 
 
 if __name__ == "__main__":
