@@ -34,6 +34,8 @@ _SOURCE_VARS = {
     "lnbits-extensions": "aiolabs_nixos_sources_lnbits_extensions_src",
     "nixpkgs": "aiolabs_nixos_sources_nixpkgs_src",
 }
+# The trees the build stage leaves as facts for the push.
+_FACT_VARS = {"web-app-dist": "aiolabs_nixos_webapp_tree", "atbb": "aiolabs_nixos_atbb_tree"}
 
 
 class PlanError(ValueError):
@@ -59,15 +61,18 @@ def _section(value: object, name: str, host: str) -> Mapping[str, Any] | None:
     return value
 
 
+def _named(tree: object, names: Mapping[str, str]) -> object:
+    """A tree with the variable it came from (for messages), when its name says and it does not."""
+    if isinstance(tree, Mapping) and "var" not in tree and tree.get("name") in names:
+        return {**tree, "var": names[str(tree["name"])]}
+    return tree
+
+
 def _from_sources(sources: Mapping[str, Any], out: dict[str, Any], trees: list[Any], links: dict[str, Any]) -> None:
     for key in ("root", "bootstrap", "excludes", "rsync_path"):
         if key in sources and out.get(key) is None:
             out[key] = sources[key]
-    for tree in sources.get("trees") or []:
-        named = dict(tree) if isinstance(tree, Mapping) else tree
-        if isinstance(named, dict) and "var" not in named and named.get("name") in _SOURCE_VARS:
-            named["var"] = _SOURCE_VARS[str(named["name"])]
-        trees.append(named)
+    trees += [_named(tree, _SOURCE_VARS) for tree in sources.get("trees") or []]
     channel = sources.get("nixpkgs_channel") or ""
     if channel:
         links["nixpkgs"] = {"target": channel, "require": CHANNEL_REQUIRES, "var": CHANNEL_VAR}
@@ -113,7 +118,7 @@ def options(raw: Mapping[str, Any], host: str) -> dict[str, Any]:
     if machine is not None:
         _from_machine(machine, host, out, files, links)
     if trees or out.get("trees"):
-        out["trees"] = [*trees, *(out.get("trees") or [])]
+        out["trees"] = [*trees, *(_named(t, _FACT_VARS) for t in out.get("trees") or [])]
     if files or out.get("files"):
         out["files"] = {**files, **(out.get("files") or {})}
     if links or out.get("links"):
