@@ -20,7 +20,9 @@ description:
   - B(Every tree) is then rsynced from the controller, side by side (O(parallel) at a time), over ssh with the
     connection's own settings (address, port, user, key, C(ssh_args), C(ssh_common_args), C(ssh_extra_args) and
     Ansible's C(ControlPath), so the multiplexed connection Ansible already opened carries them). With
-    C(ansible_connection=local) the trees are copied to the local ROOT.
+    C(ansible_connection=local) the trees are copied to the local ROOT. A password reaches rsync's ssh through
+    C(sshpass -e) with C(ansible_ssh_password_mechanism=sshpass); with the default C(ssh_askpass) it relies on the
+    multiplexed connection (C(ControlPersist) in C(ssh_args), as the collection's C(ansible.cfg) sets).
   - Each tree becomes an exact copy of its source - content comparison (C(--checksum)), links followed
     (O(trees[].copy_links)), permissions kept, no times, owner or group, and with O(trees[].delete) the files the
     source lacks and every excluded file removed (C(--delete --delete-excluded)). A tree changed only when bytes,
