@@ -84,7 +84,7 @@ class ActionModule(ActionBase):  # type: ignore[misc]
 
     # -- (b) the trees ------------------------------------------------------------------------
 
-    def _transport(self, args: vs.Args) -> tuple[str, str, dict[str, str]]:
+    def _transport(self) -> tuple[str, str, dict[str, str]]:
         """(address or '' for local, --rsh command, extra environment) for this host's connection."""
         conn = self._connection
         transport = str(getattr(conn, "transport", ""))
@@ -121,7 +121,7 @@ class ActionModule(ActionBase):  # type: ignore[misc]
             keep = ("msg", "problems", "state", "entries", "unreachable")
             return {"failed": True, "changed": False, **{k: guard[k] for k in keep if k in guard}}
         try:
-            address, rsh, env = self._transport(args)
+            address, rsh, env = self._transport()
         except vs.ArgError as exc:
             return {"failed": True, "changed": False, "msg": f"{host}: {exc}"}
         rsync_path = self._rsync_path(args)

@@ -30,8 +30,8 @@ description:
   - O(files) are generated trees (C(config-machine) - C(machine.nix) from its content, C(configuration.nix) and the
     modules from controller files) staged in a controller temporary folder and pushed like the others; they delete
     what they do not list only with O(prune).
-  - Sets the fact C(aiolabs_nixos_sources_pushed) (C({tree: [itemized changes]}), merged with what earlier pushes
-    of the run recorded).
+  - Sets the fact C(aiolabs_nixos_sources_pushed) (each tree name mapped to its itemized changes), merged with what
+    earlier pushes of the run recorded.
 author:
   - aiolabs (@aiolabs)
 extends_documentation_fragment:

@@ -10,12 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
 
 from ansible_collections.aiolabs.nixos.plugins.action import var_src as action
+from ansible_collections.aiolabs.nixos.plugins.module_utils import _var_src as vs
 
 REPO = Path(__file__).resolve().parents[4]
 
@@ -78,7 +79,7 @@ class Env:
         out = {}
         for path in sorted(self.root.rglob("*")):
             rel = str(path.relative_to(self.root))
-            out[rel] = f"-> {os.readlink(path)}" if path.is_symlink() else ("/" if path.is_dir() else path.read_text())
+            out[rel] = f"-> {path.readlink()}" if path.is_symlink() else ("/" if path.is_dir() else path.read_text())
         return out
 
 
@@ -135,7 +136,8 @@ def test_a_channel_without_nixos_is_refused_before_any_write(env: Env) -> None:
 
 
 def test_a_missing_tree_on_the_controller_is_named(env: Env) -> None:
-    args = env.args(trees=[{"name": "lnbits-src", "src": str(env.tmp / "nope"), "var": "aiolabs_nixos_sources_lnbits_src"}])
+    lnbits = {"name": "lnbits-src", "src": str(env.tmp / "nope"), "var": "aiolabs_nixos_sources_lnbits_src"}
+    args = env.args(trees=[lnbits])
     got = env.run(args)
     assert got["failed"] is True and got["msg"].startswith("machine1: aiolabs_nixos_sources_lnbits_src (")
     assert env.snapshot() == {}
@@ -192,13 +194,13 @@ def test_rsync_goes_over_the_connections_own_ssh(tmp_path: Path) -> None:
         "ansible_ssh_extra_args": "-o ServerAliveCountMax=2", "ansible_control_path_dir": str(tmp_path / "cp"),
         "ansible_ssh_args": "-C -o ControlMaster=auto -o ControlPersist=60s",
     })  # fmt: skip
-    host, rsh, env = action.ActionModule._transport(fake, None)
+    host, rsh, env = action.ActionModule._transport(cast(Any, fake))
     assert host == "10.0.0.5" and env == {}
     for part in ("-o Port=2222", "-o 'User=\"root\"'", "-o 'IdentityFile=\"/keys/id\"'", "-o ProxyJump=bastion",
                  "-o ServerAliveCountMax=2", "-o ControlPersist=60s"):  # fmt: skip
         assert part in rsh, rsh
     # the same ControlPath as Ansible's own ssh commands, so its multiplexed master carries rsync
-    assert f"ControlPath=\"{tmp_path}/cp/" in rsh
+    assert f'ControlPath="{tmp_path}/cp/' in rsh
 
 
 def test_a_password_goes_through_sshpass_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -206,15 +208,15 @@ def test_a_password_goes_through_sshpass_from_the_environment(tmp_path: Path, mo
 
     monkeypatch.setattr(ssh, "SSHPASS_AVAILABLE", True)  # only the command is built, sshpass never runs
     fake = _ssh_action({"ansible_host": "h", "ansible_control_path_dir": str(tmp_path),
-                        "ansible_ssh_password_mechanism": "sshpass"}, password="pw")  # fmt: skip
-    _host, rsh, env = action.ActionModule._transport(fake, None)
+                        "ansible_ssh_password_mechanism": "sshpass"}, password="pw")  # noqa: S106  # fmt: skip
+    _host, rsh, env = action.ActionModule._transport(cast(Any, fake))
     assert rsh.startswith("sshpass -e ssh ") and env == {"SSHPASS": "pw"}
     assert "pw" not in rsh
 
 
 def test_local_and_other_connections() -> None:
     local = SimpleNamespace(_connection=SimpleNamespace(transport="local"))
-    assert action.ActionModule._transport(local, None) == ("", "", {})
+    assert action.ActionModule._transport(cast(Any, local)) == ("", "", {})
     other = SimpleNamespace(_connection=SimpleNamespace(transport="paramiko"))
-    with pytest.raises(action.vs.ArgError, match="ssh or local connection, not paramiko"):
-        action.ActionModule._transport(other, None)
+    with pytest.raises(vs.ArgError, match="ssh or local connection, not paramiko"):
+        action.ActionModule._transport(cast(Any, other))
