@@ -133,7 +133,8 @@ options:
     default: 4
 seealso:
   - module: aiolabs.nixos.var_src_guard
-  - filter: aiolabs.nixos.rsync_changes
+  - plugin: aiolabs.nixos.rsync_changes
+    plugin_type: filter
 """
 
 EXAMPLES = r"""

@@ -74,11 +74,11 @@ def test_bad_options_are_named(raw: dict[str, Any], message: str) -> None:
 def test_controller_problems_name_every_missing_source(tmp_path: Path) -> None:
     (tmp_path / "ok").mkdir()
     (tmp_path / "f").write_text("x")
+    gone = {"name": "gone", "src": str(tmp_path / "no"), "var": "aiolabs_nixos_sources_lnbits_src"}
     args = _args(
-        trees=[{"name": "ok", "src": str(tmp_path / "ok")}, {"name": "gone", "src": str(tmp_path / "no"),
-                                                              "var": "aiolabs_nixos_sources_lnbits_src"}],
+        trees=[{"name": "ok", "src": str(tmp_path / "ok")}, gone],
         files={"cm": {"a.nix": {"src": str(tmp_path / "f")}, "b.nix": {"src": str(tmp_path / "nope")}}},
-    )  # fmt: skip
+    )
     assert vs.controller_problems(args, H) == [
         f"machine1: aiolabs_nixos_sources_lnbits_src ({tmp_path}/no) is not a folder on the controller, "
         "needed for /var/src/gone",
