@@ -70,7 +70,11 @@ class ActionModule(ActionBase):  # type: ignore[misc]
             facts["aiolabs_nixos_plan"] = {**(known if isinstance(known, Mapping) else {}), "webapp": plan,
                                            "host": host}  # fmt: skip
         if not isinstance(plan, Mapping):
-            return {**result, "failed": True, "msg": f"{host}: webapp_build: plan must be the webapp section of the plan"}
+            return {
+                **result,
+                "failed": True,
+                "msg": f"{host}: webapp_build: plan must be the webapp section of the plan",
+            }
         check_mode = bool(self._task.check_mode)
 
         if not _bool(args.get("build", True)):

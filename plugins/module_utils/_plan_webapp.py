@@ -13,16 +13,16 @@ the host and names the variable); ``plan`` turns valid variables into what the b
      build_root, dir, dist, excludes,                   # <build_root>/<host>/, dist relative to it
      node, npm, npm_ci_args, script, force, concurrency, tree_name: web-app-dist}
 
-Only os.path checks on the controller (folders and files exist, node and npm are programs);
+Only file checks on the controller (folders and files exist, node and npm are programs);
 running them is the build's first step. Private to the collection.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from ansible_collections.aiolabs.nixos.plugins.module_utils._webapp import LOG_FILE, STATE_FILE, TREE_NAME
@@ -54,6 +54,10 @@ def _short(value: object, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _expand(path: str) -> str:
+    return str(Path(path).expanduser())
+
+
 def _get(v: Mapping[str, Any], name: str, default: Any) -> Any:
     """v[name], or `default` when it is unset (absent or None)."""
     value = v.get(name)
@@ -79,7 +83,7 @@ def enabled(v: Mapping[str, Any]) -> bool | None:
 def _assets(host: str, v: Mapping[str, Any]) -> str | None:
     assets = v.get("aiolabs_nixos_assets_dir")
     if isinstance(assets, str) and assets:
-        return os.path.expanduser(assets)
+        return _expand(assets)
     inventory_dir = v.get("inventory_dir")
     if isinstance(inventory_dir, str) and inventory_dir:
         return f"{inventory_dir}/files/{host}"
@@ -101,7 +105,7 @@ def _concurrency(value: object) -> int | None:
 def _check_program(host: str, name: str, value: object) -> list[str]:
     if not isinstance(value, str) or not value.strip():
         return [f"{host}: {name} must name a program on the controller (got {_short(value) or 'nothing'})"]
-    if shutil.which(os.path.expanduser(value)) is None:
+    if shutil.which(_expand(value)) is None:
         tool = name.rsplit("_", 1)[-1]
         return [
             f"{host}: {tool} must run on the controller to build the web app ({name}={value}): "
@@ -120,16 +124,21 @@ def _check_settings(host: str, v: Mapping[str, Any]) -> list[str]:
         )
     script = _get(v, "aiolabs_nixos_webapp_script", "build")
     if not isinstance(script, str) or not script.strip() or any(c.isspace() for c in script):
-        problems.append(f"{host}: aiolabs_nixos_webapp_script must be the name of a package.json script (got {_short(script)})")
+        problems.append(
+            f"{host}: aiolabs_nixos_webapp_script must be the name of a package.json script (got {_short(script)})"
+        )
     for name in ("aiolabs_nixos_webapp_excludes", "aiolabs_nixos_webapp_npm_ci_args"):
         value = _get(v, name, [])
         if not _str_list(value) or any("\n" in x for x in value):
             problems.append(f"{host}: {name} must be a list of strings (got {_short(value)})")
     root = v.get("aiolabs_nixos_webapp_build_root")
     if not isinstance(root, str) or not root.strip():
-        problems.append(f"{host}: aiolabs_nixos_webapp_build_root must be a folder path on the controller (got nothing)")
-    if _bool(_get(v, "aiolabs_nixos_webapp_force", False)) is None:
-        problems.append(f"{host}: aiolabs_nixos_webapp_force must be true or false (got {_short(v.get('aiolabs_nixos_webapp_force'))})")
+        problems.append(
+            f"{host}: aiolabs_nixos_webapp_build_root must be a folder path on the controller (got nothing)"
+        )
+    force = _get(v, "aiolabs_nixos_webapp_force", False)
+    if _bool(force) is None:
+        problems.append(f"{host}: aiolabs_nixos_webapp_force must be true or false (got {_short(force)})")
     if _concurrency(v.get("aiolabs_nixos_webapp_build_concurrency")) is None:
         problems.append(
             f"{host}: aiolabs_nixos_webapp_build_concurrency must be a whole number of at least 1 (the most web-app "
@@ -148,17 +157,17 @@ def _check_files(host: str, v: Mapping[str, Any]) -> list[str]:
             f"got {_short(src) if src else 'nothing'})"
         )
     else:
-        root = os.path.expanduser(src)
+        root = _expand(src)
         problems += [
             f"{host}: missing {root}/{name} (aiolabs_nixos_webapp_src must be a web-app source with package.json "
             "and package-lock.json)"
             for name in ("package.json", "package-lock.json")
-            if not os.path.isfile(f"{root}/{name}")
+            if not Path(f"{root}/{name}").is_file()
         ]
     assets = _assets(host, v)
     if assets is None:
         problems.append(f"{host}: aiolabs_nixos_assets_dir is not set and there is no inventory_dir to default it from")
-    elif not os.path.isfile(f"{assets}/env/.env"):
+    elif not Path(f"{assets}/env/.env").is_file():
         problems.append(
             f"{host}: missing {assets}/env/.env (the assets folder aiolabs_nixos_assets_dir needs env/.env when "
             "services.webapp.enable is true)"
@@ -187,14 +196,14 @@ def plan(host: str, v: Mapping[str, Any]) -> dict[str, Any]:
     if not enabled(v):
         return {"enabled": False}
     dist = str(_get(v, "aiolabs_nixos_webapp_dist", "dist"))
-    root = os.path.realpath(os.path.expanduser(str(v["aiolabs_nixos_webapp_build_root"])))
+    root = str(Path(str(v["aiolabs_nixos_webapp_build_root"])).expanduser().resolve())
     assets = _assets(host, v) or ""
     excludes = [str(x) for x in _get(v, "aiolabs_nixos_webapp_excludes", [])]
     # Left out of the staged copy and the digest: what the build makes or the machine brings.
     excludes += ["/node_modules", f"/{dist}", "/.env", "/images", f"/{STATE_FILE}", f"/{LOG_FILE}"]
     return {
         "enabled": True,
-        "src": os.path.abspath(os.path.expanduser(str(v["aiolabs_nixos_webapp_src"]))),
+        "src": str(Path(str(v["aiolabs_nixos_webapp_src"])).expanduser().absolute()),
         "assets": assets,
         "env_file": f"{assets}/env/.env",
         "images": f"{assets}/images",
@@ -202,8 +211,8 @@ def plan(host: str, v: Mapping[str, Any]) -> dict[str, Any]:
         "dir": f"{root}/{host}",
         "dist": dist,
         "excludes": excludes,
-        "node": os.path.expanduser(str(_get(v, "aiolabs_nixos_webapp_node", "node"))),
-        "npm": os.path.expanduser(str(_get(v, "aiolabs_nixos_webapp_npm", "npm"))),
+        "node": _expand(str(_get(v, "aiolabs_nixos_webapp_node", "node"))),
+        "npm": _expand(str(_get(v, "aiolabs_nixos_webapp_npm", "npm"))),
         "npm_ci_args": [str(x) for x in _get(v, "aiolabs_nixos_webapp_npm_ci_args", [])],
         "script": str(_get(v, "aiolabs_nixos_webapp_script", "build")),
         "force": bool(_bool(_get(v, "aiolabs_nixos_webapp_force", False))),

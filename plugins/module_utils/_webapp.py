@@ -386,13 +386,18 @@ def run_npm(plan: Mapping[str, Any], digest: str, versions: Mapping[str, str], s
         proc = _run(argv, cwd=build_dir, log=log)
         if proc.returncode != 0:
             raise WebappError(
-                f"`{' '.join(argv)}` failed (exit {proc.returncode})", log=str(log), tail=log_tail(log), rc=proc.returncode
+                f"`{' '.join(argv)}` failed (exit {proc.returncode})",
+                log=str(log),
+                tail=log_tail(log),
+                rc=proc.returncode,
             )
         if argv[1] == "ci":
             write_atomic(build_dir / "node_modules" / INSTALL_DIGEST_FILE, steps.install_digest + "\n")
     if not dist.is_dir():
         raise WebappError(
-            f"`{' '.join(steps.argv[-1])}` succeeded but left no {plan['dist']}/ folder", log=str(log), tail=log_tail(log)
+            f"`{' '.join(steps.argv[-1])}` succeeded but left no {plan['dist']}/ folder",
+            log=str(log),
+            tail=log_tail(log),
         )
     write_atomic(state, digest + "\n")
 

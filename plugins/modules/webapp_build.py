@@ -107,7 +107,9 @@ log:
   returned: when a build ran or failed
   type: str
 tree:
-  description: The tree to push (V(name=web-app-dist), V(src) the output folder, V(excludes)), or null without an output folder.
+  description:
+    - The tree to push (V(name=web-app-dist), V(src) the output folder, V(excludes)), or null without an output
+      folder.
   returned: always
   type: dict
 ansible_facts:

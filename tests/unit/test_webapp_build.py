@@ -240,7 +240,9 @@ def test_a_failed_build_names_the_machine_shows_the_log_and_keeps_no_digest(
 
 
 def test_missing_node_names_the_variables(tree: Path, fake: dict[str, object]) -> None:
-    with pytest.raises(wb.WebappError, match=r"^m1: node and npm must run on the controller .*aiolabs_nixos_webapp_node="):
+    with pytest.raises(
+        wb.WebappError, match=r"^m1: node and npm must run on the controller .*aiolabs_nixos_webapp_node="
+    ):
         wb.build("m1", {**fake, "node": str(tree / "no-node")}, check_mode=False)
 
 
