@@ -362,10 +362,10 @@ class BoundFleet:
             env.pop(name, None)
         return env
 
-    def play(self, concurrency: int) -> Play:
+    def play(self, concurrency: int, *extra: str) -> Play:
         start = time.monotonic()
-        proc = subprocess.run(self.argv(concurrency), cwd=REPO, env=self.env_vars(), capture_output=True, text=True,
-                              timeout=PLAY_TIMEOUT, check=False)  # fmt: skip
+        proc = subprocess.run([*self.argv(concurrency), *extra], cwd=REPO, env=self.env_vars(), capture_output=True,
+                              text=True, timeout=PLAY_TIMEOUT, check=False)  # fmt: skip
         return Play(proc, time.monotonic() - start)
 
     def builds(self) -> list[tuple[str, float, float]]:
@@ -448,7 +448,49 @@ def test_a_no_op_takes_no_slot_and_a_build_waits_for_one(bound: BoundFleet) -> N
                 waiting.kill()
                 waiting.communicate()
     assert waiting.returncode == 0, out[-3000:] + err[-3000:]
-    assert Play(subprocess.CompletedProcess([], 0, out, err), 0).facts("two")["waited"] >= 5
+    assert Play(subprocess.CompletedProcess([], 0, out, err), 0).facts("two")["waited"] >= 1  # seconds
     spans = bound.builds()
     assert [host for host, _s, _e in spans] == ["two"]
     assert spans[0][1] >= released
+
+
+LOCATE_PLAYBOOK = """
+- name: Find each machine's last build, as the role's push entry point does before its one var_src task
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Find the built web app of this machine
+      aiolabs.nixos.webapp_build:
+        build: false
+"""
+
+
+def test_build_false_finds_the_last_output_for_the_push_or_names_the_machine(bound: BoundFleet) -> None:
+    locate = bound.root / "locate.yml"
+    locate.write_text(LOCATE_PLAYBOOK)
+    bound.play(1).ok()  # every machine built and current
+    bound.builds()
+    argv = [*bound.argv(1), str(locate)]
+    argv.remove(str(bound.root / "site.yml"))
+
+    def run(*extra: str) -> Play:
+        proc = subprocess.run([*argv, *extra], cwd=REPO, env=bound.env_vars(), capture_output=True, text=True,
+                              timeout=PLAY_TIMEOUT, check=False)  # fmt: skip
+        return Play(proc, 0)
+
+    found = run().ok()
+    for host in BOUND_HOSTS:
+        result = found.results("Find the built web app of this machine")[host]
+        assert result["changed"] is False
+        src = str((bound.build_root / host / "dist").resolve())
+        assert result["ansible_facts"]["aiolabs_nixos_webapp_tree"] == {"name": "web-app-dist", "src": src,
+                                                                        "excludes": []}  # fmt: skip
+    assert bound.builds() == []  # it builds nothing
+
+    missing = run("-e", "aiolabs_nixos_webapp_dist=out")
+    assert missing.proc.returncode != 0
+    for host in BOUND_HOSTS:
+        assert f"{host}: no built web app in {(bound.build_root / host).resolve()}/out to push" in missing.failures()
+    # Check mode: a machine never built has nothing to show yet, and that is not an error.
+    checked = run("-e", "aiolabs_nixos_webapp_dist=out", "--check").ok()
+    assert all(checked.results("Find the built web app of this machine")[h]["tree"] is None for h in BOUND_HOSTS)
