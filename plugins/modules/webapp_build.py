@@ -128,4 +128,8 @@ ansible_facts:
       description: The tree to push, as RV(tree).
       returned: when an output folder exists
       type: dict
+    aiolabs_nixos_plan:
+      description: The host's plan with its C(webapp) section added, when the action had to compute it.
+      returned: when the host had no C(aiolabs_nixos_plan.webapp) yet
+      type: dict
 """
