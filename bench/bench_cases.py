@@ -6,12 +6,12 @@ import atexit
 import json
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 from run import REPO, Case
 
+from ansible_collections.aiolabs.nixos.plugins.module_utils import _webapp
 from ansible_collections.aiolabs.nixos.plugins.module_utils._nixexpr import to_nix
 
 
@@ -33,7 +33,6 @@ def _fleet(machines: int) -> dict[str, object]:
 class _WebappTree:
     """A machine's staged web-app build (examples/web-app + .env + an image, npm ci done), made on first use."""
 
-    helper = REPO / "roles" / "webapp" / "files" / "webapp_build.py"
     src = REPO / "examples" / "web-app"
 
     def __init__(self) -> None:
@@ -63,20 +62,20 @@ class _WebappTree:
         return proc.stdout
 
     def noop(self) -> None:
-        """What the role runs on the controller for a machine whose inputs are unchanged: the check
-        (node and npm versions, required files) and the input digest."""
+        """What aiolabs.nixos.webapp_build runs on the controller for a machine whose inputs are unchanged: the
+        node and npm versions and the input digest (no build slot, no npm)."""
         root = self.ready()
-        versions = json.loads(self._run([sys.executable, str(self.helper), "check"]))
-        digest = json.loads(
-            self._run([
-                sys.executable, str(self.helper), "digest", f"--src={self.src}",
-                f"--env={root / 'assets' / 'env' / '.env'}", f"--images={root / 'assets' / 'images'}",
-                f"--state={root / 'build' / '.build-digest'}", f"--dist={root / 'build' / 'dist'}",
-                f"--node-version={versions['node']}", f"--npm-version={versions['npm']}",
-                "--exclude=/.git", "--exclude=node_modules", "--exclude=/dist", "--exclude=/.env", "--exclude=/images",
-            ])
-        )  # fmt: skip
-        assert len(digest["digest"]) == 64
+        plan = {
+            "enabled": True, "src": str(self.src), "assets": str(root / "assets"),
+            "env_file": str(root / "assets" / "env" / ".env"), "images": str(root / "assets" / "images"),
+            "build_root": str(root), "dir": str(root / "build"), "dist": "dist",
+            "excludes": ["/.git", "node_modules", "/node_modules", "/dist", "/.env", "/images"],
+            "node": "node", "npm": "npm", "npm_ci_args": ["--no-audit", "--no-fund"], "script": "build",
+            "force": False, "concurrency": 2,
+        }  # fmt: skip
+        versions = {"node": _webapp.tool_version("node"), "npm": _webapp.tool_version("npm")}
+        digest = _webapp.digest_inputs(plan, versions)
+        assert len(digest.digest) == 64
 
     def npm_build(self) -> None:
         self._run(["npm", "run", "build"], cwd=self.ready() / "build")
@@ -96,7 +95,7 @@ def all_cases() -> list[Case]:
         ),
         Case(
             name="webapp no-op",
-            what="a machine whose web-app inputs are unchanged: check + input digest (the role's skip path on the "
+            what="a machine whose web-app inputs are unchanged: versions + input digest (the build's skip path on the "
             "controller, without Ansible's own overhead), against a plain `npm run build` of the same staged tree",
             ours=webapp.noop,
             baseline=webapp.npm_build,

@@ -1,28 +1,13 @@
-"""The webapp role's controller helper (roles/webapp/files/webapp_build.py): excludes and input digests."""
+"""The web-app build logic (plugins/module_utils/_webapp.py): excludes, input digests, build slots."""
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-HELPER = Path(__file__).resolve().parents[2] / "roles" / "webapp" / "files" / "webapp_build.py"
+from ansible_collections.aiolabs.nixos.plugins.module_utils import _webapp as wb
 
-
-def load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("webapp_build", HELPER)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["webapp_build"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-wb = load()
 VERSIONS = {"node": "v20.20.2", "npm": "11.19.1"}
 
 
@@ -114,25 +99,154 @@ def test_symbolic_links_are_followed_and_loops_refused(tree: Path) -> None:
     outside.write_text("export const a = 2\n")
     assert digest(tree) != before
     (tree / "src" / "src" / "loop").symlink_to(tree / "src")
-    with pytest.raises(wb.HelperError, match="symbolic link loop"):
+    with pytest.raises(wb.WebappError, match="symbolic link loop"):
         digest(tree)
 
 
-def test_digest_command_reports_up_to_date_only_with_the_state_and_the_output(
-    tree: Path, capsys: pytest.CaptureFixture[str]
+def plan_for(root: Path) -> dict[str, object]:
+    return {
+        "enabled": True, "src": str(root / "src"), "assets": str(root), "env_file": str(root / "env"),
+        "images": str(root / "images"), "build_root": str(root / "build"), "dir": str(root / "build" / "m1"),
+        "dist": "dist", "excludes": ["node_modules", "/dist"], "node": "node", "npm": "npm",
+        "npm_ci_args": ["--no-audit"], "script": "build", "force": False, "concurrency": 1, "tree_name": "web-app-dist",
+    }  # fmt: skip
+
+
+def test_digest_is_up_to_date_only_with_the_state_and_the_output(tree: Path) -> None:
+    plan = plan_for(tree)
+    first = wb.digest_inputs(plan, VERSIONS)
+    assert first.previous is None and first.up_to_date is False
+    build_dir = tree / "build" / "m1"
+    build_dir.mkdir(parents=True)
+    (build_dir / wb.STATE_FILE).write_text(first.digest + "\n")
+    again = wb.digest_inputs(plan, VERSIONS)
+    assert again.digest == first.digest and again.previous == first.digest
+    assert again.up_to_date is False  # no output folder yet
+    (build_dir / "dist").mkdir()
+    assert wb.digest_inputs(plan, VERSIONS).up_to_date is True
+    # The settings are part of the digest: another script is another build.
+    assert wb.digest_inputs({**plan, "script": "build:prod"}, VERSIONS).up_to_date is False
+
+
+def test_a_slot_is_taken_without_waiting_when_one_is_free(tmp_path: Path) -> None:
+    with wb.build_slot(tmp_path, 2) as first, wb.build_slot(tmp_path, 2) as second:
+        assert {first.index, second.index} == {0, 1}
+        assert first.waited < 0.5 and second.waited < 0.5
+
+
+def test_a_build_waits_while_every_slot_is_held_and_gets_the_freed_one(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    held = threading.Event()
+    release = threading.Event()
+
+    def holder() -> None:
+        with wb.build_slot(tmp_path, 1):
+            held.set()
+            release.wait(5)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert held.wait(5)
+    threading.Timer(0.6, release.set).start()
+    started = time.monotonic()
+    with wb.build_slot(tmp_path, 1, poll=0.05) as slot:
+        waited = time.monotonic() - started
+        assert slot.index == 0
+    thread.join()
+    assert waited >= 0.5
+    assert slot.waited >= 0.5
+
+
+FAKE_NPM = """#!/bin/sh
+echo "$*" >> "{calls}"
+case "$1" in
+  --version) echo 10.9.0 ;;
+  ci) mkdir -p node_modules ;;
+  run) [ "$2" = build ] || {{ echo "Missing script: \\"$2\\""; exit 1; }}
+       mkdir -p dist && cat .env > dist/index.html ;;
+esac
+"""
+
+
+@pytest.fixture
+def fake(tree: Path) -> dict[str, object]:
+    calls = tree / "calls"
+    npm = tree / "npm"
+    npm.write_text(FAKE_NPM.format(calls=calls))
+    npm.chmod(0o755)
+    return {**plan_for(tree), "npm": str(npm)}
+
+
+def calls(tree: Path) -> list[str]:
+    path = tree / "calls"
+    lines = path.read_text().splitlines() if path.exists() else []
+    path.unlink(missing_ok=True)
+    return [line for line in lines if line != "--version"]
+
+
+def test_build_runs_npm_once_then_skips_until_an_input_changes(tree: Path, fake: dict[str, object]) -> None:
+    first = wb.build("m1", fake, check_mode=False)
+    assert first["changed"] is True and first["install"] is True
+    assert calls(tree) == ["ci --no-audit", "run build"]
+    build_dir = tree / "build" / "m1"
+    assert (build_dir / ".env").read_text() == "VITE_SITE_NAME=a\n"
+    assert (build_dir / "images" / "logo.svg").is_file()
+    assert (build_dir / wb.STATE_FILE).read_text().strip() == first["digest"]
+    assert first["tree"] == {"name": "web-app-dist", "src": str(build_dir / "dist"), "excludes": []}
+    assert first["build"]["built"] is True and first["build"]["digest"] == first["digest"]
+
+    again = wb.build("m1", fake, check_mode=False)
+    assert again["changed"] is False and again["build"]["built"] is False
+    assert calls(tree) == []
+    assert "slot" not in again  # a no-op never takes a build slot
+
+    (tree / "env").write_text("VITE_SITE_NAME=b\n")
+    (tree / "images" / "logo.svg").unlink()
+    (tree / "images").rmdir()
+    third = wb.build("m1", fake, check_mode=False)
+    assert third["changed"] is True and third["install"] is False  # lockfile unchanged: no npm ci
+    assert calls(tree) == ["run build"]
+    assert (build_dir / "dist" / "index.html").read_text() == "VITE_SITE_NAME=b\n"
+    assert not (build_dir / "images").exists()
+
+
+def test_check_mode_reports_the_build_and_runs_nothing(tree: Path, fake: dict[str, object]) -> None:
+    out = wb.build("m1", fake, check_mode=True)
+    assert out["changed"] is True and out["dry_run"] is True
+    assert out["steps"] == [f"{fake['npm']} ci --no-audit", f"{fake['npm']} run build"]
+    assert out["build"]["built"] is True and out["build"]["check_mode"] is True
+    assert calls(tree) == []
+    assert not (tree / "build").exists()
+    assert out["tree"] is None
+
+
+def test_a_failed_build_names_the_machine_shows_the_log_and_keeps_no_digest(
+    tree: Path, fake: dict[str, object]
 ) -> None:
-    state, dist = tree / "state", tree / "src" / "dist"
-    argv = [
-        "digest", f"--src={tree / 'src'}", f"--env={tree / 'env'}", f"--images={tree / 'images'}",
-        f"--state={state}", f"--dist={dist}", "--node-version=v20", "--npm-version=11", "--exclude=node_modules",
-        "--exclude=/dist",
-    ]  # fmt: skip
-    assert wb.main(argv) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["previous"] is None and out["up_to_date"] is False
-    state.write_text(out["digest"] + "\n")
-    assert wb.main(argv) == 0
-    assert json.loads(capsys.readouterr().out)["up_to_date"] is False  # no output folder yet
-    dist.mkdir()
-    assert wb.main(argv) == 0
-    assert json.loads(capsys.readouterr().out)["up_to_date"] is True
+    wb.build("m1", fake, check_mode=False)
+    with pytest.raises(wb.WebappError) as failed:
+        wb.build("m1", {**fake, "script": "nope"}, check_mode=False)
+    msg = failed.value.msg
+    assert msg.startswith(f"m1: the web-app build failed in {tree / 'build' / 'm1'}: `")
+    assert "run nope` failed (exit 1)" in msg
+    assert 'Missing script: "nope"' in msg
+    assert not (tree / "build" / "m1" / wb.STATE_FILE).exists()
+    assert not (tree / "build" / "m1" / "dist").exists()
+    calls(tree)
+    assert wb.build("m1", fake, check_mode=False)["changed"] is True  # no digest: builds again
+    assert calls(tree) == ["run build"]
+
+
+def test_missing_node_names_the_variables(tree: Path, fake: dict[str, object]) -> None:
+    with pytest.raises(
+        wb.WebappError, match=r"^m1: node and npm must run on the controller .*aiolabs_nixos_webapp_node="
+    ):
+        wb.build("m1", {**fake, "node": str(tree / "no-node")}, check_mode=False)
+
+
+def test_a_machine_without_the_web_app_builds_nothing(tree: Path) -> None:
+    assert wb.build("m1", {"enabled": False}, check_mode=False) == {
+        "changed": False, "build": {"enabled": False}, "tree": None,
+    }  # fmt: skip

@@ -1,0 +1,111 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, aiolabs
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Action plugin of aiolabs.nixos.webapp_build: one machine's web-app build on the controller (documented in
+the module). The plan comes from the host's ``aiolabs_nixos_plan.webapp`` (aiolabs.nixos.machine_plan), else
+from the role variables through ``_plan_webapp`` (checked first); the build itself is ``_webapp.build``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.aiolabs.nixos.plugins.module_utils import _plan_webapp, _webapp
+
+_ARGS = {"build", "plan"}
+
+
+def _bool(value: object) -> bool:
+    return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+class _Vars(Mapping[str, Any]):
+    """The host's variables, each templated when read (only what the section reads)."""
+
+    def __init__(self, templar: Any, task_vars: Mapping[str, Any]) -> None:
+        self._templar = templar
+        self._vars = task_vars
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._vars:
+            raise KeyError(key)
+        return self._templar.template(self._vars[key])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._vars)
+
+    def __len__(self) -> int:
+        return len(self._vars)
+
+
+class ActionModule(ActionBase):  # type: ignore[misc]
+    TRANSFERS_FILES = False
+    _requires_connection = False
+
+    def run(self, tmp: Any = None, task_vars: Any = None) -> dict[str, Any]:
+        result: dict[str, Any] = super().run(tmp, task_vars)
+        task_vars = task_vars or {}
+        args = dict(self._task.args)
+        unknown = sorted(set(args) - _ARGS)
+        if unknown:
+            return {**result, "failed": True, "msg": f"webapp_build: unsupported options {', '.join(unknown)}"}
+        v = _Vars(self._templar, task_vars)
+        host = str(v.get("inventory_hostname"))
+        facts: dict[str, Any] = {}
+        plan = args.get("plan")
+        if plan is None:
+            known = v.get("aiolabs_nixos_plan")
+            plan = known.get("webapp") if isinstance(known, Mapping) else None
+        if plan is None:
+            # No plan in this run yet (the build entry point on its own): the same checks machine_plan makes.
+            problems = _plan_webapp.check(host, v)
+            if problems:
+                return {**result, "failed": True, "msg": "\n".join(problems), "problems": problems}
+            plan = _plan_webapp.plan(host, v)
+            known = v.get("aiolabs_nixos_plan")
+            facts["aiolabs_nixos_plan"] = {**(known if isinstance(known, Mapping) else {}), "webapp": plan,
+                                           "host": host}  # fmt: skip
+        if not isinstance(plan, Mapping):
+            return {
+                **result,
+                "failed": True,
+                "msg": f"{host}: webapp_build: plan must be the webapp section of the plan",
+            }
+        check_mode = bool(self._task.check_mode)
+
+        if not _bool(args.get("build", True)):
+            return self._locate(result, host, plan, facts, check_mode)
+        try:
+            out = _webapp.build(host, plan, check_mode=check_mode)
+        except _webapp.WebappError as exc:
+            details = {k: d for k, d in exc.details.items() if k in ("log", "rc")}
+            return {**result, **details, "failed": True, "msg": exc.msg, "ansible_facts": facts}
+        facts["aiolabs_nixos_webapp_build"] = out.pop("build")
+        tree = out.pop("tree")
+        if tree is not None:
+            facts["aiolabs_nixos_webapp_tree"] = tree
+        result.update(out, tree=tree, ansible_facts=facts)
+        return result
+
+    @staticmethod
+    def _locate(
+        result: dict[str, Any], host: str, plan: Mapping[str, Any], facts: dict[str, Any], check_mode: bool
+    ) -> dict[str, Any]:
+        """build=false: the last build's output as the tree to push (the push entry point)."""
+        if not plan.get("enabled"):
+            return {**result, "changed": False, "tree": None, "ansible_facts": facts}
+        tree = _webapp.tree(plan)
+        if tree is None and not check_mode:
+            return {
+                **result,
+                "failed": True,
+                "msg": f"{host}: no built web app in {plan['dir']}/{plan['dist']} to push: run the build first "
+                "(the webapp role's main or build entry point)",
+            }
+        if tree is not None:
+            facts["aiolabs_nixos_webapp_tree"] = tree
+        return {**result, "changed": False, "tree": tree, "ansible_facts": facts}
