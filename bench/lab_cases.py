@@ -468,7 +468,7 @@ def plot(res: NoopResults, path: Path) -> Path:
         ax.errorbar(xs, ys, yerr=[lo, hi], fmt=style, capsize=3, label=label)
     ax.set_xlabel("hosts")
     ax.set_ylabel("seconds (median; bars: min-max)")
-    ax.set_title(f"No-op deploy on the lab, {max(len(s.values) for s in res.ours.values())} repeats")
+    ax.set_title(f"No-op deploy on the lab (median of {max(len(s.values) for s in res.ours.values())} runs)")
     ax.set_xticks(res.hosts)
     ax.grid(True, alpha=0.3)
     ax.legend()
