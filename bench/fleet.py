@@ -270,6 +270,12 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
 
 
+def by_hosts_table(rows: Mapping[str, Mapping[int, float | None]], hosts: Sequence[int]) -> str:
+    """The issue's shape: one row per side, one column of median seconds per number of hosts."""
+    header = ["no-op deploy", *(f"{n} host{'s' if n != 1 else ''}" for n in hosts)]
+    return table(header, [[label, *(fmt_seconds(values.get(n)) for n in hosts)] for label, values in rows.items()])
+
+
 @dataclass(frozen=True)
 class Target:
     name: str

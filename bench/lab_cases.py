@@ -492,38 +492,77 @@ def bench(host_counts: Sequence[int], repeat: int, keep: bool) -> Iterator[Bench
         b.cleanup()
 
 
+NOOP_KEYS = ("ours", "krops", "floor", "tasks_max", "tasks_mean", "changed", "evaluations", "krops_evaluations",
+             "krops_items")  # fmt: skip
+CHANGE_KEYS = ("ours_s", "ours_bytes", "ours_noop_bytes", "ours_evaluations", "rsync_s", "rsync_bytes")
+RESULTS = OUT / "lab-results.json"
+
+
+def print_noop(noop: NoopResults, repeat: int) -> None:
+    print(f"\nno-op deploy, median of {repeat}, side by side in one run:\n")
+    sides = {
+        "`ansible-playbook site.yml` (no-op)": noop.ours,
+        "krops-equivalent (rsync each /var/src tree + nixos-rebuild switch, hosts in parallel)": noop.krops,
+        "floor (one ssh per host that checksums /var/src, in parallel)": noop.floor,
+    }
+    print(fleet.by_hosts_table({k: {n: v[n].median for n in noop.hosts} for k, v in sides.items()}, noop.hosts))
+    print()
+    print(report_noop(noop))
+    ours = {n: noop.ours[n].median for n in noop.hosts}
+    krops = {n: noop.krops[n].median for n in noop.hosts}
+    evals = noop.evaluations[max(noop.hosts)].median
+    tasks = max((noop.tasks_max[n].median or 0.0) for n in noop.hosts)
+    print("\ntargets of issue 10 (reported, not asserted):\n")
+    print(fleet.targets_table(fleet.targets(ours, krops, evals, tasks)))
+    print(f"\nplot: {plot(noop, OUT / 'noop-vs-hosts.png')}")
+
+
+def print_change(change: ChangeResults, repeat: int) -> None:
+    print(f"\none-file change in the {TREE_NAME} tree of machine1, median of {repeat}:\n")
+    print(report_change(change))
+
+
+def save(results: dict[str, Any]) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def report(path: Path) -> int:
+    """Print the tables and targets and redraw the plot from a run's raw numbers (lab-results.json)."""
+    results = json.loads(path.read_text())
+    repeat = int(results.get("repeat", 0))
+    if "converge_s" in results:
+        print(f"first deploy (converging): {results['converge_s']:.1f} s (not part of the comparison)")
+    if "noop" in results:
+        noop = NoopResults([int(n) for n in results["hosts"]])
+        for key in NOOP_KEYS:
+            setattr(noop, key, {int(n): Series(list(v)) for n, v in results["noop"][key].items()})
+        print_noop(noop, repeat)
+    if "change" in results:
+        change = ChangeResults(tree_bytes=int(results["change"]["tree_bytes"]))
+        for key in CHANGE_KEYS:
+            setattr(change, key, Series(list(results["change"][key])))
+        print_change(change, repeat)
+    return 0
+
+
 def run(names: Sequence[str], host_counts: Sequence[int], repeat: int, keep: bool = False) -> int:
-    """The lab cases named (noop, change), one run: converge, then each case."""
+    """The lab cases named (noop, change), one run: converge, then each case. The raw numbers go to
+    bench/out/lab-results.json as each case ends (`bench/run.py --report` prints them again)."""
     with bench(host_counts, repeat, keep) as b:
         converge = b.converge()
         print(f"\nfirst deploy (converging) of {len(b.hosts)} hosts: {converge:.1f} s (not part of the comparison)")
         results: dict[str, Any] = {"converge_s": converge, "hosts": b.host_counts, "repeat": repeat}
-        noop = None
         if "noop" in names:
             noop = b.noop()
-            print(f"\nno-op deploy, median of {repeat}, side by side in one run:\n")
-            print(report_noop(noop))
-            ours = {n: noop.ours[n].median for n in noop.hosts}
-            krops = {n: noop.krops[n].median for n in noop.hosts}
-            largest = max(noop.hosts)
-            evals = noop.evaluations[largest].median
-            tasks = max((noop.tasks_max[n].median or 0.0) for n in noop.hosts)
-            print("\ntargets of issue 10 (reported, not asserted):\n")
-            print(fleet.targets_table(fleet.targets(ours, krops, evals, tasks)))
-            png = plot(noop, OUT / "noop-vs-hosts.png")
-            print(f"\nplot: {png}")
-            results["noop"] = {key: _series_json(getattr(noop, key)) for key in
-                               ("ours", "krops", "floor", "tasks_max", "tasks_mean", "changed", "evaluations",
-                                "krops_evaluations", "krops_items")}  # fmt: skip
+            results["noop"] = {key: _series_json(getattr(noop, key)) for key in NOOP_KEYS}
+            save(results)
+            print_noop(noop, repeat)
         if "change" in names:
             change = b.change()
-            print(f"\none-file change in the {TREE_NAME} tree of {b.hosts[0].name}, median of {repeat}:\n")
-            print(report_change(change))
-            results["change"] = {"tree_bytes": change.tree_bytes} | {
-                key: getattr(change, key).values
-                for key in ("ours_s", "ours_bytes", "ours_noop_bytes", "ours_evaluations", "rsync_s", "rsync_bytes")
-            }
-        OUT.mkdir(parents=True, exist_ok=True)
-        (OUT / "lab-results.json").write_text(json.dumps(results, indent=2) + "\n")
-        print(f"raw numbers: {OUT / 'lab-results.json'}")
+            results["change"] = {"tree_bytes": change.tree_bytes} | {key: getattr(change, key).values
+                                                                     for key in CHANGE_KEYS}  # fmt: skip
+            save(results)
+            print_change(change, repeat)
+        print(f"\nraw numbers: {RESULTS}")
     return 0

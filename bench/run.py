@@ -87,7 +87,17 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="lab cases: repeats, the median is reported (default 3)")
     parser.add_argument("--keep", action="store_true", help="lab cases: keep the generated inventory and trees")
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        metavar="JSON",
+        help="print the lab tables and redraw the plot from a run's bench/out/lab-results.json",
+    )
     args = parser.parse_args()
+    if args.report:
+        import lab_cases
+
+        return lab_cases.report(args.report)
     controller = cases()
     known = [c.name for c in controller] + [*LAB_CASES, "lab"]
     if args.list:

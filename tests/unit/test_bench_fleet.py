@@ -192,3 +192,9 @@ def test_targets_met_not_met_and_not_measured() -> None:
     text = fleet.targets_table(rows)
     assert "not measured" in text and text.startswith("| target")
     assert "| met" in fleet.targets_table(fleet.targets({3: 4.0, 12: 5.0}, {12: 11.7}, 0.0, 18.0))
+
+
+def test_by_hosts_table_has_a_column_per_host_count() -> None:
+    text = fleet.by_hosts_table({"ours": {3: 36.7, 12: 136.7}, "floor": {12: 1.3}}, [3, 12])
+    assert text.splitlines()[0].split("|")[1:4] == [" no-op deploy ", " 3 hosts ", " 12 hosts "]
+    assert "| floor        | —       | 1.30 s   |" in text
