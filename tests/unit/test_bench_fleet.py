@@ -82,7 +82,7 @@ def test_generated_inventory_copies_machine1_per_host(tmp_path: Path) -> None:
     doc = yaml.safe_load((inv / "hosts.yml").read_text())
     nixos = doc["all"]["children"]["lab"]["children"]["nixos"]["hosts"]
     assert nixos == {name: {"ansible_host": address} for name, address in hosts}
-    for name, _ in hosts:
+    for name, _address in hosts:
         data = yaml.safe_load((inv / "host_vars" / f"{name}.yml").read_text())
         assert data["domain"] == f"{name}.lab.test"
         assert data["services"] == model["services"]  # web app + LNbits, as machine1
@@ -106,7 +106,7 @@ def test_generated_inventory_copies_machine1_per_host(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     if proc.returncode == 0:
         listed = yaml.safe_load(proc.stdout)
-        assert sorted(listed["nixos"]["hosts"]) == sorted(name for name, _ in hosts)
+        assert sorted(listed["nixos"]["hosts"]) == sorted(host[0] for host in hosts)
         assert listed["_meta"]["hostvars"]["machine12"]["domain"] == "machine12.lab.test"
 
 
