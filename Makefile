@@ -53,7 +53,7 @@ lab-down: ## stop the lab and remove everything it made
 lab-status: ## show the lab hosts
 	@lab/labctl status
 
-bench: setup ## benchmarks, printed as ratios against a baseline run side by side
+bench: setup ## benchmarks side by side (lab: 12 hosts; BENCH_ARGS='noop --hosts 3,12 --repeat 1')
 	@tools/test.sh bench
 
 clean: ## remove local outputs (not the caches)

@@ -69,9 +69,14 @@ run_stage() {
 }
 
 lab_is_up=false
+bench_started=()
 finish() {
   local rc=$?
   if $lab_is_up; then banner "lab: down"; lab/labctl down || true; fi
+  if ((${#bench_started[@]})); then
+    banner "lab: stop the hosts the benchmark started (${bench_started[*]})"
+    for h in "${bench_started[@]}"; do lab/labctl stop "$h" || true; done
+  fi
   if [[ -s $record ]]; then banner "stage summary"; python tools/stage_summary.py "$record" || true; fi
   rm -rf "$report_dir"
   exit "$rc"
@@ -134,9 +139,32 @@ stage_molecule() {
   done
 }
 
+# The benchmark needs LAB_BENCH_HOSTS (12) hosts and leaves the lab as it found it: a lab that was
+# down is taken down again; in a lab that was up, the hosts it had to start are stopped again
+# (`labctl stop`: their disk state stays, `labctl status` lists them as stopped). Either way the
+# hosts it ran on keep the benchmark fleet's last deploy (a test's stock reset undoes that).
+lab_up_bench() {
+  local want=${LAB_BENCH_HOSTS:-12} running h
+  running=$(lab/labctl status --json 2>/dev/null | python3 -c '
+import json, sys
+print(" ".join(h["host"] for h in json.load(sys.stdin)["hosts"] if h["state"] == "running"))' || true)
+  banner "lab: up ($want hosts for the benchmark; running before: ${running:-none})"
+  if [[ -z $running ]]; then
+    lab_is_up=true
+  else
+    for ((i = 1; i <= want; i++)); do
+      h=machine$i
+      [[ " $running " == *" $h "* ]] || bench_started+=("$h")
+    done
+  fi
+  LAB_HOSTS=$want lab/labctl up
+}
+
 stage_bench() {
-  banner "benchmarks"
-  python bench/run.py
+  banner "benchmarks (controller cases, then the lab cases: bench/run.py --help)"
+  local args=()
+  read -ra args <<< "${BENCH_ARGS:-}"
+  python bench/run.py "${args[@]}"
 }
 
 case "${1:-all}" in
@@ -148,7 +176,7 @@ case "${1:-all}" in
   nix) run_stage nix stage_nix ;;
   system) run_stage nix stage_nix; lab_up; run_stage lab stage_lab ;;
   molecule) lab_up; run_stage molecule stage_molecule ;;
-  bench) lab_up; run_stage bench stage_bench ;;
+  bench) lab_up_bench; run_stage bench stage_bench ;;
   all)
     start=$SECONDS
     run_stage lint stage_lint
