@@ -105,6 +105,8 @@ class Machine:
             booted_system=str(root / "run" / "booted-system"),
             state_dir=str(root / "run" / "aiolabs-nixos"),
             systemd_marker=str(root / "run" / "systemd" / "system"),
+            inputs_dir=str(root / "var" / "lib" / "aiolabs-nixos"),
+            var_src=str(root / "var" / "src"),
         )
         self.tool_log = root / "tools.log"
         self.nix_env_rc = root / "nix-env.rc"
@@ -577,6 +579,7 @@ def test_the_armed_rollback_returns_the_generation_and_activates_it(machine: Mac
     assert _run_script(script) == 0
     pinned = machine.pinned_bin
     assert machine.tool_calls() == [
+        f"rm -f {host.inputs_record_path}",  # the record of the inputs goes first: the host changes
         f"nix-env -p {machine.paths.profile} --switch-generation 1",
         f"rm -f {host.trial_profile} {host.trial_profile}-1-link",
         f"rm -f {host.lease_path}",
@@ -609,7 +612,7 @@ def test_the_armed_rollback_sets_the_profile_when_its_generation_is_gone_or_diff
     machine.set_generation(2, new)
     unit = host.arm({"system": old, "generation": 1, "profile_system": old}, new, 1500, 900)["unit"]
     assert _run_script(_armed_script(runner)) == 0
-    assert machine.tool_calls()[0] == f"nix-env -p {machine.paths.profile} --set {old}"
+    assert machine.tool_calls()[1] == f"nix-env -p {machine.paths.profile} --set {old}"
     assert os.path.realpath(machine.paths.profile) == old
     assert machine.calls(old) == ["switch unset"]
     assert machine.tool_calls()[-1] == f"systemctl --no-block stop {unit}.timer"
@@ -627,7 +630,7 @@ def test_the_armed_rollback_tests_a_running_system_that_is_not_its_generations(m
     machine.set_generation(2, new)
     host.arm({"system": old, "generation": 1, "profile_system": booted}, new, 1500, 900)
     assert _run_script(_armed_script(runner)) == 0
-    assert machine.tool_calls()[0] == f"nix-env -p {machine.paths.profile} --switch-generation 1"
+    assert machine.tool_calls()[1] == f"nix-env -p {machine.paths.profile} --switch-generation 1"
     assert machine.calls(old) == ["test unset"]
     assert machine.calls(booted) == []
     assert os.path.realpath(machine.paths.current_system) == old
@@ -780,7 +783,7 @@ def test_confirm_sets_the_profile_then_makes_it_the_boot_default_then_drops_the_
     ]
     assert runner.calls[1].env == {"NIXOS_INSTALL_BOOTLOADER": "0"}
     assert machine.calls(new) == ["boot 0"]
-    assert got == {"profile": new, "generation": 2}
+    assert got == {"profile": new, "generation": 2, "inputs": {"recorded": False, "removed": False}}
     assert not os.path.lexists(machine.gc_root)
 
 
@@ -788,7 +791,11 @@ def test_confirm_of_a_system_the_profile_holds_adds_no_generation(machine: Machi
     _old, new = machine.installed()
     machine.set_generation(2, new)
     host, runner = _host(machine)
-    assert host.confirm(new, gc_root=machine.gc_root) == {"profile": new, "generation": 2}
+    assert host.confirm(new, gc_root=machine.gc_root) == {
+        "profile": new,
+        "generation": 2,
+        "inputs": {"recorded": False, "removed": False},
+    }
     assert runner.argvs() == [[f"{new}/bin/switch-to-configuration", "boot"]]
 
 
@@ -796,7 +803,11 @@ def test_confirm_of_a_rollback_switches_to_the_generation(machine: Machine) -> N
     old, new = machine.installed()
     machine.set_generation(2, new)
     host, runner = _host(machine)
-    assert host.confirm(old, generation=1, gc_root=machine.gc_root) == {"profile": old, "generation": 1}
+    assert host.confirm(old, generation=1, gc_root=machine.gc_root) == {
+        "profile": old,
+        "generation": 1,
+        "inputs": {"recorded": False, "removed": False},
+    }
     assert runner.argvs()[0] == [
         str(machine.sw_bin / "nix-env"),
         "-p",
@@ -1289,7 +1300,12 @@ def test_confirm_drops_the_snapshot_the_new_secrets_are_the_confirmed_ones(machi
     host.snapshot_secrets(str(live))
     _write_secret(live / "lnbits.env", 'LNBITS_KEY="new"\n')
     got = host.confirm(new, gc_root=machine.gc_root, secrets_dir=str(live))
-    assert got == {"profile": new, "generation": 2, "secrets": {"dropped": True}}
+    assert got == {
+        "profile": new,
+        "generation": 2,
+        "secrets": {"dropped": True},
+        "inputs": {"recorded": False, "removed": False},
+    }
     assert not sh.snapshot_dir(str(live)).exists()
     assert _contents(live)["lnbits.env"] == ('LNBITS_KEY="new"\n', 0o400)
     # a confirm repeated after a lost connection finds nothing to drop
@@ -1402,7 +1418,7 @@ def test_the_armed_rollback_puts_the_confirmed_secrets_back_before_it_activates(
     assert seen.read_text() == 'LNBITS_KEY="old"\n'  # before the activation
     calls = machine.tool_calls()
     first_activation = calls.index(f"nix-env -p {machine.paths.profile} --switch-generation 1")
-    assert [c.split()[0] for c in calls[:first_activation]] == ["cp", "mv", "cp", "mv", "rm", "rm"]
+    assert [c.split()[0] for c in calls[:first_activation]] == ["rm", "cp", "mv", "cp", "mv", "rm", "rm"]
     assert calls[first_activation - 2] == f"rm -f {live}/atbb.env"
     assert calls[first_activation - 1] == f"rm -rf {sh.snapshot_dir(str(live))}"
     assert machine.calls(old) == ["switch unset"]

@@ -102,6 +102,8 @@ def machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Paths:
         booted_system=str(tmp_path / "run" / "booted-system"),
         state_dir=str(tmp_path / "run" / "aiolabs-nixos"),
         systemd_marker=str(tmp_path / "run" / "systemd" / "system"),
+        inputs_dir=str(tmp_path / "var" / "lib" / "aiolabs-nixos"),
+        var_src=str(tmp_path / "var" / "src"),
     )
     monkeypatch.setattr(module, "make_paths", lambda profile: paths)
     fake = NoCommands()
@@ -127,7 +129,7 @@ def test_check_mode_runs_no_step_that_changes_the_host(
 
 
 def test_check_mode_runs_the_read_only_steps(machine: Paths, capsys: pytest.CaptureFixture[str]) -> None:
-    assert module.READ_ONLY == ("state", "units", "health")
+    assert module.READ_ONLY == ("state", "inputs", "units", "health")
     result = _main(capsys, {"step": "state", "_ansible_check_mode": True})
     assert result.get("failed") is not True and result["changed"] is False
     assert result["result"]["generation"] == 1 and result["result"]["timer"] == "none"
