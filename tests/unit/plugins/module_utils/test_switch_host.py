@@ -1452,3 +1452,89 @@ def test_the_armed_rollback_exits_1_when_a_secret_cannot_be_put_back_and_keeps_t
     assert _run_script(script) == 1
     assert machine.calls(old) == ["switch unset"]  # the previous system runs even so
     assert sh.snapshot_dir(str(live)).is_dir()  # kept for the next try
+
+
+# ------------------------------------------------------------------------------------ inputs record
+
+
+def _inputs_request(nix_path: str) -> Request:
+    return Request(action=Action.BUILD, source=Source(nix_path=nix_path), hostname="machine1")
+
+
+def _var_src(machine: Machine) -> Path:
+    src = Path(machine.paths.var_src)
+    (src / "nixos-config").mkdir(parents=True, exist_ok=True)
+    (src / "nixos-config" / "default.nix").write_text("{ ... }: { }\n")
+    return src
+
+
+def test_inputs_reads_the_state_the_digest_and_the_record_and_keeps_the_cache_pending(machine: Machine) -> None:
+    old, _new = machine.installed()
+    src = _var_src(machine)
+    host, _runner = _host(machine)
+    got = host.inputs(_inputs_request(str(src)), "switch")
+    assert got["current"] == old and got["profile"] == old and got["timer"] == "none"
+    digest = got["inputs"]["digest"]
+    assert digest and got["inputs"]["doubt"] == "" and got["inputs"]["record"] is None
+    pending = json.loads(Path(host.inputs_pending_path).read_text())
+    assert pending["digest"] == digest and _mode(host.inputs_pending_path) == 0o600
+    assert "cache" not in got["inputs"]  # the cache stays on the host
+    # check mode: nothing written
+    Path(host.inputs_pending_path).unlink()
+    assert host.inputs(_inputs_request(str(src)), "switch", save=False)["inputs"]["digest"] == digest
+    assert not Path(host.inputs_pending_path).exists()
+
+
+def test_a_doubt_is_reported_not_raised(machine: Machine) -> None:
+    machine.installed()
+    host, _runner = _host(machine)
+    got = host.inputs(_inputs_request("nixpkgs=flake:nixpkgs"), "switch")["inputs"]
+    assert got["digest"] is None and "not an absolute path" in got["doubt"]
+    assert not Path(host.inputs_pending_path).exists()
+
+
+def test_confirm_records_the_digest_read_before_the_build_with_the_system_and_the_cache(machine: Machine) -> None:
+    _old, new = machine.installed()
+    src = _var_src(machine)
+    host, _runner = _host(machine)
+    digest = host.inputs(_inputs_request(str(src)), "switch")["inputs"]["digest"]
+    pending_cache = json.loads(Path(host.inputs_pending_path).read_text())["cache"]
+    machine.run_on(new)
+    got = host.confirm(new, gc_root=machine.gc_root, inputs_digest=digest)
+    assert got["inputs"]["recorded"] is True
+    record = json.loads(Path(host.inputs_record_path).read_text())
+    assert (record["digest"], record["system"]) == (digest, new) and record["written_at"]
+    assert record["cache"] == pending_cache
+    assert _mode(host.inputs_record_path) == 0o600 and not Path(host.inputs_pending_path).exists()
+    again = host.inputs(_inputs_request(str(src)), "switch")["inputs"]
+    assert again["record"] == {"digest": digest, "system": new, "written_at": record["written_at"]}
+    assert again["digest"] == digest
+
+
+def test_no_record_for_a_system_that_does_not_run_or_is_not_the_profiles(machine: Machine) -> None:
+    old, new = machine.installed()
+    host, _runner = _host(machine)
+    sh._inputs.write_json_atomic(host.inputs_record_path, {"digest": "d0", "system": old})
+    got = host.record_inputs("d1", new)  # new is neither running nor in the profile
+    assert got["recorded"] is False and got["removed"] is True
+    assert not Path(host.inputs_record_path).exists()
+
+
+def test_a_confirm_of_a_rollback_removes_the_record(machine: Machine) -> None:
+    old, new = machine.installed()
+    machine.set_generation(2, new)
+    host, _runner = _host(machine)
+    sh._inputs.write_json_atomic(host.inputs_record_path, {"digest": "d0", "system": new})
+    got = host.confirm(old, generation=1, gc_root=machine.gc_root, inputs_digest="d1")
+    assert got["inputs"] == {"recorded": False, "removed": True}
+    assert not Path(host.inputs_record_path).exists()
+
+
+def test_arming_and_rolling_back_remove_the_record(machine: Machine) -> None:
+    old, new, host, _runner = _switched(machine)
+    sh._inputs.write_json_atomic(host.inputs_record_path, {"digest": "d0", "system": old})
+    host.arm({"system": old, "generation": 1, "profile_system": old}, new, 1500, 900)
+    assert not Path(host.inputs_record_path).exists()
+    sh._inputs.write_json_atomic(host.inputs_record_path, {"digest": "d0", "system": new})
+    host.roll_back({"system": old, "generation": 1, "profile_system": old}, 5, gc_root=machine.gc_root)
+    assert not Path(host.inputs_record_path).exists()

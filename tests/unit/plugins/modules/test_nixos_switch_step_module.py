@@ -139,6 +139,23 @@ def test_check_mode_runs_the_read_only_steps(machine: Paths, capsys: pytest.Capt
     assert result["changed"] is False and result["result"]["units"] == []
 
 
+def test_the_inputs_step_is_read_only_in_check_mode_and_keeps_its_cache_otherwise(
+    machine: Paths, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = Path(machine.var_src)
+    src.mkdir(parents=True)
+    (src / "default.nix").write_text("{ }\n")
+    args = {"step": "inputs", "action": "switch", "nix_path": str(src), "secrets_dir": str(src.parent / "secrets")}
+    checked = _main(capsys, {**args, "_ansible_check_mode": True})
+    assert checked["changed"] is False and checked["result"]["inputs"]["digest"]
+    assert checked["result"]["secrets_snapshot"] is False and checked["result"]["generation"] == 1
+    assert not Path(machine.inputs_dir).exists()
+    real = _main(capsys, args)
+    assert real["changed"] is False
+    assert real["result"]["inputs"]["digest"] == checked["result"]["inputs"]["digest"]
+    assert Path(machine.inputs_dir, "inputs.pending.json").is_file()
+
+
 def test_a_step_that_acts_reports_changed_and_a_failing_one_its_commands(
     machine: Paths, capsys: pytest.CaptureFixture[str]
 ) -> None:
