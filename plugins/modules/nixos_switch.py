@@ -204,7 +204,7 @@ inputs_digest:
   returned: when the inputs were read
   type: str
 build_reason:
-  description: Why the build ran although O(skip_unchanged) was set (no record, the inputs changed, ...); null otherwise.
+  description: Why the build ran although O(skip_unchanged) was set (no record, the inputs changed); null otherwise.
   returned: when the inputs were read
   type: str
 switch:

@@ -400,7 +400,8 @@ def test_arm_confirm_and_roll_back_pass_the_secrets_dir() -> None:
 
 # ------------------------------------------------------------------------------------ inputs (skip unchanged)
 
-OLD_SYS, NEW_SYS = "/nix/store/aaa-nixos-system-m1", "/nix/store/bbb-nixos-system-m1"
+OLD_SYS = "/nix/store/aaa-nixos-system-m1"
+NEW_SYS = "/nix/store/bbb-nixos-system-m1"
 INPUTS_STEP = {
     "current": OLD_SYS,
     "profile": OLD_SYS,

@@ -153,7 +153,12 @@ def test_the_cache_saves_reading_an_unchanged_file(tree: Tree, monkeypatch: pyte
     assert first.read == 3 and len(first.cache) == 3
     reads: list[str] = []
     real = Hasher.read_sha
-    monkeypatch.setattr(Hasher, "read_sha", lambda self, path: reads.append(path) or real(self, path))
+
+    def counted(self: Hasher, path: str) -> str:
+        reads.append(path)
+        return real(self, path)
+
+    monkeypatch.setattr(Hasher, "read_sha", counted)
     second = tree.digest(cache=first.cache, now=_later())
     assert second.digest == first.digest and reads == [] and second.read == 0
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from ansible_collections.aiolabs.nixos.plugins.module_utils import _activation
+from ansible_collections.aiolabs.nixos.plugins.module_utils import _activation, _inputs
 from ansible_collections.aiolabs.nixos.plugins.module_utils import _switch_host as sh
 from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError
 from ansible_collections.aiolabs.nixos.plugins.module_utils._process import CommandResult, Runner
@@ -1514,7 +1514,7 @@ def test_confirm_records_the_digest_read_before_the_build_with_the_system_and_th
 def test_no_record_for_a_system_that_does_not_run_or_is_not_the_profiles(machine: Machine) -> None:
     old, new = machine.installed()
     host, _runner = _host(machine)
-    sh._inputs.write_json_atomic(host.inputs_record_path, {"digest": "d0", "system": old})
+    _inputs.write_json_atomic(host.inputs_record_path, {"digest": "d0", "system": old})
     got = host.record_inputs("d1", new)  # new is neither running nor in the profile
     assert got["recorded"] is False and got["removed"] is True
     assert not Path(host.inputs_record_path).exists()
@@ -1524,7 +1524,7 @@ def test_a_confirm_of_a_rollback_removes_the_record(machine: Machine) -> None:
     old, new = machine.installed()
     machine.set_generation(2, new)
     host, _runner = _host(machine)
-    sh._inputs.write_json_atomic(host.inputs_record_path, {"digest": "d0", "system": new})
+    _inputs.write_json_atomic(host.inputs_record_path, {"digest": "d0", "system": new})
     got = host.confirm(old, generation=1, gc_root=machine.gc_root, inputs_digest="d1")
     assert got["inputs"] == {"recorded": False, "removed": True}
     assert not Path(host.inputs_record_path).exists()
@@ -1532,9 +1532,9 @@ def test_a_confirm_of_a_rollback_removes_the_record(machine: Machine) -> None:
 
 def test_arming_and_rolling_back_remove_the_record(machine: Machine) -> None:
     old, new, host, _runner = _switched(machine)
-    sh._inputs.write_json_atomic(host.inputs_record_path, {"digest": "d0", "system": old})
+    _inputs.write_json_atomic(host.inputs_record_path, {"digest": "d0", "system": old})
     host.arm({"system": old, "generation": 1, "profile_system": old}, new, 1500, 900)
     assert not Path(host.inputs_record_path).exists()
-    sh._inputs.write_json_atomic(host.inputs_record_path, {"digest": "d0", "system": new})
+    _inputs.write_json_atomic(host.inputs_record_path, {"digest": "d0", "system": new})
     host.roll_back({"system": old, "generation": 1, "profile_system": old}, 5, gc_root=machine.gc_root)
     assert not Path(host.inputs_record_path).exists()
