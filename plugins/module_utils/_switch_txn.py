@@ -385,7 +385,7 @@ class TxnResult:
         """One line as the deploy summary prints it (playbooks/tasks/summary.yml)."""
         name = PurePosixPath(self.system or "").name[:44]
         if self.skipped:
-            return f"switched: unchanged ({self.skipped}, not evaluated), generation {self.generation}, {name}"
+            return f"switched: unchanged, generation {self.generation}, {name}; not evaluated ({self.skipped})"
         if not self.changed and not self.failed:
             return f"switched: unchanged, generation {self.generation}, {name}"
         if not self.changed:
