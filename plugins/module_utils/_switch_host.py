@@ -209,7 +209,9 @@ class SwitchHost(RebuildSteps):
             got = _inputs.Digest(None, exc.msg)
         else:
             got = _inputs.compute(command, _inputs.cache_of(record, pending), var_src=self.paths.var_src)
-        if save and got.digest is not None:
+        # Nothing re-read and the recorded digest: the record's cache is this one already (or a superset).
+        same = record is not None and record.get("digest") == got.digest and got.read == 0
+        if save and got.digest is not None and not same:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             with contextlib.suppress(OSError):  # the cache only saves reading; the digest stands without it
                 _inputs.write_json_atomic(

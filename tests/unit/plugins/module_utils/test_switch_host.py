@@ -1538,3 +1538,25 @@ def test_arming_and_rolling_back_remove_the_record(machine: Machine) -> None:
     _inputs.write_json_atomic(host.inputs_record_path, {"digest": "d0", "system": new})
     host.roll_back({"system": old, "generation": 1, "profile_system": old}, 5, gc_root=machine.gc_root)
     assert not Path(host.inputs_record_path).exists()
+
+
+def test_a_no_op_writes_no_pending_cache_when_nothing_was_read_again(
+    machine: Machine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a skip the record's cache is still the whole cache: nothing is written on the host."""
+    old, _new = machine.installed()
+    src = _var_src(machine)
+    host, _runner = _host(machine)
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 10)  # the test's files count as settled: cached
+    first = host.inputs(_inputs_request(str(src)), "switch")["inputs"]
+    assert first["read"] == 1
+    host.record_inputs(first["digest"], old)
+    assert not Path(host.inputs_pending_path).exists()
+    assert len(json.loads(Path(host.inputs_record_path).read_text())["cache"]) == 1
+    again = host.inputs(_inputs_request(str(src)), "switch")["inputs"]
+    assert again["digest"] == first["digest"] and again["read"] == 0
+    assert not Path(host.inputs_pending_path).exists()
+    (src / "nixos-config" / "default.nix").write_text("{ ... }: { x = 1; }\n")
+    changed = host.inputs(_inputs_request(str(src)), "switch")["inputs"]
+    assert changed["digest"] != first["digest"] and Path(host.inputs_pending_path).exists()
