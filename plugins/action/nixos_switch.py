@@ -62,6 +62,7 @@ DEFAULTS: dict[str, Any] = {
     "rollback": False,
     "generation": 0,
     "secrets_dir": "/var/lib/secrets",
+    "skip_unchanged": True,
 }
 # The role variable each option comes from, for messages.
 VAR = {
@@ -83,7 +84,7 @@ class ArgError(ValueError):
 
 INT_OPTIONS = ("confirm_timeout", "activation_timeout", "reconnect_timeout", "reboot_timeout", "http_timeout",
                "check_retries", "check_delay", "lease_wait", "generation")  # fmt: skip
-BOOL_OPTIONS = ("allow_reboot", "http_validate_certs", "rollback", "declared_checks", "verify")
+BOOL_OPTIONS = ("allow_reboot", "http_validate_certs", "rollback", "declared_checks", "verify", "skip_unchanged")
 STR_LIST_OPTIONS = ("include", "extra_args", "units", "reboot_search_paths")
 
 
@@ -159,6 +160,7 @@ def settings(args: dict[str, Any], owner: str, started: str) -> txn.Settings:
         allow_reboot=args["allow_reboot"],
         failed_units=txn.UnitsPolicy(args["failed_units_policy"]),
         boot_default=args["action"] == "switch",
+        skip_unchanged=args["skip_unchanged"] and not args["rollback"],
     )
 
 
@@ -167,6 +169,18 @@ def _target(raw: dict[str, Any] | None) -> txn.Target | None:
         return None
     gen = raw.get("generation")
     return txn.Target(str(raw["system"]), int(gen) if gen is not None else None, str(raw.get("profile_system") or ""))
+
+
+def _inputs(raw: dict[str, Any]) -> txn.Inputs:
+    """The ``inputs`` part of the host's ``inputs`` step."""
+    got = raw.get("inputs") or {}
+    record = got.get("record") or {}
+    return txn.Inputs(
+        digest=str(got["digest"]) if got.get("digest") else None,
+        doubt=str(got.get("doubt") or ""),
+        recorded_digest=str(record["digest"]) if record.get("digest") else None,
+        recorded_system=str(record["system"]) if record.get("system") else None,
+    )
 
 
 def _host_state(raw: dict[str, Any]) -> txn.HostState:
@@ -198,6 +212,8 @@ class AnsibleSteps:
         self.tag: str | None = None  # the name of this run's activation on the host
         self.previous: dict[str, Any] | None = None  # what the armed rollback returns to
         self.last_checks: dict[str, Any] = {}  # what the last checks checked
+        self.inputs_digest: str | None = None  # the digest of the inputs before the build
+        self.secrets_snapshot = True  # a snapshot of the previous secrets may exist (the inputs step says)
 
     # -- the seam ------------------------------------------------------------------------
 
@@ -225,10 +241,25 @@ class AnsibleSteps:
 
     # -- txn.Steps -----------------------------------------------------------------------
 
+    def _source(self) -> dict[str, Any]:
+        return {k: self.args[k] for k in SOURCE_ARGS if self.args[k] not in (None, [])}
+
+    def read_inputs(self) -> dict[str, Any]:
+        """The host's ``inputs`` step: the state, the digest of the build's inputs and the record."""
+        return dict(self.step("inputs", action=self.args["action"], secrets_dir=self.args["secrets_dir"],
+                              **self._source()))  # fmt: skip
+
+    def inputs(self) -> tuple[txn.HostState, txn.Inputs]:
+        raw = self.read_inputs()
+        got = _inputs(raw)
+        self.inputs_digest = got.digest
+        self.secrets_snapshot = bool(raw.get("secrets_snapshot", True))
+        return _host_state(raw), got
+
     def build(self) -> txn.Built:
         if self.args["rollback"]:
             return self._rollback_target()
-        got = self.step("build", **{k: self.args[k] for k in SOURCE_ARGS if self.args[k] not in (None, [])})
+        got = self.step("build", **self._source())
         self.new_system = str(got["system"])
         declared = got.get("declared") or {} if self.args["declared_checks"] else {}
         extra = checks_budget(self.args, int(declared.get("units", 0)), int(declared.get("http", 0)))
@@ -312,7 +343,9 @@ class AnsibleSteps:
 
     def confirm(self, system: str) -> None:
         generation = self.goto["generation"] if self.goto else None
-        self.step("confirm", system=system, generation=generation, secrets_dir=self.args["secrets_dir"])
+        digest = self.inputs_digest if self.goto is None else None
+        self.step("confirm", system=system, generation=generation, secrets_dir=self.args["secrets_dir"],
+                  inputs_digest=digest)  # fmt: skip
 
     def disarm(self) -> None:
         self.step("disarm")
@@ -353,14 +386,36 @@ class AnsibleSteps:
     def secrets_confirmed(self, outcome: txn.TxnResult) -> str | None:
         """After a switch that succeeded without a confirm step (nothing changed, or action
         ``test``): the live secrets go with the system that runs, so the snapshot of the previous
-        secrets is dropped (the confirm step drops it itself). A warning when it could not be."""
+        secrets is dropped (the confirm step drops it itself). A build that found its system running
+        records the inputs it was built from (as a confirm does). Skipped without a snapshot to drop
+        or inputs to record. A warning when it could not be."""
         if outcome.failed or "confirm" in outcome.ran:
             return None
+        params: dict[str, Any] = {"secrets_dir": self.args["secrets_dir"]}
+        if record_after_unchanged(outcome, self.args) and self.inputs_digest:
+            params.update(inputs_digest=self.inputs_digest, system=outcome.system)
+        elif outcome.skipped and not self.secrets_snapshot:
+            return None
         try:
-            self.step("secrets_confirmed", secrets_dir=self.args["secrets_dir"])
+            self.step("secrets_confirmed", **params)
         except (NixError, txn.ConnectionLost) as exc:
             return f"the snapshot of the previous secrets in {self.args['secrets_dir']} stays: {exc.msg}"
         return None
+
+
+def record_after_unchanged(outcome: txn.TxnResult, args: dict[str, Any]) -> bool:
+    """A switch whose build found the built system running (and the profile's) records the inputs
+    it read, as a confirm would: the next run with the same inputs is skipped."""
+    return (
+        not outcome.failed
+        and not outcome.changed
+        and outcome.skipped is None
+        and args["action"] == "switch"
+        and not args["rollback"]
+        and "build" in outcome.ran
+        and bool(outcome.system)
+        and outcome.current == outcome.system == outcome.profile
+    )
 
 
 def take_lease(step: Any, owner: str, started: str, ttl: int, wait: int) -> dict[str, Any]:
@@ -482,6 +537,9 @@ class ActionModule(ActionBase):  # type: ignore[misc]
         if args["rollback"]:
             return {"changed": True, "check_mode": True, "msg": "would roll back (check mode)", "switch": {
                 "changed": True, "check_mode": True, "failed": False}}  # fmt: skip
+        skipped = self._predict_skip(args, task_vars)
+        if skipped is not None:
+            return skipped
         module_args = {k: args[k] for k in SOURCE_ARGS if args[k] not in (None, [])}
         module_args.update(action=args["action"], profile=args["profile"])
         got = self._execute_module(
@@ -507,3 +565,39 @@ class ActionModule(ActionBase):  # type: ignore[misc]
         if "diff" in got:
             out["diff"] = got["diff"]
         return out
+
+    def _predict_skip(self, args: dict[str, Any], task_vars: dict[str, Any]) -> dict[str, Any] | None:
+        """Check mode's step 0: the same skip decision as the switch, from a read-only ``inputs``
+        step (it keeps no cache in check mode). None: predict the build."""
+        settings_ = settings(args, "check-mode", "")
+        if not (settings_.skip_unchanged and settings_.boot_default):
+            return None
+        steps = AnsibleSteps(self, task_vars, args)
+        try:
+            state, got = steps.inputs()
+        except (NixError, txn.ConnectionLost) as exc:
+            display.v(f"{task_vars.get('inventory_hostname')}: inputs not read ({exc.msg}); predicting the build")
+            return None
+        if txn.build_reason(got, state) is not None:
+            return None
+        msg = f"{txn.SKIPPED}: {state.current} is already running (check mode, not evaluated)"
+        switch = {
+            "changed": False,
+            "failed": False,
+            "check_mode": True,
+            "msg": msg,
+            "system": state.current,
+            "previous_system": state.current,
+            "generation_before": state.generation,
+            "generation_after": state.generation,
+            "current_system": state.current,
+            "profile_system": state.profile,
+            "rolled_back": False,
+            "reboot_required": False,
+            "failed_checks": [],
+            "warnings": [],
+            "skipped": txn.SKIPPED,
+            "inputs_digest": got.digest,
+            "summary": f"switched: would not change ({txn.SKIPPED}, check mode)",
+        }
+        return {"changed": False, "failed": False, "msg": msg, "switch": switch}

@@ -203,6 +203,9 @@ class Paths:
     state_dir: str = STATE_DIR
     systemd_marker: str = "/run/systemd/system"
     shell: str = "/bin/sh"
+    # The record of the inputs of the last confirmed switch (_inputs), and the krops tree it always hashes.
+    inputs_dir: str = "/var/lib/aiolabs-nixos"
+    var_src: str = DEFAULT_NIX_PATH
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,15 @@ system, because the activation was ``test``):
   profile system, the new system, the unit); ``rollback.unit`` its unit name.
 * run directories of detached activations (``_activation``).
 
+And under ``/var/lib/aiolabs-nixos/`` (root only, survives a reboot; ``_inputs``):
+
+* ``inputs.json``: the digest of the inputs of the last confirmed switch (computed before its
+  build), the system it produced, when it was written, and the stat cache of the hashed files.
+  Written by :meth:`SwitchHost.record_inputs` (the confirm, or a build that found its system
+  running), removed by :meth:`SwitchHost.arm`, :meth:`SwitchHost.roll_back` and the armed rollback.
+* ``inputs.pending.json``: the digest and stat cache :meth:`SwitchHost.inputs` computed last, which
+  the record takes its cache from.
+
 And one under the secrets directory (``/var/lib/secrets``, which survives a reboot):
 
 * ``/var/lib/.secrets.confirmed/`` (beside the secrets folder, see :func:`snapshot_dir`): a copy
@@ -43,7 +52,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ansible_collections.aiolabs.nixos.plugins.module_utils import _activation, _profile
+from ansible_collections.aiolabs.nixos.plugins.module_utils import _activation, _inputs, _profile
 from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError
 from ansible_collections.aiolabs.nixos.plugins.module_utils._health import read_health
 from ansible_collections.aiolabs.nixos.plugins.module_utils._rebuild_models import (
@@ -98,6 +107,14 @@ class SwitchHost(RebuildSteps):
     @property
     def trial_profile(self) -> str:
         return str(Path(self.paths.profile).parent / "system-profiles" / TRIAL_PROFILE_NAME)
+
+    @property
+    def inputs_record_path(self) -> str:
+        return f"{self.paths.inputs_dir}/{_inputs.RECORD_NAME}"
+
+    @property
+    def inputs_pending_path(self) -> str:
+        return f"{self.paths.inputs_dir}/{_inputs.PENDING_NAME}"
 
     def _state_dir(self) -> Path:
         state = Path(self.paths.state_dir)
@@ -161,6 +178,85 @@ class SwitchHost(RebuildSteps):
             "reboot_pending": self.reboot_pending(current),
             "profile_time": _mtime(self.paths.profile),
         }
+
+    # ------------------------------------------------------------------ inputs (skip an unchanged build)
+
+    def inputs_command(self, request: Request, action: str) -> _inputs.Command:
+        """The rebuild command as the digest sees it: the NIX_PATH the build gets (the source's, else
+        the one this process has) and the resolved nixos-rebuild."""
+        source = request.source
+        nix_path = source.environment().get("NIX_PATH", self.runner.environ.get("NIX_PATH"))
+        return _inputs.Command(
+            action=action,
+            flake=source.flake_ref(request.hostname),
+            include=source.include,
+            extra_args=request.extra_args,
+            profile=self.paths.profile,
+            hostname=request.hostname,
+            nix_path=nix_path,
+            tool=os.path.realpath(self._bin("nixos-rebuild")),
+        )
+
+    def inputs(self, request: Request, action: str, *, save: bool = True) -> dict[str, Any]:
+        """:meth:`state`, plus the digest of the build's inputs now (None and ``doubt``: not known)
+        and the record of the last confirmed switch (without its cache). ``save``: keep the digest
+        and its stat cache in ``inputs.pending.json`` for :meth:`record_inputs` (not in check mode)."""
+        record = _inputs.read_record(self.inputs_record_path)
+        pending = _inputs.read_json(self.inputs_pending_path)
+        try:
+            command = self.inputs_command(request, action)
+        except NixError as exc:
+            got = _inputs.Digest(None, exc.msg)
+        else:
+            got = _inputs.compute(command, _inputs.cache_of(record, pending), var_src=self.paths.var_src)
+        # Nothing re-read and the recorded digest: the record's cache is this one already (or a superset).
+        same = record is not None and record.get("digest") == got.digest and got.read == 0
+        if save and got.digest is not None and not same:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            with contextlib.suppress(OSError):  # the cache only saves reading; the digest stands without it
+                _inputs.write_json_atomic(
+                    self.inputs_pending_path, {"digest": got.digest, "computed_at": stamp, "cache": got.cache}
+                )
+        found = {k: record.get(k) for k in ("digest", "system", "written_at")} if record else None
+        return {
+            **self.state(),
+            "inputs": {
+                "digest": got.digest,
+                "doubt": got.doubt,
+                "files": got.files,
+                "read": got.read,
+                "roots": list(got.roots),
+                "record": found,
+            },
+        }
+
+    def record_inputs(self, digest: str, system: str) -> dict[str, Any]:
+        """Record that ``digest`` (the inputs before the build) produced ``system``, when ``system``
+        runs and the profile holds it; else the record is removed. The stat cache comes from
+        ``inputs.pending.json`` (else the previous record), which goes away."""
+        current, profile = self.current_system(), self.profile_system()
+        if not current == profile == system:
+            return {
+                "recorded": False,
+                "removed": self.forget_inputs(),
+                "why": f"/run/current-system is {current}, the profile holds {profile}, not {system}",
+            }
+        pending = _inputs.read_json(self.inputs_pending_path)
+        old = _inputs.read_record(self.inputs_record_path)
+        cache = _inputs.cache_of(pending) if pending else _inputs.cache_of(old)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        _inputs.write_json_atomic(
+            self.inputs_record_path, {"digest": digest, "system": system, "written_at": stamp, "cache": cache}
+        )
+        _remove(self.inputs_pending_path)
+        return {"recorded": True, "digest": digest, "system": system, "written_at": stamp}
+
+    def forget_inputs(self) -> bool:
+        """Remove the record (the host is about to change, or changed without a confirm)."""
+        path = Path(self.inputs_record_path)
+        existed = path.exists()
+        path.unlink(missing_ok=True)
+        return existed
 
     def _rollback_state(self, unit: str) -> dict[str, object]:
         systemctl = self._bin("systemctl")
@@ -233,6 +329,7 @@ class SwitchHost(RebuildSteps):
         the confirmed secrets of ``secrets_dir`` first)."""
         self._state_dir()
         self.disarm()
+        self.forget_inputs()  # the host changes now; only a confirm records its inputs again
         unit = f"{ARMED_UNIT_PREFIX}-{_now_stamp()}"
         record = {
             "system": previous["system"],
@@ -288,7 +385,8 @@ class SwitchHost(RebuildSteps):
         # boot default is then wherever the profile is), and the script exits non-zero.
         secrets = self._restore_secrets_sh(secrets_dir, str(previous["profile_system"])) if secrets_dir else ""
         return (
-            f"exec >{q(log)} 2>&1; src=0; {secrets}prc=0; {shlex.join(profile_cmd)} || prc=$?; act={action}; "
+            f"exec >{q(log)} 2>&1; {q(rm)} -f {q(self.inputs_record_path)}; src=0; {secrets}prc=0; "
+            f"{shlex.join(profile_cmd)} || prc=$?; act={action}; "
             f"[ $prc -ne 0 ] && act=test; {drop_trial}i=0; "
             f'while :; do {stc} "$act"; rc=$?; [ $rc -ne {EXIT_LOCKED} ] && break; '
             f"i=$((i+1)); [ $i -ge {tries} ] && break; {q(sleep)} 2; done; "
@@ -409,12 +507,18 @@ class SwitchHost(RebuildSteps):
     # ------------------------------------------------------------------ confirm / roll back
 
     def confirm(
-        self, system: str, generation: int | None = None, gc_root: str = GC_ROOT, secrets_dir: str | None = None
+        self,
+        system: str,
+        generation: int | None = None,
+        gc_root: str = GC_ROOT,
+        secrets_dir: str | None = None,
+        inputs_digest: str | None = None,
     ) -> dict[str, Any]:
         """The profile moves to ``system`` (to its ``generation`` when one is given: a rollback) and
         ``switch-to-configuration boot`` makes it the boot default; only then is the build's GC root
         dropped (the profile holds the system now) and the secrets saved for the previous system
-        (the live ones are the confirmed system's now)."""
+        (the live ones are the confirmed system's now), and ``inputs_digest`` (the digest of the
+        inputs before the build) recorded as the inputs of ``system``."""
         nix_env = self._bin("nix-env")
         self.drop_trial()
         if generation is not None and self.generation() != generation:
@@ -424,9 +528,14 @@ class SwitchHost(RebuildSteps):
         self._install_boot_loader(system, "switch-to-configuration boot")
         _remove(gc_root)
         secrets = self.secrets_confirmed(secrets_dir) if secrets_dir else {}
+        if inputs_digest and generation is None:
+            inputs = self.record_inputs(inputs_digest, system)
+        else:
+            inputs = {"recorded": False, "removed": self.forget_inputs()}
         return {
             "profile": self.profile_system(),
             "generation": self.generation(),
+            "inputs": inputs,
             **({"secrets": secrets} if secrets_dir else {}),
         }
 
@@ -438,6 +547,7 @@ class SwitchHost(RebuildSteps):
         every return code."""
         self.wait_running(timeout)
         self.drop_trial()
+        self.forget_inputs()
         problems: list[str] = []
         rc: int | None = None
         secrets: dict[str, Any] = {}

@@ -11,6 +11,13 @@ touches a machine.
 
 The order, and why:
 
+0. **Skip when nothing changed** (``aiolabs_nixos_switch_skip_unchanged``, action ``switch``, not a
+   rollback): one read of the host gives the digest of every input of the build (``_inputs``), the
+   record of the last confirmed switch and what runs. The record's digest is the current one and
+   its system is ``/run/current-system`` and the profile's, with nothing armed
+   (:func:`build_reason` is None) → ``changed=False`` with ``skipped``, and nothing else runs: no
+   evaluation, no lease, no arming. Any doubt (no digest, no or another record, another system,
+   a waiting rollback, the read failing) means the normal path below.
 1. **Refuse a timeout budget that cannot work** before any step runs: the armed rollback must not
    fire while the activation, the reconnection, the checks or the confirm are still running
    (:meth:`Settings.budget_problem`).
@@ -178,6 +185,38 @@ class HostState:
 
 
 @dataclass(frozen=True)
+class Inputs:
+    """The digest of the build's inputs now (None: not known, ``doubt`` says why) and the record of
+    the last confirmed switch: the digest it was built from and the system it produced."""
+
+    digest: str | None
+    doubt: str = ""
+    recorded_digest: str | None = None
+    recorded_system: str | None = None
+
+
+SKIPPED = "inputs unchanged"
+
+
+def build_reason(inputs: Inputs, state: HostState) -> str | None:
+    """Why the build must run; None when it may be skipped: the inputs are the recorded ones and
+    the recorded system is what runs and what the profile holds, with no rollback armed."""
+    if inputs.digest is None:
+        return f"the inputs digest is not known: {inputs.doubt or 'no reason given'}"
+    if inputs.recorded_digest is None or inputs.recorded_system is None:
+        return "no record of the inputs of a confirmed switch"
+    if inputs.recorded_digest != inputs.digest:
+        return "the inputs changed since the last confirmed switch"
+    if state.current != inputs.recorded_system:
+        return f"/run/current-system is {state.current}, not the recorded {inputs.recorded_system}"
+    if state.profile != inputs.recorded_system:
+        return f"the profile holds {state.profile}, not the recorded {inputs.recorded_system}"
+    if state.timer in (TimerState.WAITING, TimerState.RUNNING):
+        return f"a rollback is armed ({state.timer})"
+    return None
+
+
+@dataclass(frozen=True)
 class ActivationResult:
     """How ``switch-to-configuration`` ended: its exit status (None: unknown) and unit report."""
 
@@ -209,6 +248,9 @@ class RollbackResult:
 class Steps(Protocol):
     """The host, as the action plugin (or a test) reaches it. Every method may raise
     :class:`ConnectionLost`, and :class:`NixError` when its module call failed."""
+
+    def inputs(self) -> tuple[HostState, Inputs]:
+        """:meth:`state`, with the digest of the build's inputs and the record (read-only)."""
 
     def build(self) -> Built:
         """One evaluation and build (``nixos-rebuild build``, no re-exec); the GC root is held."""
@@ -272,6 +314,9 @@ class Settings:
     # True for action `switch` (confirm moves the profile and the boot default); False for
     # action `test` (the boot default stays; confirm only disarms).
     boot_default: bool = True
+    # Read the inputs first and skip everything when they and the system are the recorded ones
+    # (aiolabs_nixos_switch_skip_unchanged; the action sets it false for a rollback).
+    skip_unchanged: bool = False
 
     @property
     def needed(self) -> int:
@@ -328,6 +373,9 @@ class TxnResult:
     rollback_ok: bool = False  # ... and every rollback command and check on it passed
     rebooted: bool = False
     warnings: tuple[str, ...] = ()
+    skipped: str | None = None  # SKIPPED when nothing ran past the inputs read
+    inputs_digest: str | None = None  # the digest of the inputs read before the build (None: not read)
+    build_reason: str | None = None  # why the build ran (None: no inputs read)
 
     @property
     def generation_before(self) -> int | None:
@@ -336,6 +384,8 @@ class TxnResult:
     def summary_line(self) -> str:
         """One line as the deploy summary prints it (playbooks/tasks/summary.yml)."""
         name = PurePosixPath(self.system or "").name[:44]
+        if self.skipped:
+            return f"switched: unchanged, generation {self.generation}, {name}; not evaluated ({self.skipped})"
         if not self.changed and not self.failed:
             return f"switched: unchanged, generation {self.generation}, {name}"
         if not self.changed:
@@ -380,6 +430,9 @@ class TxnResult:
             "rebooted": self.rebooted,
             "reboot_required": self.activation_rc == EXIT_REBOOT_REQUIRED and not self.rebooted,
             "warnings": list(self.warnings),
+            "skipped": self.skipped,
+            "inputs_digest": self.inputs_digest,
+            "build_reason": self.build_reason,
             "summary": self.summary_line(),
         }
 
@@ -430,6 +483,8 @@ class _Txn:
         self.armed = False  # this run armed a timer that it has not seen disarmed
         self.leased = False
         self.rebooted = False
+        self.inputs: Inputs | None = None
+        self.build_reason: str | None = None
 
     # ---------------------------------------------------------------- calling steps
 
@@ -484,6 +539,8 @@ class _Txn:
             activation_rc=self.activation.rc if self.activation else None,
             rebooted=self.rebooted,
             warnings=tuple(self.warnings),
+            inputs_digest=self.inputs.digest if self.inputs else None,
+            build_reason=self.build_reason,
         )
         return replace(base, **kw)
 
@@ -512,7 +569,31 @@ class _Txn:
         except _Abandoned as lost:
             return self._abandoned(lost)
 
+    def _skip(self) -> TxnResult | None:
+        """Step 0: the result when the inputs and the system are the recorded ones, else None."""
+        if not (self.settings.skip_unchanged and self.settings.boot_default):
+            return None
+        try:
+            st, self.inputs = self._again("inputs", self.steps.inputs)
+        except NixError as exc:
+            self.build_reason = f"the inputs could not be read: {_first_line(exc.msg)}"
+            return None
+        self.state = st
+        self.build_reason = build_reason(self.inputs, st)
+        if self.build_reason is not None:
+            return None
+        return self._result(
+            changed=False,
+            failed=False,
+            msg=f"{SKIPPED}: {st.current} is already running (not evaluated)",
+            system=st.current,
+            skipped=SKIPPED,
+        )
+
     def _run(self) -> TxnResult:
+        skipped = self._skip()
+        if skipped is not None:
+            return skipped
         try:
             self.built = self._again("build", self.steps.build)
         except NixError as exc:

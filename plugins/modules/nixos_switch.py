@@ -13,6 +13,15 @@ version_added: 0.2.0
 description:
   - An action plugin (like P(ansible.builtin.reboot#module), because it must reconnect) that runs the whole switch
     and returns one result. The steps run on the host through P(aiolabs.nixos.nixos_switch_step#module).
+  - B(No evaluation when nothing changed) (O(skip_unchanged), O(action=switch), not O(rollback)) - first one read of the
+    host - the digest of every input of the build (every C(/var/src) tree walked, regular files by content, links by
+    target and, when they leave the trees, by resolved path - a C(/nix/store) path by name, another folder walked
+    too; every C(NIX_PATH) and C(-I) entry, the C(NIX_PATH) string, the rebuild command and the resolved
+    C(nixos-rebuild)) and the record C(/var/lib/aiolabs-nixos/inputs.json) of the last confirmed switch. The same
+    digest, with the recorded system running and in the profile and nothing armed - RV(ignore:changed=false) with
+    RV(skipped), and C(nixos-rebuild) does not run at all (no lease, nothing armed). Any doubt (no record, another
+    digest, a system switched by hand, an input that cannot be hashed) is a normal build. The record is written
+    after a confirm (the digest read before its build) and removed by arming and by any rollback.
   - B(Build once) (one evaluation, C(nixos-rebuild build --no-reexec)); the built system is held by a GC root until
     the profile holds it. B(Compare) with C(/run/current-system) and the profile; when they already hold it and no
     earlier run's rollback waits, nothing else runs (RV(ignore:changed=false)).
@@ -47,7 +56,8 @@ attributes:
   check_mode:
     support: full
     details:
-      - Runs P(aiolabs.nixos.nixos_rebuild#module) in check mode (dry-build, dry-activate); arms and activates nothing.
+      - The same skip decision from a read-only read of the inputs (RV(skipped)); otherwise runs
+        P(aiolabs.nixos.nixos_rebuild#module) in check mode (dry-build, dry-activate). Arms and activates nothing.
   diff_mode:
     support: partial
     details:
@@ -161,6 +171,12 @@ options:
         exist, or no snapshot, means nothing to do.
     type: path
     default: /var/lib/secrets
+  skip_unchanged:
+    description:
+      - Skip the build (and everything after it) when the digest of the inputs and the running system are the ones
+        recorded at the last confirmed switch (see the description). V(false) always builds.
+    type: bool
+    default: true
 notes:
   - "A host always ends on a confirmed system: the new one when every check passed, else the previous one, which the
     rollback returns to now, or the armed timer does when the controller is gone."
@@ -179,6 +195,18 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+skipped:
+  description: V(inputs unchanged) when the switch was skipped (nothing was evaluated), else null.
+  returned: always
+  type: str
+inputs_digest:
+  description: The sha256 digest of the build's inputs read before the build; null when not read or not known.
+  returned: when the inputs were read
+  type: str
+build_reason:
+  description: Why the build ran although O(skip_unchanged) was set (no record, the inputs changed); null otherwise.
+  returned: when the inputs were read
+  type: str
 switch:
   description: The whole result (the keys below, also at the top level).
   returned: always

@@ -18,14 +18,21 @@ description:
   - V(build) runs the one evaluation (C(nixos-rebuild build --no-reexec), C(--fast) for the legacy tool) and holds
     the built system with a GC root until V(confirm) or V(roll_back).
   - V(state) reads C(/run/current-system), the profile, C(/run/booted-system), the armed rollback as systemd reports
-    it and the lease. V(take_lease) and V(release_lease) manage C(/run/aiolabs-nixos/lease).
+    it and the lease. V(inputs) reads the same and the digest of every input of the build (the C(/var/src) trees,
+    the C(NIX_PATH) and C(-I) entries, the rebuild command, the C(nixos-rebuild) tool) and the record
+    C(/var/lib/aiolabs-nixos/inputs.json) of the last confirmed switch; it keeps the digest and its stat cache in
+    C(/var/lib/aiolabs-nixos/inputs.pending.json) for the record (not in check mode).
+  - V(take_lease) and V(release_lease) manage C(/run/aiolabs-nixos/lease).
   - V(arm) arms a transient systemd timer that returns the host to O(previous) after O(timeout) seconds;
     V(disarm) stops it.
   - V(activate) runs C(switch-to-configuration) O(action) detached from the connection and waits;
     V(wait_activation) waits for one started before a connection was lost.
-  - V(confirm) sets the profile to O(system) and runs C(switch-to-configuration boot); V(roll_back) returns the
-    profile and the running system to O(previous) now; V(boot_once) makes O(system) boot once (systemd-boot's
-    one-shot entry through the C(system-profiles/aiolabs-trial) profile), the boot default left where it is.
+  - V(confirm) sets the profile to O(system) and runs C(switch-to-configuration boot), then records O(inputs_digest) as
+    the inputs of O(system) (V(secrets_confirmed) does too, given O(inputs_digest) and O(system), when O(system)
+    runs and the profile holds it); V(arm), V(roll_back) and the armed rollback remove the record.
+  - V(roll_back) returns the profile and the running system to O(previous) now; V(boot_once) makes O(system) boot
+    once (systemd-boot's one-shot entry through the C(system-profiles/aiolabs-trial) profile), the boot default
+    left where it is.
   - V(units) checks that units are active; V(health) checks those and the ones the running system declares, and
     returns its declared HTTP probes.
   - "The secrets of the confirmed system are kept until the confirm: V(snapshot_secrets) (called by the
@@ -42,23 +49,23 @@ attributes:
   check_mode:
     support: partial
     details:
-      - Only V(state), V(units) and V(health), which change nothing, run in check mode; the others fail.
+      - Only V(state), V(inputs), V(units) and V(health), which change nothing, run in check mode; the others fail.
   diff_mode:
     support: none
   idempotent:
     support: partial
     details:
-      - V(state), V(units), V(disarm), V(confirm), V(release_lease), V(snapshot_secrets) and V(secrets_confirmed) are
-        idempotent; the others act each time.
+      - V(state), V(inputs), V(units), V(disarm), V(confirm), V(release_lease), V(snapshot_secrets) and
+        V(secrets_confirmed) are idempotent; the others act each time.
 options:
   step:
     description: The step to run.
     type: str
     required: true
-    choices: [build, state, take_lease, release_lease, arm, disarm, activate, wait_activation, confirm, roll_back,
-              boot_once, units, health, snapshot_secrets, secrets_confirmed]
+    choices: [build, state, inputs, take_lease, release_lease, arm, disarm, activate, wait_activation, confirm,
+              roll_back, boot_once, units, health, snapshot_secrets, secrets_confirmed]
   system:
-    description: The built system (V(arm), V(activate), V(wait_activation), V(confirm)).
+    description: The built system (V(arm), V(activate), V(wait_activation), V(confirm), V(secrets_confirmed)).
     type: str
   generation:
     description: The profile generation V(confirm) switches to (a rollback to that generation) instead of adding one.
@@ -69,7 +76,8 @@ options:
         lost connection the outcome read is this run's activation and not an earlier one of the same system.
     type: str
   action:
-    description: The switch-to-configuration action of V(activate) and V(wait_activation).
+    description:
+      - The switch-to-configuration action of V(activate) and V(wait_activation); for V(inputs) the switch's action.
     type: str
     default: test
     choices: [test, switch]
@@ -133,6 +141,11 @@ options:
         means nothing to do.
     type: path
     default: /var/lib/secrets
+  inputs_digest:
+    description:
+      - The digest of the inputs that V(inputs) computed before the build, which V(confirm) and V(secrets_confirmed)
+        record as the inputs of O(system).
+    type: str
 requirements:
   - NixOS with C(nixos-rebuild), C(nix-env) and C(systemd-run) on the target.
 seealso:
@@ -178,7 +191,7 @@ from ansible_collections.aiolabs.nixos.plugins.module_utils._rebuild_models impo
     Source,
     failure_result,
 )
-from ansible_collections.aiolabs.nixos.plugins.module_utils._switch_host import SwitchHost
+from ansible_collections.aiolabs.nixos.plugins.module_utils._switch_host import SwitchHost, snapshot_dir
 
 REQUIRED = {
     "arm": ("system", "previous"),
@@ -193,7 +206,7 @@ REQUIRED = {
 
 
 # Steps that change nothing on the host: the only ones check mode runs.
-READ_ONLY = ("state", "units", "health")
+READ_ONLY = ("state", "inputs", "units", "health")
 # Steps that may find nothing to do: the key of their result that says whether they acted.
 SAYS_CHANGED = {"snapshot_secrets": "made", "secrets_confirmed": "dropped"}
 
@@ -203,12 +216,25 @@ def make_paths(profile: str) -> Paths:
     return Paths(profile=profile)
 
 
-def _build(host: SwitchHost, p: dict[str, Any]) -> Any:
+def _request(p: dict[str, Any]) -> Request:
     source = Source(flake=p["flake"], attr=p["attr"], include=tuple(p["include"]), nix_path=p["nix_path"])
-    request = Request(
-        action=Action.BUILD, source=source, extra_args=tuple(p["extra_args"]), hostname=socket.gethostname()
-    )
-    return host.build_once(request)
+    return Request(action=Action.BUILD, source=source, extra_args=tuple(p["extra_args"]), hostname=socket.gethostname())
+
+
+def _build(host: SwitchHost, p: dict[str, Any]) -> Any:
+    return host.build_once(_request(p))
+
+
+def _inputs(host: SwitchHost, p: dict[str, Any]) -> Any:
+    got = host.inputs(_request(p), p["action"], save=not p["_check_mode"])
+    return {**got, "secrets_snapshot": snapshot_dir(p["secrets_dir"]).is_dir()}
+
+
+def _secrets_confirmed(host: SwitchHost, p: dict[str, Any]) -> Any:
+    got = host.secrets_confirmed(p["secrets_dir"])
+    if p["inputs_digest"] and p["system"]:
+        got["inputs"] = host.record_inputs(p["inputs_digest"], p["system"])
+    return got
 
 
 def _timeout(p: dict[str, Any]) -> float:
@@ -219,19 +245,22 @@ def _timeout(p: dict[str, Any]) -> float:
 STEPS: dict[str, Callable[[SwitchHost, dict[str, Any]], Any]] = {
     "build": _build,
     "state": lambda h, p: h.state(p["links"]),
+    "inputs": _inputs,
     "take_lease": lambda h, p: h.take_lease(p["owner"], p["started"], p["ttl"], float(p["wait"]), p["stale"]),
     "release_lease": lambda h, p: h.release_lease(p["owner"]),
     "arm": lambda h, p: h.arm(p["previous"], p["system"], p["timeout"], _timeout(p), p["secrets_dir"]),
     "disarm": lambda h, p: h.disarm(),
     "activate": lambda h, p: h.activate(p["system"], Action(p["action"]), _timeout(p), p["tag"]),
     "wait_activation": lambda h, p: h.wait_activation(p["system"], Action(p["action"]), _timeout(p), p["tag"]),
-    "confirm": lambda h, p: h.confirm(p["system"], p["generation"], secrets_dir=p["secrets_dir"]),
+    "confirm": lambda h, p: h.confirm(
+        p["system"], p["generation"], secrets_dir=p["secrets_dir"], inputs_digest=p["inputs_digest"]
+    ),
     "roll_back": lambda h, p: h.roll_back(p["previous"], _timeout(p), secrets_dir=p["secrets_dir"]),
     "boot_once": lambda h, p: h.boot_once(p["system"], p["previous"]),
     "units": lambda h, p: {"failures": h.check_units(p["units"], p["retries"], float(p["delay"]))},
     "health": lambda h, p: h.health(p["units"], p["retries"], float(p["delay"]), declared=p["declared"]),
     "snapshot_secrets": lambda h, p: h.snapshot_secrets(p["secrets_dir"]),
-    "secrets_confirmed": lambda h, p: h.secrets_confirmed(p["secrets_dir"]),
+    "secrets_confirmed": _secrets_confirmed,
 }
 
 
@@ -261,6 +290,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "retries": {"type": "int", "default": 5},
     "delay": {"type": "int", "default": 2},
     "secrets_dir": {"type": "path", "default": "/var/lib/secrets"},
+    "inputs_digest": {"type": "str"},
 }
 
 
@@ -279,7 +309,7 @@ def main() -> None:
         module.fail_json(step=params["step"], msg=f"step {params['step']} changes the host: not run in check mode")
     host = SwitchHost(Runner(extra_dirs=EXTRA_BIN_DIRS), make_paths(params["profile"]))
     try:
-        result = run_step(host, params)
+        result = run_step(host, {**params, "_check_mode": module.check_mode})
     except NixError as exc:
         module.fail_json(step=params["step"], **failure_result(exc), commands=[list(c) for c in host.commands])
     changed = params["step"] not in (*READ_ONLY, "build", "wait_activation")

@@ -582,9 +582,10 @@ def calls(sw: Switch) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def test_a_changed_deploy_and_a_no_op_each_run_exactly_one_evaluation(sw: Switch, tmp_path: Path) -> None:
-    """One `nixos-rebuild build --no-reexec` per run: nothing evaluates the configuration again to
-    activate (switch-to-configuration of the built path) or to compare (a dry-build)."""
+def test_a_changed_deploy_runs_exactly_one_evaluation_and_a_no_op_none(sw: Switch, tmp_path: Path) -> None:
+    """One `nixos-rebuild build --no-reexec` for a change: nothing evaluates the configuration again
+    to activate (switch-to-configuration of the built path) or to compare (a dry-build). The no-op
+    after it runs no nixos-rebuild at all: the inputs and the system are the ones recorded."""
     sw.bump()
     before = len(calls(sw))
     run = play(tmp_path, [sw.name], sw.checks())
@@ -595,7 +596,91 @@ def test_a_changed_deploy_and_a_no_op_each_run_exactly_one_evaluation(sw: Switch
     before = len(calls(sw))
     again = play(tmp_path, [sw.name], sw.checks())
     assert again.result(sw.name)["changed"] is False
+    assert calls(sw)[before:] == []
+
+
+def inputs_record(sw: Switch) -> dict[str, Any]:
+    text = sw.sh("cat /var/lib/aiolabs-nixos/inputs.json 2>/dev/null || true")
+    return json.loads(text) if text else {}
+
+
+def test_a_no_op_deploy_performs_no_nixos_rebuild_call_and_arms_nothing(sw: Switch, tmp_path: Path) -> None:
+    sw.bump()
+    first = play(tmp_path, [sw.name], sw.checks())
+    assert first.rc == 0 and not first.errors, first.stdout[-4000:]
+    record = inputs_record(sw)
+    assert record["system"] == sw.current() == sw.profile_system()
+    assert record["digest"] == first.result(sw.name)["inputs_digest"]
+    assert sw.sh("stat -c %a /var/lib/aiolabs-nixos/inputs.json") == "600"
+    gen, before = sw.generation(), len(calls(sw))
+    noop = play(tmp_path, [sw.name], sw.checks())
+    result = noop.result(sw.name)
+    assert noop.rc == 0 and not noop.errors, noop.stdout[-4000:]
+    assert calls(sw)[before:] == []  # no evaluation, no build, no activation
+    assert result["changed"] is False and result["skipped"] == "inputs unchanged"
+    assert result["steps"] == ["inputs"] and noop.recap[sw.name]["changed"] == 0
+    assert sw.generation() == gen and "aiolabs-nixos-rollback" not in sw.timers()
+    assert sw.sh("cat /run/aiolabs-nixos/lease 2>/dev/null || true") == ""
+    checked = play(tmp_path, [sw.name], sw.checks(), check=True)  # check mode: the same decision
+    assert checked.result(sw.name)["skipped"] == "inputs unchanged" and calls(sw)[before:] == []
+
+
+def test_one_edited_file_in_a_tree_makes_a_rebuild_even_with_its_size_and_mtime_kept(
+    sw: Switch, tmp_path: Path
+) -> None:
+    """The stat cache never hides a change: a same-size rewrite with the old mtime put back
+    (`touch -d`) moves ctime, so the file is read again and the digest differs."""
+    sw.bump()
+    assert not play(tmp_path, [sw.name], sw.checks()).errors
+    page = "/var/src/web-app-dist/index.html"
+    mtime = sw.sh(f"stat -c %y {page}")
+    token = sw.token
+    sw.token = token[::-1]  # same length: the probe expects the new page
+    sw.sh(f"sleep 0.1; echo 'switch-test {sw.token}' > {page} && touch -d '{mtime}' {page}")
+    assert sw.sh(f"stat -c %y {page}") == mtime
+    before = len(calls(sw))
+    run = play(tmp_path, [sw.name], sw.checks())
+    result = run.result(sw.name)
+    assert run.rc == 0 and not run.errors, run.stdout[-4000:]
     assert [c["action"] for c in calls(sw)[before:] if c["evaluates"]] == ["build"]
+    assert result["skipped"] is None and result["build_reason"] == "the inputs changed since the last confirmed switch"
+    assert inputs_record(sw)["digest"] == result["inputs_digest"]  # an unchanged build records its inputs
+    before = len(calls(sw))
+    assert play(tmp_path, [sw.name], sw.checks()).result(sw.name)["skipped"] == "inputs unchanged"
+    assert calls(sw)[before:] == []
+
+
+def test_a_hand_made_switch_on_the_host_is_deployed_back(sw: Switch, tmp_path: Path) -> None:
+    """The digest is the same, but the host runs another system: a normal build and switch."""
+    sw.bump()
+    assert not play(tmp_path, [sw.name], sw.checks()).errors
+    deployed = sw.current()
+    by_hand = sw.host.ssh("nixos-rebuild switch --rollback", timeout=PLAY_TIMEOUT)
+    assert by_hand.returncode == 0, by_hand.stderr[-2000:]
+    assert sw.current() != deployed
+    before = len(calls(sw))
+    run = play(tmp_path, [sw.name], sw.checks())
+    result = run.result(sw.name)
+    assert run.rc == 0 and not run.errors, run.stdout[-4000:]
+    assert [c["action"] for c in calls(sw)[before:] if c["evaluates"]] == ["build"]
+    assert result["changed"] is True and result["skipped"] is None
+    assert result["build_reason"].startswith("/run/current-system is ")
+    assert sw.current() == sw.profile_system() == deployed == inputs_record(sw)["system"]
+
+
+def test_a_failed_switch_leaves_no_record_and_the_next_run_builds(sw: Switch, tmp_path: Path) -> None:
+    sw.bump()
+    assert not play(tmp_path, [sw.name], sw.checks()).errors
+    sw.bump()
+    sw.knob("activation-fails")
+    failed = play(tmp_path, [sw.name], {**sw.checks(), **FAST})
+    assert failed.result(sw.name)["rolled_back"] is True
+    assert inputs_record(sw) == {}
+    before = len(calls(sw))
+    again = play(tmp_path, [sw.name], {**sw.checks(), **FAST})
+    assert not again.errors, again.stdout[-4000:]
+    assert [c["action"] for c in calls(sw)[before:] if c["evaluates"]] == ["build"]
+    assert again.result(sw.name)["build_reason"] == "no record of the inputs of a confirmed switch"
 
 
 # Budget of the fault tests: activation 5 s + reconnect 5 s + checks 30 s (the least) + 60 s for the
@@ -676,7 +761,7 @@ def test_two_deploys_of_one_host_at_once_one_fails_naming_the_holder(sw: Switch,
     assert done.rc == 0 and not done.errors, done.stdout[-4000:]
     assert sw.name in second.errors, second.stdout[-4000:]
     assert f"another deploy holds /run/aiolabs-nixos/lease: {holder}" in second.errors[sw.name]
-    assert second.result(sw.name)["steps"] == ["build", "state", "take_lease"]
+    assert second.result(sw.name)["steps"] == ["inputs", "build", "state", "take_lease"]
     assert sw.current() == done.result(sw.name)["system"] == sw.profile_system() != second.result(sw.name)["system"]
     assert sw.generation() == gen + 1
     assert_nothing_armed(sw)

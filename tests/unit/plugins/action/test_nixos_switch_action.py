@@ -396,3 +396,92 @@ def test_arm_confirm_and_roll_back_pass_the_secrets_dir() -> None:
         ("confirm", "/srv/secrets"),
         ("roll_back", "/srv/secrets"),
     ]
+
+
+# ------------------------------------------------------------------------------------ inputs (skip unchanged)
+
+OLD_SYS = "/nix/store/aaa-nixos-system-m1"
+NEW_SYS = "/nix/store/bbb-nixos-system-m1"
+INPUTS_STEP = {
+    "current": OLD_SYS,
+    "profile": OLD_SYS,
+    "generation": 4,
+    "timer": "none",
+    "secrets_snapshot": False,
+    "inputs": {"digest": "d1", "doubt": "", "record": {"digest": "d1", "system": OLD_SYS, "written_at": "t"}},
+}
+
+
+def test_skip_unchanged_is_on_by_default_off_for_a_rollback_and_named_when_wrong() -> None:
+    assert ns.parse_args({})["skip_unchanged"] is True
+    assert ns.settings(ns.parse_args({}), "o", "s").skip_unchanged is True
+    assert ns.settings(ns.parse_args({"skip_unchanged": "false"}), "o", "s").skip_unchanged is False
+    assert ns.settings(ns.parse_args({"rollback": True}), "o", "s").skip_unchanged is False
+    assert ns.VAR["skip_unchanged"] == "aiolabs_nixos_switch_skip_unchanged"
+
+
+def test_the_inputs_step_passes_the_source_and_maps_the_record() -> None:
+    steps, action = _steps({"result": INPUTS_STEP}, nix_path="/var/src", include=["x=/var/src/x"])
+    state, got = steps.inputs()
+    assert action.calls[0]["step"] == "inputs" and action.calls[0]["nix_path"] == "/var/src"
+    assert action.calls[0]["include"] == ["x=/var/src/x"] and action.calls[0]["action"] == "switch"
+    assert (state.current, state.profile, state.generation) == (OLD_SYS, OLD_SYS, 4)
+    assert got == txn.Inputs("d1", "", "d1", OLD_SYS)
+    assert steps.inputs_digest == "d1" and steps.secrets_snapshot is False
+    assert txn.build_reason(got, state) is None
+
+
+def test_a_digest_that_is_not_known_maps_to_none_with_its_doubt() -> None:
+    raw = {**INPUTS_STEP, "inputs": {"digest": None, "doubt": "NIX_PATH is a URL", "record": None}}
+    steps, _action = _steps({"result": raw})
+    _state, got = steps.inputs()
+    assert got == txn.Inputs(None, "NIX_PATH is a URL", None, None)
+
+
+def test_the_confirm_records_the_digest_read_before_the_build_but_not_for_a_rollback() -> None:
+    steps, action = _steps({"result": {}}, {"result": {}})
+    steps.inputs_digest = "d2"
+    steps.confirm(NEW_SYS)
+    steps.goto = {"generation": 3, "system": OLD_SYS}
+    steps.confirm(OLD_SYS)
+    assert [c["inputs_digest"] for c in action.calls] == ["d2", None]
+
+
+def test_an_unchanged_build_records_its_inputs_with_the_secrets_step() -> None:
+    steps, action = _steps({"result": {"dropped": False, "inputs": {"recorded": True}}})
+    steps.inputs_digest = "d1"
+    unchanged = txn.TxnResult(changed=False, failed=False, msg="already running", system=OLD_SYS,
+                              current=OLD_SYS, profile=OLD_SYS, ran=("inputs", "build", "state"))  # fmt: skip
+    assert steps.secrets_confirmed(unchanged) is None
+    assert action.calls[0]["step"] == "secrets_confirmed"
+    assert (action.calls[0]["inputs_digest"], action.calls[0]["system"]) == ("d1", OLD_SYS)
+
+
+def test_a_skipped_switch_makes_no_further_round_trip_without_a_snapshot() -> None:
+    steps, action = _steps()
+    steps.secrets_snapshot = False
+    skipped = txn.TxnResult(changed=False, failed=False, msg="inputs unchanged", system=OLD_SYS,
+                            ran=("inputs",), skipped=txn.SKIPPED)  # fmt: skip
+    assert steps.secrets_confirmed(skipped) is None and action.calls == []
+    steps2, action2 = _steps({"result": {"dropped": True}})
+    steps2.secrets_snapshot = True  # a snapshot the secrets role made: it goes with the running system
+    assert steps2.secrets_confirmed(skipped) is None
+    assert [c["step"] for c in action2.calls] == ["secrets_confirmed"] and "inputs_digest" not in action2.calls[0]
+
+
+@pytest.mark.parametrize(
+    ("outcome", "args"),
+    [
+        (txn.TxnResult(changed=False, failed=False, msg="", system=OLD_SYS, current=OLD_SYS, profile=OLD_SYS,
+                       ran=("inputs", "build", "state")), {"action": "test"}),
+        (txn.TxnResult(changed=False, failed=False, msg="", system=OLD_SYS, current=OLD_SYS, profile=NEW_SYS,
+                       ran=("inputs", "build", "state")), {}),
+        (txn.TxnResult(changed=False, failed=False, msg="", system=OLD_SYS, current=OLD_SYS, profile=OLD_SYS,
+                       ran=("inputs",), skipped=txn.SKIPPED), {}),
+    ],
+    ids=["action-test", "profile-elsewhere", "skipped"],
+)  # fmt: skip
+def test_no_inputs_record_unless_a_switch_built_what_runs_and_the_profile_holds(
+    outcome: txn.TxnResult, args: dict[str, Any]
+) -> None:
+    assert ns.record_after_unchanged(outcome, ns.parse_args(args)) is False

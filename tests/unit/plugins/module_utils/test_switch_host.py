@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from ansible_collections.aiolabs.nixos.plugins.module_utils import _activation
+from ansible_collections.aiolabs.nixos.plugins.module_utils import _activation, _inputs
 from ansible_collections.aiolabs.nixos.plugins.module_utils import _switch_host as sh
 from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError
 from ansible_collections.aiolabs.nixos.plugins.module_utils._process import CommandResult, Runner
@@ -105,6 +105,8 @@ class Machine:
             booted_system=str(root / "run" / "booted-system"),
             state_dir=str(root / "run" / "aiolabs-nixos"),
             systemd_marker=str(root / "run" / "systemd" / "system"),
+            inputs_dir=str(root / "var" / "lib" / "aiolabs-nixos"),
+            var_src=str(root / "var" / "src"),
         )
         self.tool_log = root / "tools.log"
         self.nix_env_rc = root / "nix-env.rc"
@@ -577,6 +579,7 @@ def test_the_armed_rollback_returns_the_generation_and_activates_it(machine: Mac
     assert _run_script(script) == 0
     pinned = machine.pinned_bin
     assert machine.tool_calls() == [
+        f"rm -f {host.inputs_record_path}",  # the record of the inputs goes first: the host changes
         f"nix-env -p {machine.paths.profile} --switch-generation 1",
         f"rm -f {host.trial_profile} {host.trial_profile}-1-link",
         f"rm -f {host.lease_path}",
@@ -609,7 +612,7 @@ def test_the_armed_rollback_sets_the_profile_when_its_generation_is_gone_or_diff
     machine.set_generation(2, new)
     unit = host.arm({"system": old, "generation": 1, "profile_system": old}, new, 1500, 900)["unit"]
     assert _run_script(_armed_script(runner)) == 0
-    assert machine.tool_calls()[0] == f"nix-env -p {machine.paths.profile} --set {old}"
+    assert machine.tool_calls()[1] == f"nix-env -p {machine.paths.profile} --set {old}"
     assert os.path.realpath(machine.paths.profile) == old
     assert machine.calls(old) == ["switch unset"]
     assert machine.tool_calls()[-1] == f"systemctl --no-block stop {unit}.timer"
@@ -627,7 +630,7 @@ def test_the_armed_rollback_tests_a_running_system_that_is_not_its_generations(m
     machine.set_generation(2, new)
     host.arm({"system": old, "generation": 1, "profile_system": booted}, new, 1500, 900)
     assert _run_script(_armed_script(runner)) == 0
-    assert machine.tool_calls()[0] == f"nix-env -p {machine.paths.profile} --switch-generation 1"
+    assert machine.tool_calls()[1] == f"nix-env -p {machine.paths.profile} --switch-generation 1"
     assert machine.calls(old) == ["test unset"]
     assert machine.calls(booted) == []
     assert os.path.realpath(machine.paths.current_system) == old
@@ -780,7 +783,7 @@ def test_confirm_sets_the_profile_then_makes_it_the_boot_default_then_drops_the_
     ]
     assert runner.calls[1].env == {"NIXOS_INSTALL_BOOTLOADER": "0"}
     assert machine.calls(new) == ["boot 0"]
-    assert got == {"profile": new, "generation": 2}
+    assert got == {"profile": new, "generation": 2, "inputs": {"recorded": False, "removed": False}}
     assert not os.path.lexists(machine.gc_root)
 
 
@@ -788,7 +791,11 @@ def test_confirm_of_a_system_the_profile_holds_adds_no_generation(machine: Machi
     _old, new = machine.installed()
     machine.set_generation(2, new)
     host, runner = _host(machine)
-    assert host.confirm(new, gc_root=machine.gc_root) == {"profile": new, "generation": 2}
+    assert host.confirm(new, gc_root=machine.gc_root) == {
+        "profile": new,
+        "generation": 2,
+        "inputs": {"recorded": False, "removed": False},
+    }
     assert runner.argvs() == [[f"{new}/bin/switch-to-configuration", "boot"]]
 
 
@@ -796,7 +803,11 @@ def test_confirm_of_a_rollback_switches_to_the_generation(machine: Machine) -> N
     old, new = machine.installed()
     machine.set_generation(2, new)
     host, runner = _host(machine)
-    assert host.confirm(old, generation=1, gc_root=machine.gc_root) == {"profile": old, "generation": 1}
+    assert host.confirm(old, generation=1, gc_root=machine.gc_root) == {
+        "profile": old,
+        "generation": 1,
+        "inputs": {"recorded": False, "removed": False},
+    }
     assert runner.argvs()[0] == [
         str(machine.sw_bin / "nix-env"),
         "-p",
@@ -1289,7 +1300,12 @@ def test_confirm_drops_the_snapshot_the_new_secrets_are_the_confirmed_ones(machi
     host.snapshot_secrets(str(live))
     _write_secret(live / "lnbits.env", 'LNBITS_KEY="new"\n')
     got = host.confirm(new, gc_root=machine.gc_root, secrets_dir=str(live))
-    assert got == {"profile": new, "generation": 2, "secrets": {"dropped": True}}
+    assert got == {
+        "profile": new,
+        "generation": 2,
+        "secrets": {"dropped": True},
+        "inputs": {"recorded": False, "removed": False},
+    }
     assert not sh.snapshot_dir(str(live)).exists()
     assert _contents(live)["lnbits.env"] == ('LNBITS_KEY="new"\n', 0o400)
     # a confirm repeated after a lost connection finds nothing to drop
@@ -1402,7 +1418,7 @@ def test_the_armed_rollback_puts_the_confirmed_secrets_back_before_it_activates(
     assert seen.read_text() == 'LNBITS_KEY="old"\n'  # before the activation
     calls = machine.tool_calls()
     first_activation = calls.index(f"nix-env -p {machine.paths.profile} --switch-generation 1")
-    assert [c.split()[0] for c in calls[:first_activation]] == ["cp", "mv", "cp", "mv", "rm", "rm"]
+    assert [c.split()[0] for c in calls[:first_activation]] == ["rm", "cp", "mv", "cp", "mv", "rm", "rm"]
     assert calls[first_activation - 2] == f"rm -f {live}/atbb.env"
     assert calls[first_activation - 1] == f"rm -rf {sh.snapshot_dir(str(live))}"
     assert machine.calls(old) == ["switch unset"]
@@ -1436,3 +1452,111 @@ def test_the_armed_rollback_exits_1_when_a_secret_cannot_be_put_back_and_keeps_t
     assert _run_script(script) == 1
     assert machine.calls(old) == ["switch unset"]  # the previous system runs even so
     assert sh.snapshot_dir(str(live)).is_dir()  # kept for the next try
+
+
+# ------------------------------------------------------------------------------------ inputs record
+
+
+def _inputs_request(nix_path: str) -> Request:
+    return Request(action=Action.BUILD, source=Source(nix_path=nix_path), hostname="machine1")
+
+
+def _var_src(machine: Machine) -> Path:
+    src = Path(machine.paths.var_src)
+    (src / "nixos-config").mkdir(parents=True, exist_ok=True)
+    (src / "nixos-config" / "default.nix").write_text("{ ... }: { }\n")
+    return src
+
+
+def test_inputs_reads_the_state_the_digest_and_the_record_and_keeps_the_cache_pending(machine: Machine) -> None:
+    old, _new = machine.installed()
+    src = _var_src(machine)
+    host, _runner = _host(machine)
+    got = host.inputs(_inputs_request(str(src)), "switch")
+    assert got["current"] == old and got["profile"] == old and got["timer"] == "none"
+    digest = got["inputs"]["digest"]
+    assert digest and got["inputs"]["doubt"] == "" and got["inputs"]["record"] is None
+    pending = json.loads(Path(host.inputs_pending_path).read_text())
+    assert pending["digest"] == digest and _mode(host.inputs_pending_path) == 0o600
+    assert "cache" not in got["inputs"]  # the cache stays on the host
+    # check mode: nothing written
+    Path(host.inputs_pending_path).unlink()
+    assert host.inputs(_inputs_request(str(src)), "switch", save=False)["inputs"]["digest"] == digest
+    assert not Path(host.inputs_pending_path).exists()
+
+
+def test_a_doubt_is_reported_not_raised(machine: Machine) -> None:
+    machine.installed()
+    host, _runner = _host(machine)
+    got = host.inputs(_inputs_request("nixpkgs=flake:nixpkgs"), "switch")["inputs"]
+    assert got["digest"] is None and "not an absolute path" in got["doubt"]
+    assert not Path(host.inputs_pending_path).exists()
+
+
+def test_confirm_records_the_digest_read_before_the_build_with_the_system_and_the_cache(machine: Machine) -> None:
+    _old, new = machine.installed()
+    src = _var_src(machine)
+    host, _runner = _host(machine)
+    digest = host.inputs(_inputs_request(str(src)), "switch")["inputs"]["digest"]
+    pending_cache = json.loads(Path(host.inputs_pending_path).read_text())["cache"]
+    machine.run_on(new)
+    got = host.confirm(new, gc_root=machine.gc_root, inputs_digest=digest)
+    assert got["inputs"]["recorded"] is True
+    record = json.loads(Path(host.inputs_record_path).read_text())
+    assert (record["digest"], record["system"]) == (digest, new) and record["written_at"]
+    assert record["cache"] == pending_cache
+    assert _mode(host.inputs_record_path) == 0o600 and not Path(host.inputs_pending_path).exists()
+    again = host.inputs(_inputs_request(str(src)), "switch")["inputs"]
+    assert again["record"] == {"digest": digest, "system": new, "written_at": record["written_at"]}
+    assert again["digest"] == digest
+
+
+def test_no_record_for_a_system_that_does_not_run_or_is_not_the_profiles(machine: Machine) -> None:
+    old, new = machine.installed()
+    host, _runner = _host(machine)
+    _inputs.write_json_atomic(host.inputs_record_path, {"digest": "d0", "system": old})
+    got = host.record_inputs("d1", new)  # new is neither running nor in the profile
+    assert got["recorded"] is False and got["removed"] is True
+    assert not Path(host.inputs_record_path).exists()
+
+
+def test_a_confirm_of_a_rollback_removes_the_record(machine: Machine) -> None:
+    old, new = machine.installed()
+    machine.set_generation(2, new)
+    host, _runner = _host(machine)
+    _inputs.write_json_atomic(host.inputs_record_path, {"digest": "d0", "system": new})
+    got = host.confirm(old, generation=1, gc_root=machine.gc_root, inputs_digest="d1")
+    assert got["inputs"] == {"recorded": False, "removed": True}
+    assert not Path(host.inputs_record_path).exists()
+
+
+def test_arming_and_rolling_back_remove_the_record(machine: Machine) -> None:
+    old, new, host, _runner = _switched(machine)
+    _inputs.write_json_atomic(host.inputs_record_path, {"digest": "d0", "system": old})
+    host.arm({"system": old, "generation": 1, "profile_system": old}, new, 1500, 900)
+    assert not Path(host.inputs_record_path).exists()
+    _inputs.write_json_atomic(host.inputs_record_path, {"digest": "d0", "system": new})
+    host.roll_back({"system": old, "generation": 1, "profile_system": old}, 5, gc_root=machine.gc_root)
+    assert not Path(host.inputs_record_path).exists()
+
+
+def test_a_no_op_writes_no_pending_cache_when_nothing_was_read_again(
+    machine: Machine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a skip the record's cache is still the whole cache: nothing is written on the host."""
+    old, _new = machine.installed()
+    src = _var_src(machine)
+    host, _runner = _host(machine)
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 10)  # the test's files count as settled: cached
+    first = host.inputs(_inputs_request(str(src)), "switch")["inputs"]
+    assert first["read"] == 1
+    host.record_inputs(first["digest"], old)
+    assert not Path(host.inputs_pending_path).exists()
+    assert len(json.loads(Path(host.inputs_record_path).read_text())["cache"]) == 1
+    again = host.inputs(_inputs_request(str(src)), "switch")["inputs"]
+    assert again["digest"] == first["digest"] and again["read"] == 0
+    assert not Path(host.inputs_pending_path).exists()
+    (src / "nixos-config" / "default.nix").write_text("{ ... }: { x = 1; }\n")
+    changed = host.inputs(_inputs_request(str(src)), "switch")["inputs"]
+    assert changed["digest"] != first["digest"] and Path(host.inputs_pending_path).exists()

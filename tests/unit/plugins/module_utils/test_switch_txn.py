@@ -20,12 +20,14 @@ from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixEr
 from ansible_collections.aiolabs.nixos.plugins.module_utils._rebuild_models import Action, UnitReport
 from ansible_collections.aiolabs.nixos.plugins.module_utils._switch_txn import (
     LEASE_PATH,
+    SKIPPED,
     ActivationResult,
     Built,
     ConnectionLost,
     Failure,
     Holder,
     HostState,
+    Inputs,
     Lease,
     RollbackResult,
     Settings,
@@ -33,6 +35,7 @@ from ansible_collections.aiolabs.nixos.plugins.module_utils._switch_txn import (
     TimerState,
     TxnResult,
     UnitsPolicy,
+    build_reason,
     run,
 )
 
@@ -87,6 +90,12 @@ class FakeHost:
     rollback_raises: str | None = None
     fire_timer_after: str | None = None  # the timer fires right after this step
     switched_by_other_run: str | None = None  # another run switches the host while we wait for the lease
+    # -- the inputs (step `inputs`): the digest now and the record of the last confirmed switch
+    digest: str | None = "d1"
+    doubt: str = ""
+    recorded_digest: str | None = None
+    recorded_system: str | None = None
+    inputs_error: str | None = None
 
     def _enter(self, name: str) -> None:
         self.calls.append(name)
@@ -103,6 +112,14 @@ class FakeHost:
         self.timer = TimerState.FIRED
 
     # -- the steps
+    def inputs(self) -> tuple[HostState, Inputs]:
+        if self.inputs_error:
+            self._enter("inputs")
+            raise NixError(self.inputs_error)
+        state = self.state()
+        self.calls[-1] = "inputs"
+        return state, Inputs(self.digest, self.doubt, self.recorded_digest, self.recorded_system)
+
     def build(self) -> Built:
         self._enter("build")
         if self.build_error:
@@ -711,3 +728,78 @@ def test_the_result_as_a_task_result() -> None:
     assert shown["failed"] is True and shown["rolled_back"] is True
     assert shown["previous_system"] == OLD and shown["generation_before"] == 5 and shown["generation_after"] == 5
     assert shown["summary"] == result.summary_line()
+
+
+# ---------------------------------------------------------------- step 0: no evaluation when nothing changed
+
+SKIP = replace(SETTINGS, skip_unchanged=True)
+
+
+def test_unchanged_inputs_and_the_recorded_system_running_skip_everything() -> None:
+    host = FakeHost(recorded_digest="d1", recorded_system=OLD)
+    result = _run(host, SKIP)
+    assert host.calls == ["inputs"]  # no build, no lease, nothing armed
+    assert not result.changed and not result.failed
+    assert result.skipped == SKIPPED and result.inputs_digest == "d1" and result.build_reason is None
+    assert result.system == OLD and result.as_dict()["skipped"] == SKIPPED
+    assert "not evaluated" in result.summary_line()
+
+
+@pytest.mark.parametrize(
+    ("host", "why"),
+    [
+        (FakeHost(digest=None, doubt="NIX_PATH 'x' is a URL", recorded_digest="d1", recorded_system=OLD),
+         "the inputs digest is not known: NIX_PATH 'x' is a URL"),
+        (FakeHost(), "no record of the inputs of a confirmed switch"),
+        (FakeHost(recorded_digest="d0", recorded_system=OLD), "the inputs changed since the last confirmed switch"),
+        (FakeHost(current=OTHER, recorded_digest="d1", recorded_system=OLD),
+         f"/run/current-system is {OTHER}, not the recorded {OLD}"),
+        (FakeHost(profile=OTHER, recorded_digest="d1", recorded_system=OLD),
+         f"the profile holds {OTHER}, not the recorded {OLD}"),
+        (FakeHost(timer=TimerState.WAITING, timer_target=PREVIOUS, recorded_digest="d1", recorded_system=OLD),
+         "a rollback is armed (waiting)"),
+    ],
+    ids=["no-digest", "no-record", "digest-differs", "system-switched-by-hand", "profile-moved", "armed"],
+)  # fmt: skip
+def test_any_doubt_means_the_normal_build(host: FakeHost, why: str) -> None:
+    result = run(host, SKIP)
+    assert host.calls[:2] == ["inputs", "build"]
+    assert result.skipped is None and result.build_reason == why
+
+
+def test_skip_needs_all_three_digest_current_and_profile() -> None:
+    state = HostState(current=OLD, profile=OLD, generation=5)
+    assert build_reason(Inputs("d1", "", "d1", OLD), state) is None
+    assert build_reason(Inputs("d1", "", "d2", OLD), state) is not None
+    assert build_reason(Inputs("d1", "", "d1", OLD), replace(state, current=NEW)) is not None
+    assert build_reason(Inputs("d1", "", "d1", OLD), replace(state, profile=NEW)) is not None
+    assert build_reason(Inputs("d1", "", "d1", NEW), state) is not None
+    assert build_reason(Inputs(None, "?", "d1", OLD), state) is not None
+
+
+def test_a_changed_input_builds_and_switches_with_the_digest_read_before_the_build() -> None:
+    host = FakeHost(digest="d2", recorded_digest="d1", recorded_system=OLD)
+    result = _run(host, SKIP)
+    assert host.calls == ["inputs", *HAPPY]
+    assert result.changed and not result.failed and result.inputs_digest == "d2"
+    assert result.skipped is None
+
+
+def test_inputs_that_cannot_be_read_mean_a_build() -> None:
+    host = FakeHost(inputs_error="step inputs failed", recorded_digest="d1", recorded_system=OLD)
+    result = _run(host, SKIP)
+    assert host.calls == ["inputs", *HAPPY]
+    assert result.build_reason == "the inputs could not be read: step inputs failed"
+
+
+def test_no_inputs_read_for_action_test_or_when_skipping_is_off() -> None:
+    for settings in (replace(SKIP, boot_default=False), SETTINGS):
+        host = FakeHost(recorded_digest="d1", recorded_system=OLD, built=OLD)
+        result = _run(host, settings)
+        assert "inputs" not in host.calls and result.skipped is None and result.inputs_digest is None
+
+
+def test_a_budget_that_cannot_work_is_refused_before_the_inputs_are_read() -> None:
+    host = FakeHost(recorded_digest="d1", recorded_system=OLD)
+    result = _run(host, replace(SKIP, confirm_timeout=120, activation_timeout=900))
+    assert host.calls == [] and result.failed

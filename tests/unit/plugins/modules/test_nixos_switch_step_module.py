@@ -102,6 +102,8 @@ def machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Paths:
         booted_system=str(tmp_path / "run" / "booted-system"),
         state_dir=str(tmp_path / "run" / "aiolabs-nixos"),
         systemd_marker=str(tmp_path / "run" / "systemd" / "system"),
+        inputs_dir=str(tmp_path / "var" / "lib" / "aiolabs-nixos"),
+        var_src=str(tmp_path / "var" / "src"),
     )
     monkeypatch.setattr(module, "make_paths", lambda profile: paths)
     fake = NoCommands()
@@ -127,7 +129,7 @@ def test_check_mode_runs_no_step_that_changes_the_host(
 
 
 def test_check_mode_runs_the_read_only_steps(machine: Paths, capsys: pytest.CaptureFixture[str]) -> None:
-    assert module.READ_ONLY == ("state", "units", "health")
+    assert module.READ_ONLY == ("state", "inputs", "units", "health")
     result = _main(capsys, {"step": "state", "_ansible_check_mode": True})
     assert result.get("failed") is not True and result["changed"] is False
     assert result["result"]["generation"] == 1 and result["result"]["timer"] == "none"
@@ -135,6 +137,23 @@ def test_check_mode_runs_the_read_only_steps(machine: Paths, capsys: pytest.Capt
     assert result["changed"] is False and result["result"] == {"failures": []}
     result = _main(capsys, {"step": "health", "_ansible_check_mode": True, "declared": False})
     assert result["changed"] is False and result["result"]["units"] == []
+
+
+def test_the_inputs_step_is_read_only_in_check_mode_and_keeps_its_cache_otherwise(
+    machine: Paths, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = Path(machine.var_src)
+    src.mkdir(parents=True)
+    (src / "default.nix").write_text("{ }\n")
+    args = {"step": "inputs", "action": "switch", "nix_path": str(src), "secrets_dir": str(src.parent / "secrets")}
+    checked = _main(capsys, {**args, "_ansible_check_mode": True})
+    assert checked["changed"] is False and checked["result"]["inputs"]["digest"]
+    assert checked["result"]["secrets_snapshot"] is False and checked["result"]["generation"] == 1
+    assert not Path(machine.inputs_dir).exists()
+    real = _main(capsys, args)
+    assert real["changed"] is False
+    assert real["result"]["inputs"]["digest"] == checked["result"]["inputs"]["digest"]
+    assert Path(machine.inputs_dir, "inputs.pending.json").is_file()
 
 
 def test_a_step_that_acts_reports_changed_and_a_failing_one_its_commands(
