@@ -155,29 +155,14 @@ def _stage(
     # check-mode push shows the package file a real run would push.
     outcome = update_pnpm_hash(cli or NixCli(), request, False)
     result: dict[str, Any] = {
-        "changed": bool(changes) or upstream_changed or package_taken or outcome.changed,
         "stage": stage,
         "check_stage": stage if check_mode else None,
         "changes": changes,
         "upstream_changed": upstream_changed,
-        "hash": outcome.hash,
-        "previous_hash": outcome.previous_hash,
-        "computed": outcome.computed,
-        "reason": outcome.reason,
-        "file": request.path(request.file),
-        "line": outcome.line,
-        "fetcher": outcome.fetcher,
-        "lockfile_sha256": outcome.lockfile_sha256,
+        **outcome.result(request.path(request.file)),
+        "changed": bool(changes) or upstream_changed or package_taken or outcome.changed,
         "hash_changed": outcome.changed,
-        "diff": {
-            "before": outcome.before,
-            "after": outcome.after,
-            "before_header": request.path(request.file),
-            "after_header": request.path(request.file),
-        },
     }
-    if outcome.drv_path:
-        result.update(drv_path=outcome.drv_path, cmd=list(outcome.cmd or []))
     return result
 
 

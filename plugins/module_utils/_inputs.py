@@ -49,6 +49,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ansible_collections.aiolabs.nixos.plugins.module_utils._fsutil import fsync_dir
+
 INPUTS_DIR = "/var/lib/aiolabs-nixos"
 RECORD_NAME = "inputs.json"
 PENDING_NAME = "inputs.pending.json"
@@ -358,8 +360,4 @@ def write_json_atomic(path: str, data: Mapping[str, Any]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    fsync_dir(folder)

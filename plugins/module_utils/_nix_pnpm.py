@@ -110,6 +110,26 @@ class PnpmOutcome:
     drv_path: str | None = None
     cmd: Sequence[str] | None = None
 
+    def result(self, file: str) -> dict[str, object]:
+        """What a task reports of the hash (``file``: the package file, absolute): the fields of
+        aiolabs.nixos.pnpm_deps_hash's RETURN, the derivation and command when Nix was asked,
+        and the diff of the package file."""
+        out: dict[str, object] = {
+            "changed": self.changed,
+            "hash": self.hash,
+            "previous_hash": self.previous_hash,
+            "computed": self.computed,
+            "reason": self.reason,
+            "file": file,
+            "line": self.line,
+            "fetcher": self.fetcher,
+            "lockfile_sha256": self.lockfile_sha256,
+            "diff": {"before": self.before, "after": self.after, "before_header": file, "after_header": file},
+        }
+        if self.drv_path:
+            out.update(drv_path=self.drv_path, cmd=list(self.cmd or []))
+        return out
+
 
 def sha256_file(path: str) -> str:
     digest = hashlib.sha256()

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ansible_collections.aiolabs.nixos.plugins.module_utils._fsutil import fsync_dir as _fsync_dir
+
 DIR_MODE = 0o700
 FILE_MODE = 0o400
 TMP_SUFFIX = ".aiolabs-write"
@@ -139,11 +141,3 @@ def _write_atomic(path: Path, content: bytes, owner: Owner) -> None:
 
 def _bytes(content: object) -> bytes:
     return content.encode("utf-8") if isinstance(content, str) else bytes(content)  # type: ignore[call-overload]
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -54,6 +54,7 @@ from typing import Any
 
 from ansible_collections.aiolabs.nixos.plugins.module_utils import _activation, _inputs, _profile
 from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError
+from ansible_collections.aiolabs.nixos.plugins.module_utils._fsutil import fsync_dir as _fsync_dir
 from ansible_collections.aiolabs.nixos.plugins.module_utils._health import read_health
 from ansible_collections.aiolabs.nixos.plugins.module_utils._rebuild_models import (
     Action,
@@ -806,14 +807,6 @@ def _copy_secret(source: Path, dest: Path) -> None:
         os.fchown(out.fileno(), info.st_uid, info.st_gid)
         os.fchmod(out.fileno(), stat.S_IMODE(info.st_mode))
         os.fsync(out.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _mtime(path: str) -> int | None:

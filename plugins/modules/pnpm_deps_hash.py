@@ -259,22 +259,9 @@ def main() -> None:
     except NixError as exc:
         module.fail_json(**exc.as_dict())
 
-    result = {
-        "changed": outcome.changed,
-        "hash": outcome.hash,
-        "previous_hash": outcome.previous_hash,
-        "computed": outcome.computed,
-        "reason": outcome.reason,
-        "file": request.path(request.file),
-        "line": outcome.line,
-        "fetcher": outcome.fetcher,
-        "lockfile_sha256": outcome.lockfile_sha256,
-    }
-    if outcome.drv_path:
-        result.update(drv_path=outcome.drv_path, cmd=list(outcome.cmd or []))
-    if module._diff:
-        path = request.path(request.file)
-        result["diff"] = {"before": outcome.before, "after": outcome.after, "before_header": path, "after_header": path}
+    result = outcome.result(request.path(request.file))
+    if not module._diff:
+        del result["diff"]
     module.exit_json(**result)
 
 
