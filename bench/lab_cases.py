@@ -44,6 +44,9 @@ import yaml
 from fleet import Series, fmt_bytes, fmt_ratio, fmt_seconds, ratio
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from tests.system.lab.conftest import reset_to_stock  # noqa: E402  (the lab's own reset, test infrastructure)
+
 LAB = REPO / "lab"
 KEY = LAB / "run" / "ssh" / "id_ed25519"
 OUT = REPO / "bench" / "out"
@@ -243,6 +246,12 @@ class Bench:
         return elapsed, recap, proc.stdout
 
     def converge(self) -> float:
+        # From a known state: every bench host as a fresh install (whatever a test run left on it,
+        # e.g. a /var/src without its guard, which the deploy rightly refuses).
+        log(f"resetting {len(self.hosts)} hosts to their stock first boot ...")
+        names = [h.name for h in self.hosts]
+        reset_to_stock(names)
+        self.hosts = [h for h in lab_hosts() if h.name in names]  # new pids (each host was restarted)
         log(f"converging first deploy of {len(self.hosts)} hosts (timed on its own) ...")
         elapsed, _, _ = self.playbook(self.hosts)
         log(f"converged in {elapsed:.1f} s")
