@@ -4,42 +4,24 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Action plugin of aiolabs.nixos.webapp_build: one machine's web-app build on the controller (documented in
 the module). The plan comes from the host's ``aiolabs_nixos_plan.webapp`` (aiolabs.nixos.machine_plan), else
-from the role variables through ``_plan_webapp`` (checked first); the build itself is ``_webapp.build``.
+planned here by ``_plan.plan_host`` (machine_plan's own code: the same checks and role defaults);
+the build itself is ``_webapp.build``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.aiolabs.nixos.plugins.module_utils import _plan_webapp, _webapp
+from ansible_collections.aiolabs.nixos.plugins.module_utils import _plan, _webapp
 
 _ARGS = {"build", "plan"}
 
 
 def _bool(value: object) -> bool:
     return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")
-
-
-class _Vars(Mapping[str, Any]):
-    """The host's variables, each templated when read (only what the section reads)."""
-
-    def __init__(self, templar: Any, task_vars: Mapping[str, Any]) -> None:
-        self._templar = templar
-        self._vars = task_vars
-
-    def __getitem__(self, key: str) -> Any:
-        if key not in self._vars:
-            raise KeyError(key)
-        return self._templar.template(self._vars[key])
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._vars)
-
-    def __len__(self) -> int:
-        return len(self._vars)
 
 
 class ActionModule(ActionBase):  # type: ignore[misc]
@@ -53,22 +35,18 @@ class ActionModule(ActionBase):  # type: ignore[misc]
         unknown = sorted(set(args) - _ARGS)
         if unknown:
             return {**result, "failed": True, "msg": f"webapp_build: unsupported options {', '.join(unknown)}"}
-        v = _Vars(self._templar, task_vars)
-        host = str(v.get("inventory_hostname"))
+        host = str(task_vars.get("inventory_hostname", "localhost"))
         facts: dict[str, Any] = {}
         plan = args.get("plan")
         if plan is None:
-            known = v.get("aiolabs_nixos_plan")
-            plan = known.get("webapp") if isinstance(known, Mapping) else None
-        if plan is None:
-            # No plan in this run yet (the build entry point on its own): the same checks machine_plan makes.
-            problems = _plan_webapp.check(host, v)
-            if problems:
-                return {**result, "failed": True, "msg": "\n".join(problems), "problems": problems}
-            plan = _plan_webapp.plan(host, v)
-            known = v.get("aiolabs_nixos_plan")
-            facts["aiolabs_nixos_plan"] = {**(known if isinstance(known, Mapping) else {}), "webapp": plan,
-                                           "host": host}  # fmt: skip
+            # This run's plan (site.yml made it), else (the build entry point on its own) the webapp
+            # section planned here, exactly as aiolabs.nixos.machine_plan plans it.
+            planned = _plan.plan_host(host, task_vars, self._templar, self._loader, ["webapp"], explicit=True)
+            if planned.problems:
+                return {**result, "failed": True, "msg": "\n".join(planned.problems), "problems": planned.problems}
+            plan = planned.fact["webapp"]
+            if planned.computed:
+                facts[_plan.FACT] = planned.fact
         if not isinstance(plan, Mapping):
             return {
                 **result,

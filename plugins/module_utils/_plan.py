@@ -33,6 +33,8 @@ SECTIONS = ("machine", "sources", "switch", "secrets", "webapp", "atbb")
 PACKAGE = "ansible_collections.aiolabs.nixos.plugins.module_utils"
 SECTION_RE = re.compile(r"[a-z][a-z0-9_]*")
 FACT = "aiolabs_nixos_plan"
+# The collection's roles, whose defaults/main.yml give an unset variable its value.
+ROLES_DIR = Path(__file__).resolve().parents[2] / "roles"
 
 
 class Section(Protocol):
@@ -204,6 +206,51 @@ def run(
     out.computed = [name for name, _section in todo]
     out.fact = {**previous, **planned, "host": host, "run": run_id}
     return out
+
+
+def plan_host(
+    host: str,
+    task_vars: Mapping[str, Any],
+    templar: Any,
+    loader: Any,
+    sections: Sequence[str],
+    *,
+    explicit: bool,
+    force: bool = False,
+) -> Outcome:
+    """What an action plugin on the controller runs (machine_plan, and webapp_build when the run has
+    no plan yet): the roles' defaults under the host's variables, each variable templated in the
+    host's context (a role default with its role_path), the plan fact this run already has kept.
+    ``templar`` and ``loader`` are the action's own (``self._templar``, ``self._loader``)."""
+
+    def load(path: Path) -> Any:
+        try:
+            return loader.load_from_file(str(path), trusted_as_template=True)
+        except TypeError:  # ansible-core before 2.19: every loaded string is a template
+            return loader.load_from_file(str(path))
+
+    defaults = load_defaults(ROLES_DIR, load)
+    # The context a role default is templated in: the other defaults, the host's variables over them.
+    env = {**{name: d.value for name, d in defaults.items()}, **task_vars}
+    templars: dict[str | None, Any] = {None: templar}
+
+    def render(value: Any, role_path: str | None) -> Any:
+        if role_path not in templars:
+            templars[role_path] = templar.copy_with_new_env(available_variables={**env, "role_path": role_path})
+        return templars[role_path].template(value)
+
+    existing = (task_vars.get("ansible_facts") or {}).get(FACT, task_vars.get(FACT))
+    if existing is not None:
+        existing = templar.template(existing)
+    return run(
+        host,
+        LazyVars(host, task_vars, defaults, render),
+        sections,
+        explicit=explicit,
+        existing=existing,
+        force=force,
+        run_id=run_token(),
+    )
 
 
 # ------------------------------------------------------------------- helpers the sections share
