@@ -108,19 +108,20 @@ stage_nix() {
 }
 
 lab_up() {
-  # Eight hosts, so each test area has hosts of its own and no test sees
+  # Nine hosts, so each test area has hosts of its own and no test sees
   # another's leftovers: machine1-3 the lab's own tests and the end-to-end
   # deploy, machine4 the nixos_rebuild module, machine5-6 the switch role,
-  # machine7 the web app, machine8 atBB.
-  banner "lab: up (${LAB_TEST_HOSTS:-8} hosts)"
-  export LAB_HOSTS=${LAB_TEST_HOSTS:-8}
+  # machine7 the web app, machine8 atBB, machine9 the switch's recovery paths
+  # (rollbacks, reboots, crashes: mostly waiting, so beside the others).
+  banner "lab: up (${LAB_TEST_HOSTS:-9} hosts)"
+  export LAB_HOSTS=${LAB_TEST_HOSTS:-9}
   lab_is_up=true
   lab/labctl up
 }
 
 # One xdist worker per lab host group (tests/system/conftest.py): groups on disjoint hosts run
 # side by side, the files of one group in order on one worker.
-LAB_WORKERS=${LAB_WORKERS:-5}
+LAB_WORKERS=${LAB_WORKERS:-6}
 
 stage_lab() {
   banner "lab tests ($LAB_WORKERS workers, one per host group)"

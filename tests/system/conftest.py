@@ -19,10 +19,11 @@ LAB_DIR = Path(__file__).parent / "lab"
 # The hosts each lab test file drives. A new lab test file must be listed here.
 HOST_GROUPS = {
     "test_lab_hosts.py": "machine1-3",
-    "test_lab_nixos_rebuild.py": "machine1-3",
+    "test_lab_nixos_rebuild.py": "machine7",
     "test_deploy_pipeline.py": "machine1-3",
     "test_nixos_rebuild_module.py": "machine4",
     "test_switch_role.py": "machine5-6",
+    "test_switch_recovery.py": "machine9",
     "test_webapp_push.py": "machine7",
     "test_atbb_role.py": "machine8",
 }

@@ -10,7 +10,7 @@ seed's flake shape, whose package.nix uses a local fixed-output fetcher in place
 fixture. The playbook mirrors site.yml: the ``validate`` entry point on every host first, then the
 role.
 
-Only machine8 is used (ATBB_TEST_HOST; `LAB_HOSTS=8 lab/labctl up`). Its /var/src/atbb and
+Only machine8 is used (ATBB_TEST_HOST; `LAB_HOSTS=9 lab/labctl up`). Its /var/src/atbb and
 /var/lib/secrets/atbb.env are removed before and after each test.
 """
 
@@ -275,7 +275,7 @@ def nix_env() -> dict[str, str]:
 @pytest.fixture
 def machine(lab: Lab) -> Iterator[LabHost]:
     if HOST not in lab.hosts:
-        msg = f"lab host {HOST} is not running: LAB_HOSTS=8 lab/labctl up"
+        msg = f"lab host {HOST} is not running: LAB_HOSTS=9 lab/labctl up"
         if IN_CI:
             pytest.fail(msg)
         pytest.skip(msg)

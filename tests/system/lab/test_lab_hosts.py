@@ -1,7 +1,7 @@
 """The lab hosts themselves: namespaces, sshd, the systemd stand-ins, reboot, faults, labctl.
 
 Runs against the lab of ``lab/labctl up`` (3 hosts). Tests that reboot or power a host off use
-machine3; the nixos-rebuild tests (test_lab_nixos_rebuild.py) use machine2.
+machine3; the nixos-rebuild tests (test_lab_nixos_rebuild.py) use machine7.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The nixos-rebuild stand-in on the running lab hosts (``lab/labctl up`` first).
 
-Uses one host (LAB_TEST_HOST, default machine2) over SSH with the lab key, changes its stock
-/etc/nixos/configuration.nix through an imported lab-test.nix, sets fault knobs from outside through
-lab/run/hosts/HOST/faults, and restores the host's /etc/nixos afterwards (through `labctl exec`, so
-a lockout test cannot leave the host unreachable).
+Uses one host (LAB_TEST_HOST, default machine7, which test_webapp_push.py uses in turn) over SSH
+with the lab key, changes its stock /etc/nixos/configuration.nix through an imported lab-test.nix,
+sets fault knobs from outside through lab/run/hosts/HOST/faults, and restores the host's /etc/nixos
+afterwards (through `labctl exec`, so a lockout test cannot leave the host unreachable).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.lab
 
 REPO = Path(__file__).resolve().parents[3]
 RUN = REPO / "lab" / "run"
-HOST = os.environ.get("LAB_TEST_HOST", "machine2")
+HOST = os.environ.get("LAB_TEST_HOST", "machine7")
 ADDRESS = f"{os.environ.get('LAB_NET', '127.0.1')}.{HOST.removeprefix('machine')}"
 TIMEOUT = 120
 

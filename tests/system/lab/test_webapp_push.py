@@ -79,7 +79,7 @@ def modules_tar() -> str:
 @pytest.fixture
 def host(lab: Lab) -> Iterator[LabHost]:
     if HOST not in lab.hosts:
-        msg = f"lab host {HOST} is not running: LAB_HOSTS=8 lab/labctl up"
+        msg = f"lab host {HOST} is not running: LAB_HOSTS=9 lab/labctl up"
         if os.environ.get("CI") == "true":
             pytest.fail(msg)
         pytest.skip(msg)
