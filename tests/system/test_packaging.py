@@ -142,7 +142,8 @@ def test_ansible_doc_for_every_plugin(kind: str, installed: Install) -> None:
         )
         entry = doc[f"aiolabs.nixos.{name}"]
         # Its own documentation: ansible-doc gives a plugin file's DOCUMENTATION to every filter in that file.
-        assert entry["doc"]["name"] == name, f"ansible-doc shows {entry['doc']['name']}'s documentation for {name}"
+        shown = entry["doc"]["module" if kind == "module" else "name"]
+        assert shown == name, f"ansible-doc shows {shown}'s documentation for {name}"
         assert entry["doc"]["short_description"], name
         assert entry["examples"].strip(), f"{name} has no EXAMPLES"
         assert entry["return"], f"{name} documents no return values"
