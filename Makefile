@@ -26,7 +26,7 @@ demo: setup ## bring up the lab and deploy machine1 of it
 test: setup ## run the whole suite: lint, sanity, unit, packaging, Nix, lab, molecule
 	@tools/test.sh all
 
-lint: setup ## ruff, mypy, yamllint, ansible-lint
+lint: setup ## ruff, mypy, shellcheck, yamllint, ansible-lint, antsibull-changelog lint
 	@tools/test.sh lint
 
 sanity: setup ## ansible-test sanity on a copy under ansible_collections/aiolabs/nixos

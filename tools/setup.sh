@@ -4,9 +4,9 @@
 #      controller's /etc/nix/nix.conf when it lacks what root-only Nix needs
 #      (tools/controller-nix.sh),
 #   2. a Python venv from requirements.txt, cached per requirements digest,
-#   3. the collections this one depends on, without Galaxy (unpacked from the
-#      `ansible` wheel on PyPI), plus a link that makes this checkout
-#      importable as `aiolabs.nixos`.
+#   3. the collection the checkout's ansible.cfg and tests use (ansible.posix: callbacks),
+#      without Galaxy (unpacked from the `ansible` wheel on PyPI), plus a link that makes
+#      this checkout importable as `aiolabs.nixos`.
 # Caches live under $AIOLABS_CACHE (default ~/.cache/aiolabs-nixos); nothing
 # depends on them being there.
 set -euo pipefail
@@ -72,27 +72,29 @@ ln -sfn "$venv" "$repo/.venv"
 wheel_dir="$cache/wheels"
 wheel="$wheel_dir/ansible-$ansible_bundle-py3-none-any.whl"
 if [[ ! -f "$wheel" ]]; then
-  say "downloading the ansible $ansible_bundle bundle (for ansible.posix, community.general)"
+  say "downloading the ansible $ansible_bundle bundle (for ansible.posix)"
   mkdir -p "$wheel_dir"
   quiet_pip "$venv/bin/pip" download -q --disable-pip-version-check --no-deps \
     "ansible==$ansible_bundle" -d "$wheel_dir"
 fi
 colls="$cache/collections-$ansible_bundle"
 if [[ ! -f "$colls/.complete" ]]; then
-  say "unpacking ansible.posix and community.general"
+  say "unpacking ansible.posix"
   rm -rf "$colls"
   "$venv/bin/python" - "$wheel" "$colls" <<'PY'
 import sys, zipfile
 wheel, dest = sys.argv[1:]
-wanted = ("ansible_collections/ansible/posix/", "ansible_collections/community/general/")
+wanted = ("ansible_collections/ansible/posix/",)
 with zipfile.ZipFile(wheel) as zf:
     zf.extractall(dest, [n for n in zf.namelist() if n.startswith(wanted)])
 PY
   touch "$colls/.complete"
 fi
 ac="$repo/.collections/ansible_collections"
-mkdir -p "$ac/aiolabs" "$ac/ansible" "$ac/community"
+mkdir -p "$ac/aiolabs" "$ac/ansible"
 ln -sfn "$repo" "$ac/aiolabs/nixos"
 ln -sfn "$colls/ansible_collections/ansible/posix" "$ac/ansible/posix"
-ln -sfn "$colls/ansible_collections/community/general" "$ac/community/general"
+# A checkout set up before community.general was dropped (nothing used it) still links it.
+rm -f "$ac/community/general"
+rmdir "$ac/community" 2>/dev/null || true
 say "ready: $(readlink "$repo/.venv")/bin/ansible $("$venv/bin/ansible" --version | head -1 | sed 's/.*\[core /core /;s/\]//')"

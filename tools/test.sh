@@ -33,6 +33,8 @@ stage_lint() {
   yamllint --strict .
   banner "lint: ansible-lint (production profile)"
   ansible-lint
+  banner "lint: antsibull-changelog (fragments, changelogs/changelog.yaml)"
+  antsibull-changelog lint
 }
 
 stage_sanity() {

@@ -5,57 +5,6 @@
 
 from __future__ import annotations
 
-DOCUMENTATION = r"""
-name: to_nix
-short_description: Render data as a Nix expression
-version_added: 0.1.0
-author: aiolabs
-description:
-  - Turns Ansible data (strings, numbers, booleans, null, lists and dictionaries) into the text of a Nix expression.
-  - Strings become double-quoted Nix strings with C(\\), C(") and C(${) escaped, so host data can never inject Nix code.
-  - Dictionary keys that are not plain Nix identifiers (or are Nix keywords) are quoted.
-  - Keys are sorted, so the same data always renders the same text.
-  - Values marked with P(aiolabs.nixos.nix_path#filter) become Nix path literals.
-  - This is the only way the collection's roles put host data into C(.nix) files.
-options:
-  _input:
-    description: The data to render.
-    type: raw
-    required: true
-  indent:
-    description:
-      - Spaces per nesting level.
-      - V(0) renders everything on one line.
-    type: int
-    default: 2
-notes:
-  - Floats that are not finite, non-string dictionary keys and other Python objects are errors that name the location
-    of the bad value (for example C(services.lnbits.port)).
-seealso:
-  - plugin: aiolabs.nixos.nix_path
-    plugin_type: filter
-"""
-
-EXAMPLES = r"""
-- name: Render a machine's data file
-  ansible.builtin.copy:
-    dest: /var/src/config-machine/machine.nix
-    content: "{{ {'domain': domain, 'services': services} | aiolabs.nixos.to_nix }}\n"
-    mode: "0644"
-
-# {"a": "x${y}", "ok": true} renders as
-# {
-#   a = "x\${y}";
-#   ok = true;
-# }
-"""
-
-RETURN = r"""
-_value:
-  description: The Nix expression.
-  type: string
-"""
-
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError

@@ -9,7 +9,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: atbb_stage
 short_description: Stage the atBB source on the controller and keep its pnpm hash current, in one call
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - An action plugin that runs on the controller only (the host is never contacted); the C(aiolabs.nixos.atbb) role
     runs it once per play (C(run_once)).

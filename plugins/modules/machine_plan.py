@@ -9,7 +9,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: machine_plan
 short_description: Check a machine's inputs once and compute its deploy plan, on the controller
-version_added: 0.3.0
+version_added: 0.1.0
 description:
   - An action plugin that runs on the controller only; it opens no connection to the machine.
   - For each section (V(machine), V(sources), V(switch), V(secrets), V(webapp), V(atbb)) it checks the host's variables

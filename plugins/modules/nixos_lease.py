@@ -9,7 +9,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: nixos_lease
 short_description: Take or give back a NixOS host's deploy lease, so that one deploy at a time changes it
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - An action plugin. The lease is C(/run/aiolabs-nixos/lease) on the host (owner, start time, time to live), taken
     atomically. Its owner is this C(ansible-playbook) run (C(USER@CONTROLLER pid PID)), so

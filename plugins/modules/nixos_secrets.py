@@ -9,7 +9,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: nixos_secrets
 short_description: Write every secret file of a NixOS host in one call, never showing a value
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - An action plugin. It reads the variables of O(sources) from the host's variables, checks them (the checks of the
     C(secrets) and C(atbb) sections of P(aiolabs.nixos.machine_plan#module); the messages name the variable, never a

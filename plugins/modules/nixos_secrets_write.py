@@ -9,7 +9,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: nixos_secrets_write
 short_description: Write the secret files of a NixOS host in one call (used by aiolabs.nixos.nixos_secrets)
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - The host side of the P(aiolabs.nixos.nixos_secrets#module) action plugin, which computes the contents on the
     controller and calls it once. Not meant for playbooks; use P(aiolabs.nixos.nixos_secrets#module) or the

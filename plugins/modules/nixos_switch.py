@@ -9,7 +9,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: nixos_switch
 short_description: Switch a NixOS host as one transaction - build once, activate, check, confirm or roll back
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - An action plugin (like P(ansible.builtin.reboot#module), because it must reconnect) that runs the whole switch
     and returns one result. The steps run on the host through P(aiolabs.nixos.nixos_switch_step#module).

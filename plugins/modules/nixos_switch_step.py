@@ -9,7 +9,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: nixos_switch_step
 short_description: One step of the switch transaction on a NixOS host (used by aiolabs.nixos.nixos_switch)
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - The host side of the P(aiolabs.nixos.nixos_switch#module) action plugin, which calls it once per step of its
     transaction. Not meant for playbooks; use P(aiolabs.nixos.nixos_switch#module) or the C(aiolabs.nixos.switch)

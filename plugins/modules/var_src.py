@@ -9,7 +9,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: var_src
 short_description: Push everything of a NixOS machine's /var/src in one task, the way krops does
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - An action plugin. B(One module call) on the host (P(aiolabs.nixos.var_src_guard#module)) reads the guard
     C(ROOT/.populate) and checks every link's required file; a ROOT with content but no guard (V(foreign)), a ROOT

@@ -9,7 +9,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: var_src_guard
 short_description: The host half of aiolabs.nixos.var_src - check the /var/src guard and the links, then prepare
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Called once by P(aiolabs.nixos.var_src#module) before it pushes anything; not meant for playbooks.
   - Reads the guard C(ROOT/.populate) (states V(guarded), V(absent), V(empty), V(foreign), V(not-a-folder)) and,

@@ -9,7 +9,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: webapp_build
 short_description: Build one machine's web app on the controller, skipped when no input changed, a few at a time
-version_added: 0.3.0
+version_added: 0.1.0
 description:
   - An action plugin that runs on the controller only (it never connects to the host). One task does the whole
     build of the C(aiolabs.nixos.webapp) role for the machine it runs for.
