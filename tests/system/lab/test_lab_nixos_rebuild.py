@@ -387,16 +387,21 @@ def https_get(host: str, path: str = "/") -> tuple[int, str]:
 
 
 def test_force_ssl_vhost_answers_301_and_serves_https_with_the_lab_ca() -> None:
+    # The served folder goes again afterwards: a /var/src with content and no .populate is what the
+    # deploy refuses as another tool's (the web-app test on this host deploys next).
     out("mkdir -p /var/src/web-app-dist && echo lab-app-ok > /var/src/web-app-dist/index.html")
-    module(NGINX)
-    result = ssh("nixos-rebuild switch")
-    assert result.returncode == 0, result.stderr
-    vhost = f"app.{HOST}.lab.test"
-    conn = http.client.HTTPConnection(ADDRESS, 80, timeout=10)
-    conn.request("GET", "/x", headers={"Host": vhost})
-    resp = conn.getresponse()
-    assert (resp.status, resp.getheader("Location")) == (301, f"https://{vhost}/x")
-    assert https_get(vhost) == (200, "lab-app-ok\n")
-    with pytest.raises(ssl.SSLCertVerificationError):
-        plain = ssl.create_default_context()
-        plain.wrap_socket(socket.create_connection((ADDRESS, 443), timeout=10), server_hostname=vhost)
+    try:
+        module(NGINX)
+        result = ssh("nixos-rebuild switch")
+        assert result.returncode == 0, result.stderr
+        vhost = f"app.{HOST}.lab.test"
+        conn = http.client.HTTPConnection(ADDRESS, 80, timeout=10)
+        conn.request("GET", "/x", headers={"Host": vhost})
+        resp = conn.getresponse()
+        assert (resp.status, resp.getheader("Location")) == (301, f"https://{vhost}/x")
+        assert https_get(vhost) == (200, "lab-app-ok\n")
+        with pytest.raises(ssl.SSLCertVerificationError):
+            plain = ssl.create_default_context()
+            plain.wrap_socket(socket.create_connection((ADDRESS, 443), timeout=10), server_hostname=vhost)
+    finally:
+        out("rm -rf /var/src/web-app-dist")
