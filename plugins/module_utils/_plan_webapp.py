@@ -163,8 +163,8 @@ def _check_files(host: str, v: Mapping[str, Any]) -> list[str]:
     assets = _assets(host, v)
     if assets is None:
         problems.append(
-            f"{host}: aiolabs_nixos_assets_dir is not set, nor aiolabs_nixos_assets_root, and there is no inventory_dir "
-            "to default them from"
+            f"{host}: aiolabs_nixos_assets_dir is not set, nor aiolabs_nixos_assets_root, and there is no "
+            "inventory_dir to default them from"
         )
     elif not Path(f"{assets}/env/.env").is_file():
         problems.append(

@@ -195,8 +195,9 @@ def test_execution_environment_build_context(installed: Install, tmp_path: Path)
     # System packages for the deploy's controller side, for the dnf base image (and Debian's names).
     bindep = (build / "bindep.txt").read_text().splitlines()
     rpm = {line.split()[0] for line in bindep if "platform:rpm" in line}
+    dpkg = {line.split()[0] for line in bindep if "platform:dpkg" in line}
     assert {"rsync", "openssh-clients", "nodejs", "npm"} <= rpm, bindep
-    assert {"rsync", "openssh-client", "nodejs", "npm"} <= {line.split()[0] for line in bindep if "platform:dpkg" in line}
+    assert {"rsync", "openssh-client", "nodejs", "npm"} <= dpkg, bindep
     assert "RUN /output/scripts/install-from-bindep" in containerfile
 
     # Collections: this one's dependencies from Galaxy, exactly as galaxy.yml states them...
