@@ -202,9 +202,8 @@ def test_the_artifacts_say_what_was_pushed_and_switched(job: Job, lab: Lab) -> N
     assert result["built"] == {"enabled": False, "built": False, "digest": ""}  # no web app on this machine
     # The push: the krops trees, the links, and config-machine with the module from the assets root.
     assert {"config-shared", "config-machine", "nixpkgs"} <= set(result["pushed"]["sources"]), result["pushed"]
-    assert host.out(f"cat /var/src/config-machine/{ASSET_MODULE}") == (
-        job.private_data_dir / "project" / "inventory" / "files" / HOST / "nix" / ASSET_MODULE
-    ).read_text().strip()
+    asset = job.private_data_dir / "project" / "inventory" / "files" / HOST / "nix" / ASSET_MODULE
+    assert host.out(f"cat /var/src/config-machine/{ASSET_MODULE}") == asset.read_text().strip()
     assert host.out("cat /etc/awx-job") == "deployed by an AWX job"
     # The printed summary is still there, from the same data.
     assert f"switched: generation 1 -> {generation}" in job.stdout
