@@ -12,7 +12,7 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 LAB_HOSTS ?= 3
 export LAB_HOSTS
 
-.PHONY: help setup demo test lint sanity unit system packaging lab-up lab-down lab-status molecule bench clean
+.PHONY: help setup demo test lint sanity unit system packaging lab-up lab-down lab-status molecule bench ee-context clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -55,6 +55,11 @@ lab-status: ## show the lab hosts
 
 bench: setup ## benchmarks side by side (lab: 12 hosts; BENCH_ARGS='noop --hosts 3,12 --repeat 1')
 	@tools/test.sh bench
+
+ee-context: setup ## the AWX execution environment's build context in build/ee (docs/awx.md)
+	@rm -rf dist build/ee && ansible-galaxy collection build --output-path dist >/dev/null
+	@ansible-builder create -f meta/execution-environment.yml -c build/ee --output-filename Containerfile
+	@echo "build it where a container engine and the network are: podman build -f build/ee/Containerfile build/ee"
 
 clean: ## remove local outputs (not the caches)
 	rm -rf build dist tests/output .pytest_cache .mypy_cache .ruff_cache

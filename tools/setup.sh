@@ -72,28 +72,37 @@ ln -sfn "$venv" "$repo/.venv"
 wheel_dir="$cache/wheels"
 wheel="$wheel_dir/ansible-$ansible_bundle-py3-none-any.whl"
 if [[ ! -f "$wheel" ]]; then
-  say "downloading the ansible $ansible_bundle bundle (for ansible.posix)"
+  say "downloading the ansible $ansible_bundle bundle (for ansible.posix and awx.awx)"
   mkdir -p "$wheel_dir"
   quiet_pip "$venv/bin/pip" download -q --disable-pip-version-check --no-deps \
     "ansible==$ansible_bundle" -d "$wheel_dir"
 fi
-colls="$cache/collections-$ansible_bundle"
+# The collections unpacked: ansible.posix (the checkout's ansible.cfg and the tests use its
+# callbacks) and awx.awx (24.6.1 in ansible 12.3.0) for playbooks/awx/configure.yml, so lint and
+# syntax checks resolve its modules. The cache
+# folder is named after the list, so a changed list unpacks again.
+bundled=(ansible/posix awx/awx)
+colls="$cache/collections-$ansible_bundle-$(printf '%s\n' "${bundled[@]}" | sha256sum | cut -c1-8)"
 if [[ ! -f "$colls/.complete" ]]; then
-  say "unpacking ansible.posix"
+  say "unpacking ${bundled[*]} from the ansible $ansible_bundle wheel"
   rm -rf "$colls"
-  "$venv/bin/python" - "$wheel" "$colls" <<'PY'
+  "$venv/bin/python" - "$wheel" "$colls" "${bundled[@]}" <<'PY'
 import sys, zipfile
-wheel, dest = sys.argv[1:]
-wanted = ("ansible_collections/ansible/posix/",)
+wheel, dest, *names = sys.argv[1:]
+wanted = tuple(f"ansible_collections/{name}/" for name in names)
 with zipfile.ZipFile(wheel) as zf:
-    zf.extractall(dest, [n for n in zf.namelist() if n.startswith(wanted)])
+    members = [n for n in zf.namelist() if n.startswith(wanted)]
+    missing = [w for w in wanted if not any(m.startswith(w) for m in members)]
+    if missing:
+        sys.exit(f"setup: the ansible wheel {wheel} has no {', '.join(missing)}")
+    zf.extractall(dest, members)
 PY
   touch "$colls/.complete"
 fi
 ac="$repo/.collections/ansible_collections"
-mkdir -p "$ac/aiolabs" "$ac/ansible"
+for name in aiolabs/nixos "${bundled[@]}"; do mkdir -p "$ac/${name%/*}"; done
 ln -sfn "$repo" "$ac/aiolabs/nixos"
-ln -sfn "$colls/ansible_collections/ansible/posix" "$ac/ansible/posix"
+for name in "${bundled[@]}"; do ln -sfn "$colls/ansible_collections/$name" "$ac/$name"; done
 # A checkout set up before community.general was dropped (nothing used it) still links it.
 rm -f "$ac/community/general"
 rmdir "$ac/community" 2>/dev/null || true

@@ -281,3 +281,20 @@ def text(v: Mapping[str, Any], name: str) -> str:
 def expand(path: str) -> Path:
     """A controller path as Ansible's ``expanduser`` gives it."""
     return Path(path).expanduser()
+
+
+def assets_dir(host: str, v: Mapping[str, Any]) -> str:
+    """The machine's assets folder on the controller; ``""`` when nothing names one.
+
+    ``aiolabs_nixos_assets_dir`` when set, else ``<aiolabs_nixos_assets_root>/<host>`` (the root's
+    default is ``<inventory_dir>/files``; in AWX, where the inventory is not in the project, the
+    root names the project's folder instead).
+    """
+    folder = text(v, "aiolabs_nixos_assets_dir")
+    if folder:
+        return str(expand(folder))
+    root = text(v, "aiolabs_nixos_assets_root")
+    if not root:
+        inventory_dir = text(v, "inventory_dir")
+        root = f"{inventory_dir}/files" if inventory_dir else ""
+    return str(expand(root) / host) if root else ""

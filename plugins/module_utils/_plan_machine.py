@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ansible_collections.aiolabs.nixos.plugins.module_utils._machine import check_machine
-from ansible_collections.aiolabs.nixos.plugins.module_utils._plan import as_bool, expand, is_bool_like, text
+from ansible_collections.aiolabs.nixos.plugins.module_utils._plan import as_bool, assets_dir, expand, is_bool_like, text
 
 ROOT = "/var/src"
 CONFIG_DIR = "/var/src/config-machine"
@@ -47,11 +47,6 @@ def machine_data(host: str, v: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def assets_dir(v: Mapping[str, Any]) -> str:
-    folder = text(v, "aiolabs_nixos_assets_dir")
-    return str(expand(folder)) if folder else ""
-
-
 def modules(assets: str) -> list[str]:
     """The files of the assets folder's nix/ (as the fileglob lookup of nix/* lists them), sorted."""
     folder = Path(assets) / "nix"
@@ -71,9 +66,12 @@ def hardware_file(v: Mapping[str, Any], assets: str) -> str:
 
 def check(host: str, v: Mapping[str, Any]) -> list[str]:
     errors: list[str] = []
-    assets = assets_dir(v)
+    assets = assets_dir(host, v)
     if not assets:
-        errors.append(f"{host}: aiolabs_nixos_assets_dir is empty: name the machine's assets folder on the controller")
+        errors.append(
+            f"{host}: aiolabs_nixos_assets_dir and aiolabs_nixos_assets_root are empty: name the machine's assets "
+            "folder on the controller"
+        )
     found = modules(assets) if assets else []
     hw = hardware_file(v, assets) if assets else ""
     errors += check_machine(host, machine_data(host, v), found, bool(hw))
@@ -99,7 +97,7 @@ def check(host: str, v: Mapping[str, Any]) -> list[str]:
 
 
 def plan(host: str, v: Mapping[str, Any]) -> dict[str, Any]:
-    assets = assets_dir(v)
+    assets = assets_dir(host, v)
     files = {"configuration.nix": str(expand(text(v, "aiolabs_nixos_machine_config_template")))}
     hw = hardware_file(v, assets)
     if hw:

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ansible_collections.aiolabs.nixos.plugins.module_utils._plan import assets_dir
 from ansible_collections.aiolabs.nixos.plugins.module_utils._webapp import LOG_FILE, STATE_FILE, TREE_NAME
 
 # A relative folder inside the source: names of [A-Za-z0-9._-] joined by '/', not . or .. first.
@@ -81,13 +82,8 @@ def enabled(v: Mapping[str, Any]) -> bool | None:
 
 
 def _assets(host: str, v: Mapping[str, Any]) -> str | None:
-    assets = v.get("aiolabs_nixos_assets_dir")
-    if isinstance(assets, str) and assets:
-        return _expand(assets)
-    inventory_dir = v.get("inventory_dir")
-    if isinstance(inventory_dir, str) and inventory_dir:
-        return f"{inventory_dir}/files/{host}"
-    return None
+    """aiolabs_nixos_assets_dir, else <aiolabs_nixos_assets_root>/<host>; None when neither names one."""
+    return assets_dir(host, v) or None
 
 
 def _concurrency(value: object) -> int | None:
@@ -166,7 +162,10 @@ def _check_files(host: str, v: Mapping[str, Any]) -> list[str]:
         ]
     assets = _assets(host, v)
     if assets is None:
-        problems.append(f"{host}: aiolabs_nixos_assets_dir is not set and there is no inventory_dir to default it from")
+        problems.append(
+            f"{host}: aiolabs_nixos_assets_dir is not set, nor aiolabs_nixos_assets_root, and there is no "
+            "inventory_dir to default them from"
+        )
     elif not Path(f"{assets}/env/.env").is_file():
         problems.append(
             f"{host}: missing {assets}/env/.env (the assets folder aiolabs_nixos_assets_dir needs env/.env when "

@@ -164,3 +164,72 @@ def test_playbooks_are_reachable_by_fqcn(installed: Install, tmp_path: Path) -> 
             tmp_path,
         )
         assert f"aiolabs.nixos.{name}" in proc.stdout or "playbook:" in proc.stdout
+
+
+def runtime_requirements() -> list[str]:
+    """requirements.txt's first block (``# Runtime: ...``): what a controller needs to run the playbooks."""
+    lines = (REPO / "requirements.txt").read_text().split("\n\n", 1)[0].splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def test_execution_environment_build_context(installed: Install, tmp_path: Path) -> None:
+    """The real `ansible-builder create` of meta/execution-environment.yml makes a complete context.
+
+    As documented (docs/awx.md): the collection tarball in dist/ beside meta/, then `create`. No
+    image is built (no container engine, no network here); the context is what `podman build` reads.
+    """
+    meta = tmp_path / "meta"
+    meta.mkdir()
+    ee_file = meta / "execution-environment.yml"
+    ee_file.write_text((REPO / "meta" / "execution-environment.yml").read_text())
+    (tmp_path / "dist").mkdir()
+    tarball = tmp_path / "dist" / installed.tarball.name
+    tarball.write_bytes(installed.tarball.read_bytes())
+    context = tmp_path / "context"
+    proc = run(
+        [str(BIN / "ansible-builder"), "create", "-f", str(ee_file), "-c", str(context),
+         "--output-filename", "Containerfile", "-v", "3"],
+        installed.env,
+        tmp_path,
+    )  # fmt: skip
+    assert "No matches" not in proc.stdout + proc.stderr, proc.stdout  # every build file was found
+    build = context / "_build"
+    containerfile = (context / "Containerfile").read_text()
+
+    # Python: the runtime block of requirements.txt, ansible-core and ansible-runner as the install refs.
+    runtime = runtime_requirements()
+    core = [r for r in runtime if r.startswith(("ansible-core", "ansible-runner"))]
+    assert len(core) == 2, runtime
+    assert f'ARG ANSIBLE_INSTALL_REFS="{" ".join(core)}"' in containerfile
+    assert (build / "requirements.txt").read_text().split() == [r for r in runtime if r not in core]
+
+    # System packages for the deploy's controller side, for the dnf base image (and Debian's names).
+    bindep = (build / "bindep.txt").read_text().splitlines()
+    rpm = {line.split()[0] for line in bindep if "platform:rpm" in line}
+    dpkg = {line.split()[0] for line in bindep if "platform:dpkg" in line}
+    assert {"rsync", "openssh-clients", "nodejs", "npm"} <= rpm, bindep
+    assert {"rsync", "openssh-client", "nodejs", "npm"} <= dpkg, bindep
+    assert "RUN /output/scripts/install-from-bindep" in containerfile
+
+    # Collections from Galaxy: what the project (its ansible.cfg) needs, the checkout's
+    # requirements.yml, with every dependency of this collection among them...
+    requirements = yaml.safe_load((build / "requirements.yml").read_text())
+    listed = {c["name"]: c["version"] for c in requirements["collections"]}
+    checkout = yaml.safe_load((REPO / "requirements.yml").read_text())["collections"]
+    assert listed == {c["name"]: c["version"] for c in checkout}
+    assert yaml.safe_load((REPO / "galaxy.yml").read_text())["dependencies"].items() <= listed.items()
+    # ...and this collection from its tarball, byte for byte, installed offline after them.
+    assert (build / "collections" / tarball.name).read_bytes() == installed.tarball.read_bytes()
+    install = next(line for line in containerfile.splitlines() if "/build/collections/" in line)
+    glob = install.split("--offline ", 1)[1].split()[0]
+    assert Path(glob).parent == Path("/build/collections") and Path(tarball.name).match(Path(glob).name), install
+    assert containerfile.index("-r requirements.yml --collections-path") < containerfile.index(install)
+    # Its own requirements are the lists above, not the development requirements.txt the tarball holds.
+    assert (build / "exclude-collections.txt").read_text().split() == ["aiolabs.nixos"]
+    with tarfile.open(installed.tarball) as tar:
+        assert "meta/execution-environment.yml" not in tar.getnames()
+
+    # Nix for the controller-side builds, and the persistent cache location.
+    assert "COPY --from=docker.io/nixos/nix:" in containerfile
+    assert "ENV AIOLABS_CACHE=/runner/.cache/aiolabs-nixos" in containerfile
+    assert containerfile.rstrip().endswith('CMD ["bash"]') and "USER 1000" in containerfile

@@ -58,7 +58,8 @@ def test_valid_data_has_no_problem(tmp_path: Path) -> None:
         ({"root_authorized_keys": []}, "aiolabs_nixos_root_authorized_keys", "m1: root_authorized_keys is empty"),
         ({"host_name": "a.b"}, "host_name", "m1: host_name must be one DNS label"),
         ({"aiolabs_nixos_machine_config_acme_email": "nobody"}, "acme_email", "m1: acme_email must be an email"),
-        ({"aiolabs_nixos_assets_dir": ""}, "aiolabs_nixos_assets_dir", "m1: aiolabs_nixos_assets_dir is empty"),
+        ({"aiolabs_nixos_assets_dir": ""}, "aiolabs_nixos_assets_root",
+         "m1: aiolabs_nixos_assets_dir and aiolabs_nixos_assets_root are empty"),
         ({"aiolabs_nixos_machine_config_hardware": "disk"}, "aiolabs_nixos_machine_config_hardware",
          "m1: aiolabs_nixos_machine_config_hardware must be auto, assets or target (got 'disk')"),
         ({"aiolabs_nixos_machine_config_hardware": "assets"}, "aiolabs_nixos_assets_dir",
@@ -80,6 +81,29 @@ def test_each_problem_names_its_variable(tmp_path: Path, extra: dict[str, Any], 
     matching = [p for p in problems if p.startswith(message)]
     assert len(matching) == 1, problems
     assert variable in matching[0]
+
+
+def test_the_assets_folder_is_under_the_assets_root_when_no_dir_is_set(tmp_path: Path) -> None:
+    """AWX: the inventory is not in the project, so the root names the project's files/ folder."""
+    root = tmp_path / "project" / "files"
+    (root / "m1" / "nix").mkdir(parents=True)
+    (root / "m1" / "nix" / "wg.nix").write_text("{ }\n")
+    v = host_vars(tmp_path, aiolabs_nixos_assets_dir="", aiolabs_nixos_assets_root=str(root),
+                  inventory_dir=str(tmp_path / "inventory"))  # fmt: skip
+    assert pm.check("m1", v) == []
+    planned = pm.plan("m1", v)
+    assert planned["assets"] == str(root / "m1")
+    assert planned["modules"] == ["wg.nix"]
+
+
+def test_the_assets_root_defaults_to_the_inventory_files_folder(tmp_path: Path) -> None:
+    v = host_vars(tmp_path, aiolabs_nixos_assets_dir="", inventory_dir=str(tmp_path / "inv"))
+    assert pm.plan("m1", v)["assets"] == str(tmp_path / "inv" / "files" / "m1")
+
+
+def test_the_assets_dir_wins_over_the_root(tmp_path: Path) -> None:
+    v = host_vars(tmp_path, aiolabs_nixos_assets_root=str(tmp_path / "elsewhere"))
+    assert pm.plan("m1", v)["assets"] == str(tmp_path / "files" / "m1")
 
 
 def test_hardware_assets_names_the_missing_file(tmp_path: Path) -> None:

@@ -112,7 +112,21 @@ def test_the_assets_folder_is_aiolabs_nixos_assets_dir_when_set(v: dict[str, Any
 
 def test_without_an_assets_folder_or_inventory_dir(v: dict[str, Any]) -> None:
     msg = only(pw.check(HOST, {**v, "inventory_dir": None}))
-    assert "aiolabs_nixos_assets_dir is not set" in msg
+    assert "aiolabs_nixos_assets_dir is not set, nor aiolabs_nixos_assets_root" in msg
+
+
+def test_the_assets_folder_is_under_aiolabs_nixos_assets_root(v: dict[str, Any], tmp_path: Path) -> None:
+    """As in AWX: inventory_dir is the job's folder, the root is the project's files/."""
+    root = tmp_path / "project" / "files"
+    v = {**v, "aiolabs_nixos_assets_dir": "", "aiolabs_nixos_assets_root": str(root)}
+    msg = only(pw.check(HOST, v))
+    assert msg.startswith(f"{HOST}: missing {root}/{HOST}/env/.env (")
+    (root / HOST / "env").mkdir(parents=True)
+    (root / HOST / "env" / ".env").write_text("VITE_SITE_NAME=x\n")
+    assert pw.check(HOST, v) == []
+    planned = pw.plan(HOST, v)
+    assert planned["assets"] == str(root / HOST)
+    assert planned["env_file"] == f"{root}/{HOST}/env/.env"
 
 
 @pytest.mark.parametrize("dist", ["", "/abs", "../up", "./here", "..", "a b", "dist\n", 5])
