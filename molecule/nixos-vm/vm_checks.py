@@ -36,25 +36,27 @@ KVM_GET_API_VERSION = 0xAE00
 NO_INTERNET = "(this machine has no internet); run on a machine with Nix and internet"
 
 
-def _which(name: str) -> str | None:
+def which_path(name: str) -> str | None:
     return shutil.which(name)
 
 
-def _head(url: str, timeout: float) -> None:
+def head_url(url: str, timeout: float) -> None:
     """Raises OSError (urllib.error.URLError is one) when the URL does not answer."""
-    req = urllib.request.Request(url, method="HEAD")
-    with urllib.request.urlopen(req, timeout=timeout):  # noqa: S310 (the pinned https URL)
+    if not url.startswith("https://"):
+        raise ValueError(f"not an https URL: {url}")
+    req = urllib.request.Request(url, method="HEAD")  # noqa: S310 (https only, checked above)
+    with urllib.request.urlopen(req, timeout=timeout):  # noqa: S310
         pass
 
 
-def _fixed_path(sha256: str) -> str | None:
+def store_fixed_path(sha256: str) -> str | None:
     """The store path builtins.fetchTarball gives the pinned tarball (name "source")."""
     proc = subprocess.run(["nix-store", "--print-fixed-path", "--recursive", "sha256", sha256, "source"],
                           capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
     return (proc.stdout.strip() or None) if proc.returncode == 0 else None
 
 
-def _open_kvm() -> int:
+def kvm_api_version() -> int:
     """The KVM API version; raises OSError when /dev/kvm cannot be opened or asked."""
     fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
     try:
@@ -63,7 +65,7 @@ def _open_kvm() -> int:
         os.close(fd)
 
 
-def _cpu_flags() -> set[str]:
+def proc_cpu_flags() -> set[str]:
     flags: set[str] = set()
     with open("/proc/cpuinfo", encoding="utf-8") as f:
         for line in f:
@@ -76,12 +78,12 @@ def _cpu_flags() -> set[str]:
 class System:
     """The probes of this machine (replaced by fakes in the unit tests)."""
 
-    which: Callable[[str], str | None] = _which
-    head: Callable[[str, float], None] = _head
-    fixed_path: Callable[[str], str | None] = _fixed_path
+    which: Callable[[str], str | None] = which_path
+    head: Callable[[str, float], None] = head_url
+    fixed_path: Callable[[str], str | None] = store_fixed_path
     exists: Callable[[str], bool] = os.path.exists
-    open_kvm: Callable[[], int] = _open_kvm
-    cpu_flags: Callable[[], set[str]] = _cpu_flags
+    open_kvm: Callable[[], int] = kvm_api_version
+    cpu_flags: Callable[[], set[str]] = proc_cpu_flags
 
 
 @dataclass

@@ -41,7 +41,8 @@ else:
     conn = http.client.HTTPConnection(address, check["port"], timeout=10)
 conn.request("GET", check["path"], headers={"Host": check["host"]})
 r = conn.getresponse()
-print(json.dumps({"status": r.status, "location": r.getheader("Location"), "body": r.read(65536).decode("utf-8", "replace")}))
+body = r.read(65536).decode("utf-8", "replace")
+print(json.dumps({"status": r.status, "location": r.getheader("Location"), "body": body}))
 """
 
 
@@ -157,6 +158,6 @@ def test_var_src_layout(host: Any) -> None:
         assert host.file("/var/src/lnbits-src/flake.nix").is_file
     # NIX_PATH=/var/src, as the deploy builds: <nixpkgs/nixos> and <nixos-config> resolve into it.
     found = host.check_output(
-        "NIX_PATH=/var/src nix-instantiate --find-file nixpkgs/nixos && NIX_PATH=/var/src nix-instantiate --find-file nixos-config"
+        "export NIX_PATH=/var/src; nix-instantiate --find-file nixpkgs/nixos; nix-instantiate --find-file nixos-config"
     ).splitlines()
     assert found == ["/var/src/nixpkgs/nixos", "/var/src/nixos-config"]
