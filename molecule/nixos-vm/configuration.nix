@@ -21,6 +21,8 @@ in
     }
   ];
 
+  # make-disk-image installs GRUB on the image's disk (the VM's /dev/vda), as host_vars say.
+  boot.loader.grub.device = "/dev/vda";
   networking.hostName = "nixos-vm";
   networking.useDHCP = lib.mkDefault true;
   services.openssh = {
