@@ -21,6 +21,7 @@ HOST_GROUPS = {
     "test_lab_hosts.py": "machine1-3",
     "test_lab_nixos_rebuild.py": "machine7",
     "test_deploy_pipeline.py": "machine1-3",
+    "test_molecule_default.py": "machine1-3",
     "test_awx_runner.py": "machine4",
     "test_nixos_rebuild_module.py": "machine4",
     "test_switch_role.py": "machine5-6",
