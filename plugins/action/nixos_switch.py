@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -219,6 +220,8 @@ class AnsibleSteps:
         self.build_run: str | None = None
         self.build_offset = 0
         self.build_ticker: _progress.Ticker | None = None
+        self.clock: Callable[[], float] = time.monotonic  # seams for tests
+        self.sleep: Callable[[float], None] = time.sleep
 
     # -- the seam ------------------------------------------------------------------------
 
@@ -284,16 +287,16 @@ class AnsibleSteps:
         while True:
             self.build_run, self.build_offset = str(got["run"]), int(got.get("offset") or 0)
             if self.build_ticker is None:
-                self.build_ticker = _progress.Ticker(time.monotonic())
+                self.build_ticker = _progress.Ticker(self.clock())
             lines = [str(line) for line in got.get("lines") or []]
             # No new line: the one shown stays current (the heartbeat repeats it, with the time).
-            shown = self.build_ticker.due(time.monotonic(), lines[-1] if lines else self.build_ticker.shown or "")
+            shown = self.build_ticker.due(self.clock(), lines[-1] if lines else self.build_ticker.shown or "")
             if shown is not None and not got.get("done"):
                 display.display(f"{host}: nixos-rebuild build: {shown}", stderr=True)
             if got.get("done"):
                 self.build_run = None
                 return got
-            time.sleep(next(delays))
+            self.sleep(next(delays))
             got = dict(self.step("build_poll", run=self.build_run, offset=self.build_offset, **self._source()))
 
     def _rollback_target(self) -> txn.Built:

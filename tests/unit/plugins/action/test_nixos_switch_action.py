@@ -330,9 +330,7 @@ def test_a_slow_build_is_polled_shown_and_survives_a_lost_connection(monkeypatch
     shown: list[tuple[str, bool]] = []
     slept: list[float] = []
     monkeypatch.setattr(ns.display, "display", lambda msg, stderr=False: shown.append((msg, stderr)))
-    monkeypatch.setattr(ns.time, "sleep", slept.append)
     clock = iter(float(i * 3) for i in range(100))
-    monkeypatch.setattr(ns.time, "monotonic", lambda: next(clock))
     run = "/var/lib/aiolabs-nixos/builds/r1"
     steps, action = _steps(
         {"result": {"run": run, "done": False, "offset": 40, "lines": ["building the system configuration..."]}},
@@ -341,6 +339,7 @@ def test_a_slow_build_is_polled_shown_and_survives_a_lost_connection(monkeypatch
         {"result": {"run": run, "done": False, "offset": 120, "lines": []}},
         {"result": {"run": run, "done": True, "offset": 150, "lines": ["done"], "system": "/s/new", "gc_root": "/g"}},
     )
+    steps.sleep, steps.clock = slept.append, lambda: next(clock)
     with pytest.raises(txn.ConnectionLost):
         steps.build()
     assert steps.build() == txn.Built(system="/s/new", gc_root="/g", checks_s=ns.checks_budget(steps.args, 0, 0))

@@ -1569,7 +1569,9 @@ def test_a_no_op_writes_no_pending_cache_when_nothing_was_read_again(
 FAKE_REBUILD = """#!/bin/sh
 echo "building the system configuration..." >&2
 [ -n "$LEGACY" ] && case " $* " in *" --no-reexec "*) echo "$0: unknown option \\`--no-reexec'" >&2; exit 1;; esac
-i=0; while [ -n "$HOLD" ] && [ ! -e "$HOLD" ]; do i=$((i+1)); echo "building '/nix/store/$i-step.drv'..." >&2; sleep 0.1; done
+i=0; while [ -n "$HOLD" ] && [ ! -e "$HOLD" ]; do
+  i=$((i+1)); echo "building '/nix/store/$i-step.drv'..." >&2; sleep 0.1
+done
 [ -n "$FAIL" ] && { for n in $(seq 1 30); do echo "trace line $n" >&2; done; echo "error: $FAIL" >&2; exit 1; }
 ln -s "$SYSTEM" result
 { printf '%s|' "$@"; echo; } >> "$CALLS"
@@ -1625,7 +1627,7 @@ def test_a_slow_detached_build_is_polled_with_its_new_lines_and_outlives_its_ses
     machine: Machine, tmp_path: Path
 ) -> None:
     hold = tmp_path / "finish"
-    host, calls = _detached(machine, tmp_path, HOLD=str(hold))
+    host, _calls = _detached(machine, tmp_path, HOLD=str(hold))
     got = host.build_start(_request(), gc_root=machine.gc_root, settle=0.3)
     assert got["done"] is False and got["offset"] > 0
     assert got["lines"] and got["lines"][-1].startswith("building '/nix/store/")
@@ -1670,5 +1672,5 @@ def test_a_detached_build_falls_back_to_fast_for_the_legacy_nixos_rebuild(machin
 
 def test_a_poll_of_an_unknown_run_says_to_build_again(machine: Machine, tmp_path: Path) -> None:
     host, _calls = _detached(machine, tmp_path)
-    with pytest.raises(NixError, match="no build .* on this host"):
+    with pytest.raises(NixError, match=r"no build .* on this host"):
         host.build_poll(_request(), str(tmp_path / "elsewhere"), 0, gc_root=machine.gc_root)
