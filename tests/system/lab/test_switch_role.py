@@ -606,7 +606,7 @@ def test_a_slow_build_shows_its_progress_and_a_failed_one_its_last_lines(sw: Swi
     (``<host>: nixos-rebuild build: building '/nix/store/…drv'...``, on stderr); a quick one shows
     nothing (see the one-evaluation test). A failed build's message carries the last lines of its log,
     which the host keeps."""
-    sw.knob("build-delay", "3")  # lab behaviour: the build prints a `building '…drv'...` line a second
+    sw.knob("build-delay", "5")  # lab behaviour: the build prints a `building '…drv'...` line a second
     sw.bump()
     run = play(tmp_path, [sw.name], sw.checks())
     assert run.rc == 0 and not run.errors, run.stdout[-4000:]

@@ -1642,7 +1642,7 @@ def test_a_slow_detached_build_is_polled_with_its_new_lines_and_outlives_its_ses
     assert str(Path(machine.gc_root).readlink()) == done["system"]
     # The next build clears the finished run folders.
     hold.unlink()
-    host2, _ = _detached(machine, tmp_path)
+    host2, _calls2 = _detached(machine, tmp_path)
     fresh = host2.build_start(_request(), gc_root=machine.gc_root)
     assert fresh["done"] is True
     assert [p.name for p in Path(machine.paths.inputs_dir, "builds").iterdir()] == [Path(fresh["run"]).name]
