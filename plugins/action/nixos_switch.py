@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +24,7 @@ from ansible.errors import AnsibleConnectionFailure
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
-from ansible_collections.aiolabs.nixos.plugins.module_utils import _lease
+from ansible_collections.aiolabs.nixos.plugins.module_utils import _lease, _progress
 from ansible_collections.aiolabs.nixos.plugins.module_utils import _switch_txn as txn
 from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError
 from ansible_collections.aiolabs.nixos.plugins.module_utils._rebuild_models import Action, UnitReport
@@ -214,6 +215,13 @@ class AnsibleSteps:
         self.last_checks: dict[str, Any] = {}  # what the last checks checked
         self.inputs_digest: str | None = None  # the digest of the inputs before the build
         self.secrets_snapshot = True  # a snapshot of the previous secrets may exist (the inputs step says)
+        # The detached build being polled (its run folder on the host, the log read so far), and
+        # what of its progress was shown.
+        self.build_run: str | None = None
+        self.build_offset = 0
+        self.build_ticker: _progress.Ticker | None = None
+        self.clock: Callable[[], float] = time.monotonic  # seams for tests
+        self.sleep: Callable[[float], None] = time.sleep
 
     # -- the seam ------------------------------------------------------------------------
 
@@ -259,11 +267,37 @@ class AnsibleSteps:
     def build(self) -> txn.Built:
         if self.args["rollback"]:
             return self._rollback_target()
-        got = self.step("build", **self._source())
+        got = self._build_detached()
         self.new_system = str(got["system"])
         declared = got.get("declared") or {} if self.args["declared_checks"] else {}
         extra = checks_budget(self.args, int(declared.get("units", 0)), int(declared.get("http", 0)))
         return txn.Built(system=self.new_system, gc_root=got.get("gc_root"), checks_s=extra)
+
+    def _build_detached(self) -> dict[str, Any]:
+        """``build_start``, then ``build_poll`` (soon, then backing off) until the build ends, showing
+        its log's last line as it goes. A lost connection leaves the build running on the host:
+        the transaction reconnects and calls this again, which polls the same run."""
+        host = self.task_vars.get("inventory_hostname")
+        if self.build_run is None:
+            self.build_ticker = None
+            got = dict(self.step("build_start", **self._source()))
+        else:
+            got = dict(self.step("build_poll", run=self.build_run, offset=self.build_offset, **self._source()))
+        delays = _progress.poll_delays()
+        while True:
+            self.build_run, self.build_offset = str(got["run"]), int(got.get("offset") or 0)
+            if self.build_ticker is None:
+                self.build_ticker = _progress.Ticker(self.clock())
+            lines = [str(line) for line in got.get("lines") or []]
+            # No new line: the one shown stays current (the heartbeat repeats it, with the time).
+            shown = self.build_ticker.due(self.clock(), lines[-1] if lines else self.build_ticker.shown or "")
+            if shown is not None and not got.get("done"):
+                display.display(f"{host}: nixos-rebuild build: {shown}", stderr=True)
+            if got.get("done"):
+                self.build_run = None
+                return got
+            self.sleep(next(delays))
+            got = dict(self.step("build_poll", run=self.build_run, offset=self.build_offset, **self._source()))
 
     def _rollback_target(self) -> txn.Built:
         raw = self.step("state")

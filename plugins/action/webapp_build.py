@@ -5,7 +5,8 @@
 """Action plugin of aiolabs.nixos.webapp_build: one machine's web-app build on the controller (documented in
 the module). The plan comes from the host's ``aiolabs_nixos_plan.webapp`` (aiolabs.nixos.machine_plan), else
 planned here by ``_plan.plan_host`` (machine_plan's own code: the same checks and role defaults);
-the build itself is ``_webapp.build``.
+the build itself is ``_webapp.build``, which reports its progress (waiting for a build slot, npm's last
+log line) through :func:`_progress`.
 """
 
 from __future__ import annotations
@@ -14,10 +15,20 @@ from collections.abc import Mapping
 from typing import Any
 
 from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
 
 from ansible_collections.aiolabs.nixos.plugins.module_utils import _plan, _webapp
 
 _ARGS = {"build", "plan"}
+
+display = Display()
+
+
+def _progress(line: str) -> None:
+    """A progress line of the build, shown by the main process (Display proxies a worker's calls) at
+    every verbosity. On stderr, like Ansible's warnings: stdout may be a machine-read result (the
+    json callback, ansible-runner's events) that a line in the middle would break."""
+    display.display(line, stderr=True)
 
 
 def _bool(value: object) -> bool:
@@ -58,7 +69,7 @@ class ActionModule(ActionBase):  # type: ignore[misc]
         if not _bool(args.get("build", True)):
             return self._locate(result, host, plan, facts, check_mode)
         try:
-            out = _webapp.build(host, plan, check_mode=check_mode)
+            out = _webapp.build(host, plan, check_mode=check_mode, progress=_progress)
         except _webapp.WebappError as exc:
             details = {k: d for k, d in exc.details.items() if k in ("log", "rc")}
             return {**result, **details, "failed": True, "msg": exc.msg, "ansible_facts": facts}

@@ -52,7 +52,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ansible_collections.aiolabs.nixos.plugins.module_utils import _activation, _inputs, _profile
+from ansible_collections.aiolabs.nixos.plugins.module_utils import _activation, _inputs, _profile, _progress
 from ansible_collections.aiolabs.nixos.plugins.module_utils._errors import NixError
 from ansible_collections.aiolabs.nixos.plugins.module_utils._fsutil import fsync_dir as _fsync_dir
 from ansible_collections.aiolabs.nixos.plugins.module_utils._health import read_health
@@ -62,7 +62,11 @@ from ansible_collections.aiolabs.nixos.plugins.module_utils._rebuild_models impo
     Request,
     last_lines,
 )
-from ansible_collections.aiolabs.nixos.plugins.module_utils._rebuild_steps import RebuildSteps, rebuild_argv
+from ansible_collections.aiolabs.nixos.plugins.module_utils._rebuild_steps import (
+    RebuildSteps,
+    explained,
+    rebuild_argv,
+)
 from ansible_collections.aiolabs.nixos.plugins.module_utils._stc import describe_exit, parse_report, stc_argv
 from ansible_collections.aiolabs.nixos.plugins.module_utils._switch_checks import rollback_state
 
@@ -84,6 +88,23 @@ CONFIRMED_SECRETS = ".confirmed"  # the snapshot of DIR is DIR's sibling .NAME.c
 SNAPSHOT_MARK = ".profile"
 # The suffix of a secret being put back (a dot name, so never taken for a secret itself).
 RESTORE_SUFFIX = ".aiolabs-restore"
+
+# The detached build: a run folder per build under /var/lib/aiolabs-nixos/builds (root only,
+# survives a reboot like NixOS's own logs) with the command, nixos-rebuild's output, its exit
+# status (written last, through a rename) and, once read, the outcome. BUILD_DETACH starts
+# BUILD_SCRIPT in the background with no terminal and no ties to this session.
+BUILDS_NAME = "builds"
+BUILD_ARGV, BUILD_LOG, BUILD_RC, BUILD_RESULT = "argv.json", "build.log", "rc", "result.json"
+BUILD_DETACH = 's=$1; shift; "$0" -c "$s" aiolabs-nixos-build "$@" </dev/null >/dev/null 2>&1 &'
+BUILD_SCRIPT = 'cd "$1" || exit 1; shift; "$@" </dev/null >build.log 2>&1; echo $? >rc.tmp; mv rc.tmp rc'
+BUILD_SETTLE_S = 1.0
+BUILD_SETTLE_POLL_S = 0.05
+# New log lines a poll returns; log lines a failure's message shows; bytes of the log read at the end.
+BUILD_POLL_LINES = 5
+FAILED_BUILD_LINES = 20
+BUILD_LOG_END = 65536
+# Bytes of new log a poll reads at most (the rest is skipped: only the last lines are shown).
+BUILD_POLL_BYTES = 16384
 
 
 def _now_stamp() -> str:
@@ -142,6 +163,83 @@ class SwitchHost(RebuildSteps):
             declared = {"units": len(found.units), "http": len(found.http)} if found else {"units": 0, "http": 0}
             return {"system": system, "gc_root": gc_root, "declared": declared}
         raise NixError("nixos-rebuild accepts neither --no-reexec nor --fast")  # pragma: no cover
+
+    # ------------------------------------------------------------------ detached build
+
+    @property
+    def builds_dir(self) -> str:
+        return f"{self.paths.inputs_dir}/{BUILDS_NAME}"
+
+    def build_start(
+        self, request: Request, gc_root: str = GC_ROOT, flag: str = "--no-reexec", settle: float = BUILD_SETTLE_S
+    ) -> dict[str, Any]:
+        """Start ``nixos-rebuild build`` detached from this session (a new session, as the fallback
+        activation; its output to ``build.log`` in a run folder under :attr:`builds_dir`), so a
+        lost SSH connection does not lose it; wait up to ``settle`` seconds, then report as
+        :meth:`build_poll` does (a quick build is done by then: one call, as before)."""
+        builds = Path(self.builds_dir)
+        builds.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for old in builds.iterdir():  # the runs before this one (finished or abandoned) go
+            if old.is_dir() and (old / BUILD_RC).exists():
+                shutil.rmtree(old, ignore_errors=True)
+        run_dir = _activation.new_run_dir(str(builds))
+        argv = rebuild_argv(
+            self._bin("nixos-rebuild"), Action.BUILD, request.source, request.hostname, (flag, *request.extra_args)
+        )
+        _write_json(f"{run_dir}/{BUILD_ARGV}", {"argv": list(argv)})
+        detach = [self.paths.shell, "-c", BUILD_DETACH, self.paths.shell, BUILD_SCRIPT, run_dir, *argv]
+        self._run(detach, env=request.source.environment(), new_session=True)
+        deadline = self.clock() + settle
+        while not Path(run_dir, BUILD_RC).exists() and self.clock() < deadline:
+            self.sleep(BUILD_SETTLE_POLL_S)
+        return self.build_poll(request, run_dir, 0, gc_root)
+
+    def build_poll(self, request: Request, run: str, offset: int, gc_root: str = GC_ROOT) -> dict[str, Any]:
+        """Read-only until the build ends: the run's state and the log's new lines since ``offset``.
+
+        ``{"run", "done": False, "offset", "lines"}`` while it runs; when it succeeded, the same as
+        :meth:`build_once` plus ``done`` (the system is held by ``gc_root``; asking again gives
+        the same answer); when it failed, :class:`NixError` with the log's end as stderr and its
+        last lines in the message. The legacy tool's refusal of ``--no-reexec`` starts it again
+        with ``--fast`` (a new ``run``)."""
+        run_dir = Path(run)
+        if not run_dir.is_dir() or run_dir.parent != Path(self.builds_dir):
+            raise NixError(f"no build {run} on this host (a reboot, or another run cleared it): build again")
+        log = run_dir / BUILD_LOG
+        text, new_offset = _read_from(log, offset)
+        got: dict[str, Any] = {"run": run, "done": False, "offset": new_offset,
+                               "lines": _progress.tail_lines(text, BUILD_POLL_LINES)}  # fmt: skip
+        rc_text = _read_text(str(run_dir / BUILD_RC)).strip()
+        if not rc_text:
+            return got
+        done = run_dir / BUILD_RESULT
+        if done.is_file():
+            return {**got, **_read_json(str(done)), "done": True}
+        argv = _read_json(str(run_dir / BUILD_ARGV)).get("argv") or []
+        whole = _progress.read_end(log, BUILD_LOG_END)
+        rc = int(rc_text) if rc_text.lstrip("-").isdigit() else -1
+        if rc != 0:
+            if "--no-reexec" in argv and "unknown option `--no-reexec'" in whole:
+                return self.build_start(request, gc_root, flag="--fast")
+            tail = "\n".join(_progress.tail_lines(whole, FAILED_BUILD_LINES))
+            with explained(request.source):
+                raise NixError(
+                    f"nixos-rebuild build failed with exit {rc}; the last lines of {log}:\n{tail}",
+                    cmd=argv,
+                    rc=rc,
+                    stderr=whole,
+                )
+        link = run_dir / "result"
+        if not link.is_symlink():
+            raise NixError("nixos-rebuild build succeeded but left no ./result", cmd=argv, rc=rc, stderr=whole)
+        system = str(link.resolve())
+        _replace_symlink(system, gc_root)
+        link.unlink()
+        found = read_health(system)
+        declared = {"units": len(found.units), "http": len(found.http)} if found else {"units": 0, "http": 0}
+        outcome = {"system": system, "gc_root": gc_root, "declared": declared}
+        _write_json(str(done), outcome)
+        return {**got, **outcome, "done": True}
 
     # ------------------------------------------------------------------ state
 
@@ -756,6 +854,18 @@ def _read_text(path: str) -> str:
         return Path(path).read_text(encoding="utf-8")
     except OSError:
         return ""
+
+
+def _read_from(path: Path, offset: int) -> tuple[str, int]:
+    """What was written to `path` after `offset` (at most the last BUILD_POLL_BYTES of it), and
+    the new offset."""
+    try:
+        end = path.stat().st_size
+    except FileNotFoundError:
+        return "", offset
+    if end <= offset:
+        return "", end
+    return _progress.read_end(path, BUILD_POLL_BYTES, start=offset), end
 
 
 def _read_json(path: str) -> dict[str, Any]:

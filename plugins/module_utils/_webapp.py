@@ -32,11 +32,13 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+
+from ansible_collections.aiolabs.nixos.plugins.module_utils import _progress
 
 DIGEST_VERSION = "aiolabs.nixos.webapp digest v1"
 # In a machine's build folder: the digest of the last successful build, and npm's output.
@@ -51,6 +53,12 @@ TREE_NAME = "web-app-dist"
 TAIL_LINES = 40
 CHUNK = 1 << 20
 SLOT_POLL_S = 0.2
+# While npm runs: how often its log is looked at; how often a wait for a build slot is told.
+PROGRESS_POLL_S = 0.5
+PROGRESS_GAP_S = _progress.MIN_GAP_S
+SLOT_NOTICE_S = 15.0
+# Where progress lines go (the action passes Ansible's Display).
+Progress = Callable[[str], None]
 # rsync for staging on the controller: follow symbolic links (the build sees the files they point
 # to, as the digest does), keep permissions, compare contents, make copies writable (the source
 # may be read-only), list what changed.
@@ -77,19 +85,45 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _run(argv: Sequence[str], cwd: Path | None = None, log: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run argv (never a shell string). With `log`, stdout and stderr are appended to it."""
+def _run(
+    argv: Sequence[str], cwd: Path | None = None, log: Path | None = None, progress: Progress | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run argv (never a shell string). With `log`, stdout and stderr are appended to it; with
+    `progress` too, the log's last line is passed to it while the command runs (as
+    :class:`._progress.Ticker` decides: on a new line, else a heartbeat)."""
     try:
         if log is None:
             return subprocess.run(list(argv), cwd=cwd, env=_env(), capture_output=True, text=True, check=False)
         with log.open("a", encoding="utf-8") as out:
             out.write(f"$ {' '.join(argv)}\n")
             out.flush()
-            proc = subprocess.run(list(argv), cwd=cwd, env=_env(), stdout=out, stderr=subprocess.STDOUT, check=False)
-            out.write(f"[exit {proc.returncode}]\n")
-            return subprocess.CompletedProcess(proc.args, proc.returncode, "", "")
+            start = out.tell()
+            proc = subprocess.Popen(list(argv), cwd=cwd, env=_env(), stdout=out, stderr=subprocess.STDOUT)
+            rc = _wait(proc, log, start, progress)
+            out.write(f"[exit {rc}]\n")
+            return subprocess.CompletedProcess(proc.args, rc, "", "")
     except OSError as exc:
         raise WebappError(f"cannot run {argv[0]}: {exc.strerror}", cmd=list(argv)) from exc
+
+
+def _wait(proc: subprocess.Popen[bytes], log: Path, start: int, progress: Progress | None) -> int:
+    """Wait for `proc`; every PROGRESS_POLL_S, show the last line it wrote to `log` (after `start`)."""
+    if progress is None:
+        return proc.wait()
+    ticker = _progress.Ticker(time.monotonic(), min_gap=PROGRESS_GAP_S)
+    try:
+        while True:
+            try:
+                return proc.wait(timeout=PROGRESS_POLL_S)
+            except subprocess.TimeoutExpired:
+                pass
+            shown = ticker.due(time.monotonic(), _progress.last_line(_progress.read_end(log, start=start)))
+            if shown is not None:
+                progress(shown)
+    finally:
+        if proc.poll() is None:  # the worker is being stopped (Ctrl-C): do not leave npm behind
+            proc.kill()
+            proc.wait()
 
 
 def tool_version(binary: str) -> str:
@@ -290,18 +324,22 @@ class Slot:
 
 
 @contextmanager
-def build_slot(root: Path, slots: int, poll: float = SLOT_POLL_S) -> Iterator[Slot]:
+def build_slot(
+    root: Path, slots: int, poll: float = SLOT_POLL_S, waiting: Progress | None = None, notice: float = SLOT_NOTICE_S
+) -> Iterator[Slot]:
     """Hold one of `slots` lock files under `root`/.build-slots for the time of a build.
 
     Tries every slot without blocking, then waits (polling) until one is free, so at most `slots`
     builds run at a time across the forks of a run and across runs on this controller. The lock
-    goes with the process: a killed build frees its slot.
+    goes with the process: a killed build frees its slot. While it waits, `waiting` is told so at
+    once and then every `notice` seconds.
     """
     folder = root / SLOTS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     handles: list[IO[bytes]] = [(folder / f"{i}.lock").open("a+b") for i in range(max(1, slots))]
     held: int | None = None
+    told: float | None = None
     try:
         while held is None:
             for index, handle in enumerate(handles):
@@ -314,6 +352,11 @@ def build_slot(root: Path, slots: int, poll: float = SLOT_POLL_S) -> Iterator[Sl
                 held = index
                 break
             if held is None:
+                now = time.monotonic()
+                if waiting is not None and (told is None or now - told >= notice):
+                    in_use = len(handles)
+                    waiting(f"waiting for a build slot ({in_use} in use, {int(now - started)} s)")
+                    told = now
                 time.sleep(poll)
         yield Slot(held, round(time.monotonic() - started, 2))
     finally:
@@ -371,8 +414,11 @@ def npm_steps(plan: Mapping[str, Any], versions: Mapping[str, str], *, clean: bo
     return Steps(argv=[*ci, [npm, "run", str(plan["script"])]], install=install, install_digest=wanted)
 
 
-def run_npm(plan: Mapping[str, Any], digest: str, versions: Mapping[str, str], steps: Steps) -> None:
-    """Run the steps in the staged folder, output to its log; the digest only after success."""
+def run_npm(
+    plan: Mapping[str, Any], digest: str, versions: Mapping[str, str], steps: Steps, progress: Progress | None = None
+) -> None:
+    """Run the steps in the staged folder, output to its log; the digest only after success.
+    `progress` is told each step's last log line while it runs (``npm run build: <line>``)."""
     build_dir = Path(plan["dir"])
     state, log, dist = build_dir / STATE_FILE, build_dir / LOG_FILE, build_dir / plan["dist"]
     state.unlink(missing_ok=True)
@@ -383,7 +429,9 @@ def run_npm(plan: Mapping[str, Any], digest: str, versions: Mapping[str, str], s
         encoding="utf-8",
     )
     for argv in steps.argv:
-        proc = _run(argv, cwd=build_dir, log=log)
+        step = f"npm {' '.join(argv[1:3])}"
+        shown = None if progress is None else _prefixed(progress, f"{step}: ")
+        proc = _run(argv, cwd=build_dir, log=log, progress=shown)
         if proc.returncode != 0:
             raise WebappError(
                 f"`{' '.join(argv)}` failed (exit {proc.returncode})",
@@ -400,6 +448,10 @@ def run_npm(plan: Mapping[str, Any], digest: str, versions: Mapping[str, str], s
             tail=log_tail(log),
         )
     write_atomic(state, digest + "\n")
+
+
+def _prefixed(progress: Progress, prefix: str) -> Progress:
+    return lambda line: progress(prefix + line)
 
 
 # --- one machine, start to end ----------------------------------------------------------------
@@ -420,12 +472,13 @@ def tree(plan: Mapping[str, Any]) -> dict[str, Any] | None:
     return {"name": TREE_NAME, "src": str(dist), "excludes": []} if dist.is_dir() else None
 
 
-def build(host: str, plan: Mapping[str, Any], *, check_mode: bool) -> dict[str, Any]:
+def build(host: str, plan: Mapping[str, Any], *, check_mode: bool, progress: Progress | None = None) -> dict[str, Any]:
     """Build this machine's web app when an input changed; the result of the action.
 
     Returns ``changed``, ``build`` (the aiolabs_nixos_webapp_build fact), ``tree`` (None when there
     is no dist), and ``steps``/``install``/``dry_run``/``slot``. Raises :class:`WebappError` with a
-    message that starts with the host.
+    message that starts with the host. `progress` (if any) is told, as ``<host>: web app: <what>``,
+    that the build waits for a slot and what npm prints while it runs.
     """
     if not plan.get("enabled"):
         return {"changed": False, "build": {"enabled": False}, "tree": None}
@@ -460,12 +513,13 @@ def build(host: str, plan: Mapping[str, Any], *, check_mode: bool) -> dict[str, 
                 "install": steps.install, "build": fact, "tree": tree(plan)}  # fmt: skip
 
     started = time.monotonic()
-    with build_slot(Path(plan["build_root"]), int(plan["concurrency"])) as slot:
+    told = None if progress is None else _prefixed(progress, f"{host}: web app: ")
+    with build_slot(Path(plan["build_root"]), int(plan["concurrency"]), waiting=told) as slot:
         begun = time.monotonic()
         try:
             stage(plan)
             steps = npm_steps(plan, versions, clean=bool(plan.get("force")))
-            run_npm(plan, digest.digest, versions, steps)
+            run_npm(plan, digest.digest, versions, steps, told)
         except WebappError as exc:
             raise WebappError(failure_message(host, plan, exc), **exc.details) from exc
         except OSError as exc:

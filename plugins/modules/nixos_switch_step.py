@@ -17,6 +17,10 @@ description:
   - Every step is safe to run again after a lost connection.
   - V(build) runs the one evaluation (C(nixos-rebuild build --no-reexec), C(--fast) for the legacy tool) and holds
     the built system with a GC root until V(confirm) or V(roll_back).
+  - V(build_start) starts the same build detached from the session (its output in
+    C(/var/lib/aiolabs-nixos/builds/RUN/build.log)), so a lost connection does not lose it, and reports as
+    V(build_poll) after at most a second; V(build_poll) returns whether it ended and the log's new lines since
+    O(offset), then the same result as V(build).
   - V(state) reads C(/run/current-system), the profile, C(/run/booted-system), the armed rollback as systemd reports
     it and the lease. V(inputs) reads the same and the digest of every input of the build (the C(/var/src) trees,
     the C(NIX_PATH) and C(-I) entries, the rebuild command, the C(nixos-rebuild) tool) and the record
@@ -62,8 +66,8 @@ options:
     description: The step to run.
     type: str
     required: true
-    choices: [build, state, inputs, take_lease, release_lease, arm, disarm, activate, wait_activation, confirm,
-              roll_back, boot_once, units, health, snapshot_secrets, secrets_confirmed]
+    choices: [build, build_start, build_poll, state, inputs, take_lease, release_lease, arm, disarm, activate,
+              wait_activation, confirm, roll_back, boot_once, units, health, snapshot_secrets, secrets_confirmed]
   system:
     description: The built system (V(arm), V(activate), V(wait_activation), V(confirm), V(secrets_confirmed)).
     type: str
@@ -146,6 +150,13 @@ options:
       - The digest of the inputs that V(inputs) computed before the build, which V(confirm) and V(secrets_confirmed)
         record as the inputs of O(system).
     type: str
+  run:
+    description: The run folder of the detached build that V(build_start) returned (V(build_poll)).
+    type: str
+  offset:
+    description: How many bytes of the build's log V(build_poll) reported before (it returns the lines after them).
+    type: int
+    default: 0
 requirements:
   - NixOS with C(nixos-rebuild), C(nix-env) and C(systemd-run) on the target.
 seealso:
@@ -202,6 +213,7 @@ REQUIRED = {
     "boot_once": ("system", "previous"),
     "take_lease": ("owner", "started"),
     "release_lease": ("owner",),
+    "build_poll": ("run",),
 }
 
 
@@ -244,6 +256,8 @@ def _timeout(p: dict[str, Any]) -> float:
 # Each step: what it calls on the host with the module's parameters.
 STEPS: dict[str, Callable[[SwitchHost, dict[str, Any]], Any]] = {
     "build": _build,
+    "build_start": lambda h, p: h.build_start(_request(p)),
+    "build_poll": lambda h, p: h.build_poll(_request(p), p["run"], p["offset"]),
     "state": lambda h, p: h.state(p["links"]),
     "inputs": _inputs,
     "take_lease": lambda h, p: h.take_lease(p["owner"], p["started"], p["ttl"], float(p["wait"]), p["stale"]),
@@ -291,6 +305,8 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "delay": {"type": "int", "default": 2},
     "secrets_dir": {"type": "path", "default": "/var/lib/secrets"},
     "inputs_digest": {"type": "str"},
+    "run": {"type": "str"},
+    "offset": {"type": "int", "default": 0},
 }
 
 
@@ -312,7 +328,7 @@ def main() -> None:
         result = run_step(host, {**params, "_check_mode": module.check_mode})
     except NixError as exc:
         module.fail_json(step=params["step"], **failure_result(exc), commands=[list(c) for c in host.commands])
-    changed = params["step"] not in (*READ_ONLY, "build", "wait_activation")
+    changed = params["step"] not in (*READ_ONLY, "build", "build_start", "build_poll", "wait_activation")
     if params["step"] in SAYS_CHANGED:
         changed = bool(result.get(SAYS_CHANGED[params["step"]]))
     module.exit_json(changed=changed, step=params["step"], result=result, commands=[list(c) for c in host.commands])

@@ -409,6 +409,13 @@ def test_with_concurrency_one_three_builds_never_overlap(bound: BoundFleet) -> N
     # The forks ran side by side: two of the three waited for the slot, about one build each.
     waits = sorted(run.facts(host)["waited"] for host in BOUND_HOSTS)
     assert waits[1] >= 1.0 and waits[2] >= 2.0, waits
+    # ... and said so while they waited (progress on stderr; stdout stays the json callback's JSON).
+    waiting = {
+        line.split(":", 1)[0]
+        for line in run.proc.stderr.splitlines()
+        if ": web app: waiting for a build slot (1 in use, " in line
+    }
+    assert len(waiting) >= 2, run.proc.stderr[-2000:]
 
 
 def test_with_concurrency_three_the_same_builds_run_side_by_side(bound: BoundFleet) -> None:
@@ -448,6 +455,7 @@ def test_a_no_op_takes_no_slot_and_a_build_waits_for_one(bound: BoundFleet) -> N
                 waiting.kill()
                 waiting.communicate()
     assert waiting.returncode == 0, out[-3000:] + err[-3000:]
+    assert "two: web app: waiting for a build slot (1 in use, 0 s)" in err.splitlines(), err[-2000:]
     assert Play(subprocess.CompletedProcess([], 0, out, err), 0).facts("two")["waited"] >= 1  # seconds
     spans = bound.builds()
     assert [host for host, _s, _e in spans] == ["two"]

@@ -250,3 +250,51 @@ def test_a_machine_without_the_web_app_builds_nothing(tree: Path) -> None:
     assert wb.build("m1", {"enabled": False}, check_mode=False) == {
         "changed": False, "build": {"enabled": False}, "tree": None,
     }  # fmt: skip
+
+
+SLOW_NPM = """#!/bin/sh
+case "$1" in
+  --version) echo 10.9.0 ;;
+  ci) mkdir -p node_modules ;;
+  run) echo "vite v5.4.0 building for production..."; sleep 1
+       echo "transforming (3) src/main.js"; sleep 1
+       mkdir -p dist && echo ok > dist/index.html && echo "built in 2.0s" ;;
+esac
+"""
+
+
+def test_a_running_build_reports_npms_last_line_as_it_goes(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(wb, "PROGRESS_GAP_S", 0.5)
+    npm = tree / "npm"
+    npm.write_text(SLOW_NPM)
+    npm.chmod(0o755)
+    shown: list[str] = []
+    out = wb.build("m1", {**plan_for(tree), "npm": str(npm)}, check_mode=False, progress=shown.append)
+    assert out["changed"] is True
+    assert "m1: web app: npm run build: vite v5.4.0 building for production..." in shown
+    assert "m1: web app: npm run build: transforming (3) src/main.js" in shown
+    assert all(line.startswith("m1: web app: npm ") for line in shown), shown
+    # The log keeps everything; nothing of the log's header (an earlier line) is shown as npm's.
+    assert not any("aiolabs.nixos.webapp build in" in line for line in shown)
+
+
+def test_a_wait_for_a_slot_is_reported(tmp_path: Path) -> None:
+    import threading
+
+    held, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with wb.build_slot(tmp_path, 1):
+            held.set()
+            release.wait(5)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert held.wait(5)
+    threading.Timer(0.5, release.set).start()
+    told: list[str] = []
+    with wb.build_slot(tmp_path, 1, poll=0.05, waiting=told.append, notice=0.2):
+        pass
+    thread.join()
+    assert told and told[0].startswith("waiting for a build slot (1 in use, ")
+    assert 2 <= len(told) <= 4  # at once, then every `notice` seconds, not every poll

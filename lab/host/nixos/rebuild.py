@@ -24,7 +24,7 @@ from . import args as cli
 from . import proc
 from .build import BuildRequest, resolve_flake
 from .generations import RebuildError, list_generations, previous_generation, render
-from .state import HostPaths
+from .state import HostPaths, Knobs
 
 BUILD_ACTIONS = ("switch", "boot", "test", "build", "dry-build", "dry-activate")
 UNSUPPORTED = ("edit", "repl", "build-image", "build-vm", "build-vm-with-bootloader")
@@ -55,6 +55,26 @@ def checked(argv: list[str], *, capture: bool = False, env: dict[str, str] | Non
     return (result.stdout or "").strip()
 
 
+def build_delay(knobs: Knobs) -> None:
+    """LAB BEHAVIOUR, the ``build-delay SECONDS`` knob (kept while set): the build takes that long,
+    printing a ``building '/nix/store/…drv'...`` line to stderr every second as Nix does for each
+    derivation it builds (a slow NixOS build, to see its progress)."""
+    if not knobs.is_set("build-delay"):
+        return
+    try:
+        seconds = float(knobs.value("build-delay") or "0")
+    except ValueError:
+        info(f"lab fault build-delay: not a number of seconds: {knobs.value('build-delay')!r}")
+        return
+    info(f"lab fault build-delay: the build takes {seconds:g}s")
+    end = time.monotonic() + max(seconds, 0.0)
+    step = 0
+    while (left := end - time.monotonic()) > 0:
+        step += 1
+        info(f"building '/nix/store/{step:032d}-lab-slow-step-{step}.drv'...")
+        time.sleep(min(1.0, left))
+
+
 class Rebuild:
     def __init__(self, args: argparse.Namespace, flavour: str) -> None:
         self.args, self.flavour = args, flavour
@@ -75,6 +95,8 @@ class Rebuild:
 
     def build(self) -> Path:
         request = self.request()
+        if not request.dry_run:
+            build_delay(Knobs(self.paths))
         return Path(request.out_path(checked(request.argv(), capture=True, env=request.environment())))
 
     def rollback(self) -> Path:

@@ -42,7 +42,7 @@ HOSTS = os.environ.get("SWITCH_TEST_HOSTS", "machine5,machine6").split(",")
 INVENTORY = ["-i", str(REPO / "lab" / "inventory" / "hosts.yml"), "-i", str(REPO / "lab" / "run" / "inventory.yml")]
 PLAY_TIMEOUT = 300
 KNOBS = ("activation-fails", "activation-hangs", "reboot-required", "ssh-drop", "kernel-change", "unit-fails",
-         "activation-delay")  # fmt: skip
+         "activation-delay", "build-delay")  # fmt: skip
 CA = REPO / "lab" / "run" / "ca" / "ca.pem"
 CONFIG = "/var/src/nixos-config"
 NIXPKGS = "/var/src/nixpkgs"
@@ -532,10 +532,45 @@ def test_a_changed_deploy_runs_exactly_one_evaluation_and_a_no_op_none(sw: Switc
     changed = [c for c in calls(sw)[before:] if c["evaluates"]]
     assert [c["action"] for c in changed] == ["build"], changed
     assert "--no-reexec" in changed[0]["argv"]
+    # A quick build is answered by the detached build's start step: no progress line, no poll.
+    assert f"{sw.name}: nixos-rebuild build:" not in run.stdout, run.stdout[-4000:]
     before = len(calls(sw))
     again = play(tmp_path, [sw.name], sw.checks())
     assert again.result(sw.name)["changed"] is False
     assert calls(sw)[before:] == []
+
+
+def test_a_slow_build_shows_its_progress_and_a_failed_one_its_last_lines(sw: Switch, tmp_path: Path) -> None:
+    """The build runs detached on the host and is polled: while it runs, its log's last line is shown
+    (``<host>: nixos-rebuild build: building '/nix/store/…drv'...``, on stderr); a quick one shows
+    nothing (see the one-evaluation test). A failed build's message carries the last lines of its log,
+    which the host keeps."""
+    sw.knob("build-delay", "5")  # lab behaviour: the build prints a `building '…drv'...` line a second
+    sw.bump()
+    run = play(tmp_path, [sw.name], sw.checks())
+    assert run.rc == 0 and not run.errors, run.stdout[-4000:]
+    assert run.result(sw.name)["changed"] is True
+    shown = re.findall(rf"^{sw.name}: nixos-rebuild build: (.*)$", run.stdout, re.MULTILINE)
+    assert len(shown) >= 2, run.stdout[-4000:]
+    assert all(line.startswith(("building '/nix/store/", "lab fault build-delay")) for line in shown), shown
+    assert len(set(shown)) == len(shown), shown  # each line once
+    sw.clear_knobs()
+    # A failing build: the message ends with the log's last lines, nothing was switched.
+    before = sw.current()
+    sw.sh(
+        f"printf '%s' '{{ ... }}: {{ environment.etc.broken.text = throw \"lab: a broken module\"; }}' "
+        f"> {CONFIG}/broken.nix && sed -i 's|./switch-test.nix|./switch-test.nix ./broken.nix|' {CONFIG}/default.nix"
+    )
+    failed = play(tmp_path, [sw.name], sw.checks())
+    assert failed.result(sw.name)["failed"] is True, failed.stdout[-4000:]
+    msg = failed.errors.get(sw.name) or failed.result(sw.name)["msg"]
+    assert "nixos-rebuild build failed with exit" in msg and "the last lines of" in msg, msg
+    assert "lab: a broken module" in msg, msg
+    assert "nothing was switched" in msg, msg
+    assert sw.current() == before
+    kept = sw.sh("cat /var/lib/aiolabs-nixos/builds/*/build.log")
+    assert "lab: a broken module" in kept
+    print(f"\ntimings: slow build run {run.elapsed:.1f}s, failed build run {failed.elapsed:.1f}s")
 
 
 def inputs_record(sw: Switch) -> dict[str, Any]:

@@ -295,7 +295,15 @@ def test_an_unreachable_host_or_a_broken_connection_is_connection_lost() -> None
 
 def test_the_steps_map_the_host_results() -> None:
     steps, action = _steps(
-        {"result": {"system": "/s/new", "gc_root": "/g", "declared": {"units": 2, "http": 1}}},
+        {
+            "result": {
+                "run": "/r",
+                "done": True,
+                "system": "/s/new",
+                "gc_root": "/g",
+                "declared": {"units": 2, "http": 1},
+            }
+        },
         {"result": {"taken": False, "holder": {"owner": "o", "started": "s", "expires": "e"}}},
         {"result": {}},
         {"result": {"ok": False, "msg": "nix-env failed", "rc": 1}},
@@ -313,6 +321,37 @@ def test_the_steps_map_the_host_results() -> None:
     assert steps.checks() == [txn.Failure("unit a.service is failed", "")]
     assert action.calls[4]["units"] == ["a.service"] and action.calls[4]["declared"] is True
     assert steps.last_checks == {"units": ["a.service"], "http": [], "declared": False}
+
+
+def test_a_slow_build_is_polled_shown_and_survives_a_lost_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """build_start, then build_poll with the offset so far; the log's last line is shown (on stderr);
+    a lost connection during a poll ends this call, and the transaction's retry polls the same run
+    instead of starting another build."""
+    shown: list[tuple[str, bool]] = []
+    slept: list[float] = []
+    monkeypatch.setattr(ns.display, "display", lambda msg, stderr=False: shown.append((msg, stderr)))
+    clock = iter(float(i * 3) for i in range(100))
+    run = "/var/lib/aiolabs-nixos/builds/r1"
+    steps, action = _steps(
+        {"result": {"run": run, "done": False, "offset": 40, "lines": ["building the system configuration..."]}},
+        {"result": {"run": run, "done": False, "offset": 90, "lines": ["building '/nix/store/a.drv'..."]}},
+        AnsibleConnectionFailure("Connection reset by peer"),
+        {"result": {"run": run, "done": False, "offset": 120, "lines": []}},
+        {"result": {"run": run, "done": True, "offset": 150, "lines": ["done"], "system": "/s/new", "gc_root": "/g"}},
+    )
+    steps.sleep, steps.clock = slept.append, lambda: next(clock)
+    with pytest.raises(txn.ConnectionLost):
+        steps.build()
+    assert steps.build() == txn.Built(system="/s/new", gc_root="/g", checks_s=ns.checks_budget(steps.args, 0, 0))
+    assert [c["step"] for c in action.calls] == ["build_start", "build_poll", "build_poll", "build_poll", "build_poll"]
+    assert [c.get("offset") for c in action.calls[1:]] == [40, 90, 90, 120]
+    assert {c.get("run") for c in action.calls[1:]} == {run}
+    assert shown == [
+        ("machine1: nixos-rebuild build: building the system configuration...", True),
+        ("machine1: nixos-rebuild build: building '/nix/store/a.drv'...", True),
+    ]
+    assert slept[:2] == [0.5, 1.0]  # soon first, then backing off
+    assert steps.build_run is None  # done: the next build starts afresh
 
 
 def test_a_rollback_run_goes_to_the_generation_before_the_current_one() -> None:

@@ -625,7 +625,7 @@ def test_the_armed_rollback_sets_the_profile_when_its_generation_is_gone_or_diff
 def test_the_armed_rollback_tests_a_running_system_that_is_not_its_generations(machine: Machine) -> None:
     # before this deploy, a `boot` left the profile (and the boot default) on `booted` while `old` ran
     old, new, host, runner = _switched(machine)
-    booted = machine.system("ddd")
+    booted = str(machine.store / "ddd-nixos-system-machine1-25.11")
     machine.set_generation(1, booted)
     machine.set_generation(2, new)
     host.arm({"system": old, "generation": 1, "profile_system": booted}, new, 1500, 900)
@@ -927,7 +927,7 @@ def test_roll_back_restores_the_profile_and_activates_the_previous_system(machin
 
 def test_roll_back_tests_a_previous_system_that_is_not_its_profiles(machine: Machine) -> None:
     old, new = machine.installed()
-    booted = machine.system("ddd")
+    booted = str(machine.store / "ddd-nixos-system-machine1-25.11")
     machine.set_generation(1, booted)
     machine.set_generation(2, new)
     machine.run_on(new)
@@ -1560,3 +1560,117 @@ def test_a_no_op_writes_no_pending_cache_when_nothing_was_read_again(
     (src / "nixos-config" / "default.nix").write_text("{ ... }: { x = 1; }\n")
     changed = host.inputs(_inputs_request(str(src)), "switch")["inputs"]
     assert changed["digest"] != first["digest"] and Path(host.inputs_pending_path).exists()
+
+
+# ------------------------------------------------------------------ detached build (build_start / build_poll)
+
+# Test stand-in for nixos-rebuild: prints as -ng does (stderr), waits for a file when asked (a
+# slow build), refuses --no-reexec like the legacy tool when asked, makes ./result or fails.
+FAKE_REBUILD = """#!/bin/sh
+echo "building the system configuration..." >&2
+[ -n "$LEGACY" ] && case " $* " in *" --no-reexec "*) echo "$0: unknown option \\`--no-reexec'" >&2; exit 1;; esac
+i=0; while [ -n "$HOLD" ] && [ ! -e "$HOLD" ]; do
+  i=$((i+1)); echo "building '/nix/store/$i-step.drv'..." >&2; sleep 0.1
+done
+[ -n "$FAIL" ] && { for n in $(seq 1 30); do echo "trace line $n" >&2; done; echo "error: $FAIL" >&2; exit 1; }
+ln -s "$SYSTEM" result
+{ printf '%s|' "$@"; echo; } >> "$CALLS"
+"""
+
+
+def _detached(machine: Machine, tmp_path: Path, **env: str) -> tuple[SwitchHost, Path]:
+    system = machine.store / "ddd-nixos-system-machine1-25.11"
+    built = str(system) if system.is_dir() else machine.system("ddd")
+    bin_dir = tmp_path / "fakebin"
+    bin_dir.mkdir(exist_ok=True)
+    tool = bin_dir / "nixos-rebuild"
+    tool.write_text(FAKE_REBUILD)
+    tool.chmod(0o755)
+    calls = tmp_path / "rebuild-calls"
+    base = {"PATH": f"{bin_dir}:/usr/bin:/bin", "CALLS": str(calls), "SYSTEM": built, **env}
+    return SwitchHost(Runner(environ=base), machine.paths), calls
+
+
+def _poll_until_done(host: SwitchHost, got: dict[str, Any], limit: float = 10.0) -> tuple[dict[str, Any], list[str]]:
+    seen: list[str] = list(got["lines"])
+    deadline = time.monotonic() + limit
+    while not got["done"]:
+        assert time.monotonic() < deadline, "the detached build did not end"
+        time.sleep(0.1)
+        got = host.build_poll(_request(), got["run"], got["offset"], gc_root=host_gc(host))
+        seen += got["lines"]
+    return got, seen
+
+
+def host_gc(host: SwitchHost) -> str:
+    return str(Path(host.paths.profile).parent.parent / "gcroots" / "aiolabs-nixos-built-system")
+
+
+def test_a_quick_detached_build_is_done_within_the_start_step(machine: Machine, tmp_path: Path) -> None:
+    host, calls = _detached(machine, tmp_path)
+    got = host.build_start(_request("--show-trace"), gc_root=machine.gc_root)
+    assert got["done"] is True
+    assert got["system"] == str(machine.store / "ddd-nixos-system-machine1-25.11") and got["gc_root"] == machine.gc_root
+    assert got["declared"] == {"units": 0, "http": 0}
+    assert str(Path(machine.gc_root).readlink()) == got["system"]
+    assert calls.read_text().split("|")[:-1] == ["build", *FLAKES, "--no-reexec", "--show-trace"]
+    assert got["lines"] == ["building the system configuration..."]
+    run = Path(got["run"])
+    assert run.parent == Path(machine.paths.inputs_dir, "builds") and not (run / "result").exists()
+    # Asked again (a lost answer), the same outcome, no second build.
+    again = host.build_poll(_request(), got["run"], got["offset"], gc_root=machine.gc_root)
+    assert again["done"] is True and again["system"] == got["system"] and again["lines"] == []
+    assert len(calls.read_text().splitlines()) == 1
+
+
+def test_a_slow_detached_build_is_polled_with_its_new_lines_and_outlives_its_session(
+    machine: Machine, tmp_path: Path
+) -> None:
+    hold = tmp_path / "finish"
+    host, _calls = _detached(machine, tmp_path, HOLD=str(hold))
+    got = host.build_start(_request(), gc_root=machine.gc_root, settle=0.3)
+    assert got["done"] is False and got["offset"] > 0
+    assert got["lines"] and got["lines"][-1].startswith("building '/nix/store/")
+    assert len(got["lines"]) <= sh.BUILD_POLL_LINES
+    time.sleep(0.3)
+    later = host.build_poll(_request(), got["run"], got["offset"], gc_root=machine.gc_root)
+    assert later["done"] is False and later["offset"] > got["offset"]
+    assert later["lines"] and later["lines"][0] not in got["lines"]  # only what came after
+    hold.touch()
+    done, _seen = _poll_until_done(host, later)
+    assert done["system"] == str(machine.store / "ddd-nixos-system-machine1-25.11")
+    assert str(Path(machine.gc_root).readlink()) == done["system"]
+    # The next build clears the finished run folders.
+    hold.unlink()
+    host2, _calls2 = _detached(machine, tmp_path)
+    fresh = host2.build_start(_request(), gc_root=machine.gc_root)
+    assert fresh["done"] is True
+    assert [p.name for p in Path(machine.paths.inputs_dir, "builds").iterdir()] == [Path(fresh["run"]).name]
+
+
+def test_a_failed_detached_build_names_its_last_lines_and_keeps_its_log(machine: Machine, tmp_path: Path) -> None:
+    host, _calls = _detached(machine, tmp_path, FAIL="undefined variable 'lnbitz'")
+    with pytest.raises(NixError) as err:
+        _poll_until_done(host, host.build_start(_request(), gc_root=machine.gc_root))
+    msg = err.value.msg
+    assert msg.startswith("nixos-rebuild build failed with exit 1; the last lines of ")
+    assert msg.endswith("error: undefined variable 'lnbitz'")
+    shown = msg.split(":\n", 1)[1].splitlines()
+    assert len(shown) == sh.FAILED_BUILD_LINES and shown[0] == "trace line 12"
+    assert "trace line 1\n" in err.value.stderr and err.value.rc == 1
+    assert not os.path.lexists(machine.gc_root)
+    (log,) = Path(machine.paths.inputs_dir, "builds").glob("*/build.log")
+    assert "undefined variable 'lnbitz'" in log.read_text()
+
+
+def test_a_detached_build_falls_back_to_fast_for_the_legacy_nixos_rebuild(machine: Machine, tmp_path: Path) -> None:
+    host, calls = _detached(machine, tmp_path, LEGACY="1")
+    done, _seen = _poll_until_done(host, host.build_start(_request(), gc_root=machine.gc_root))
+    assert done["system"] == str(machine.store / "ddd-nixos-system-machine1-25.11")
+    assert calls.read_text().split("|")[:-1] == ["build", *FLAKES, "--fast"]
+
+
+def test_a_poll_of_an_unknown_run_says_to_build_again(machine: Machine, tmp_path: Path) -> None:
+    host, _calls = _detached(machine, tmp_path)
+    with pytest.raises(NixError, match=r"no build .* on this host"):
+        host.build_poll(_request(), str(tmp_path / "elsewhere"), 0, gc_root=machine.gc_root)

@@ -61,6 +61,7 @@ NEEDS = {
     "boot_once": "system, previous",
     "take_lease": "owner, started",
     "release_lease": "owner",
+    "build_poll": "run",
 }
 
 
