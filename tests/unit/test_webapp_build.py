@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -134,27 +138,32 @@ def test_a_slot_is_taken_without_waiting_when_one_is_free(tmp_path: Path) -> Non
         assert first.waited < 0.5 and second.waited < 0.5
 
 
-def test_a_build_waits_while_every_slot_is_held_and_gets_the_freed_one(tmp_path: Path) -> None:
-    import threading
-    import time
-
-    held = threading.Event()
-    release = threading.Event()
+@contextlib.contextmanager
+def every_slot_held(root: Path, release_after: float) -> Iterator[None]:
+    """The only slot of ``root`` held by another thread, which lets it go after ``release_after`` s."""
+    held, release = threading.Event(), threading.Event()
 
     def holder() -> None:
-        with wb.build_slot(tmp_path, 1):
+        with wb.build_slot(root, 1):
             held.set()
             release.wait(5)
 
     thread = threading.Thread(target=holder)
     thread.start()
     assert held.wait(5)
-    threading.Timer(0.6, release.set).start()
-    started = time.monotonic()
-    with wb.build_slot(tmp_path, 1, poll=0.05) as slot:
-        waited = time.monotonic() - started
-        assert slot.index == 0
-    thread.join()
+    threading.Timer(release_after, release.set).start()
+    try:
+        yield
+    finally:
+        thread.join()
+
+
+def test_a_build_waits_while_every_slot_is_held_and_gets_the_freed_one(tmp_path: Path) -> None:
+    with every_slot_held(tmp_path, 0.6):
+        started = time.monotonic()
+        with wb.build_slot(tmp_path, 1, poll=0.05) as slot:
+            waited = time.monotonic() - started
+            assert slot.index == 0
     assert waited >= 0.5
     assert slot.waited >= 0.5
 
@@ -279,22 +288,8 @@ def test_a_running_build_reports_npms_last_line_as_it_goes(tree: Path, monkeypat
 
 
 def test_a_wait_for_a_slot_is_reported(tmp_path: Path) -> None:
-    import threading
-
-    held, release = threading.Event(), threading.Event()
-
-    def holder() -> None:
-        with wb.build_slot(tmp_path, 1):
-            held.set()
-            release.wait(5)
-
-    thread = threading.Thread(target=holder)
-    thread.start()
-    assert held.wait(5)
-    threading.Timer(0.5, release.set).start()
     told: list[str] = []
-    with wb.build_slot(tmp_path, 1, poll=0.05, waiting=told.append, notice=0.2):
+    with every_slot_held(tmp_path, 0.5), wb.build_slot(tmp_path, 1, poll=0.05, waiting=told.append, notice=0.2):
         pass
-    thread.join()
     assert told and told[0].startswith("waiting for a build slot (1 in use, ")
     assert 2 <= len(told) <= 4  # at once, then every `notice` seconds, not every poll

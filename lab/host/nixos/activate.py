@@ -211,15 +211,11 @@ def hang() -> None:
 
 def delay(knobs: Knobs) -> None:
     """The ``activation-delay SECONDS`` knob (kept while set): activation takes that long."""
-    if not knobs.is_set("activation-delay"):
-        return
-    try:
-        seconds = float(knobs.value("activation-delay") or "0")
-    except ValueError:
-        eprint(f"lab fault activation-delay: not a number of seconds: {knobs.value('activation-delay')!r}")
+    seconds = knobs.seconds("activation-delay", eprint)
+    if seconds is None:
         return
     eprint(f"lab fault activation-delay: the activation takes {seconds:g}s")
-    time.sleep(max(seconds, 0.0))
+    time.sleep(seconds)
 
 
 def activate(paths: HostPaths, system: Path, *, by_switch: bool) -> int:

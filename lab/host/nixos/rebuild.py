@@ -59,15 +59,11 @@ def build_delay(knobs: Knobs) -> None:
     """LAB BEHAVIOUR, the ``build-delay SECONDS`` knob (kept while set): the build takes that long,
     printing a ``building '/nix/store/…drv'...`` line to stderr every second as Nix does for each
     derivation it builds (a slow NixOS build, to see its progress)."""
-    if not knobs.is_set("build-delay"):
-        return
-    try:
-        seconds = float(knobs.value("build-delay") or "0")
-    except ValueError:
-        info(f"lab fault build-delay: not a number of seconds: {knobs.value('build-delay')!r}")
+    seconds = knobs.seconds("build-delay", info)
+    if seconds is None:
         return
     info(f"lab fault build-delay: the build takes {seconds:g}s")
-    end = time.monotonic() + max(seconds, 0.0)
+    end = time.monotonic() + seconds
     step = 0
     while (left := end - time.monotonic()) > 0:
         step += 1

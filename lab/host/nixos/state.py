@@ -9,6 +9,7 @@ Nix store itself stays /nix/store.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,6 +101,17 @@ class Knobs:
             return (self._dir / name).read_text(encoding="utf-8").strip()
         except OSError:
             return ""
+
+    def seconds(self, name: str, say: Callable[[str], object]) -> float | None:
+        """A knob that holds a number of seconds (``activation-delay``, ``build-delay``): None when it
+        is not set, or (said through ``say``) not a number; never below 0."""
+        if not self.is_set(name):
+            return None
+        try:
+            return max(float(self.value(name) or "0"), 0.0)
+        except ValueError:
+            say(f"lab fault {name}: not a number of seconds: {self.value(name)!r}")
+            return None
 
     def consume(self, name: str) -> bool:
         """True (and the knob removed) when a one-shot knob was set."""
