@@ -41,7 +41,9 @@ def test_default_scenario_deploys_from_stock_changes_nothing_the_second_time_and
     out = ANSI.sub("", proc.stdout + proc.stderr)
     assert proc.returncode == 0, out[-8000:]
     for step in STEPS:
-        assert re.search(rf"default ➜ {step}: Executed: Successful", out), f"{step} did not succeed:\n{out[-8000:]}"
+        # molecule's two layouts: `default ➜ create: Executed…` in colour, `[default > create] Executed…` without
+        done = re.search(rf"default (?:➜ {step}:|> {step}\]) Executed: Successful", out)
+        assert done, f"{step} did not succeed:\n{out[-8000:]}"
     # The idempotence step's second converge changed nothing, and testinfra ran every check.
     verified = re.search(r"=+ (\d+) passed in [\d.]+s", out)
     assert verified and int(verified.group(1)) >= 9 and " failed" not in verified.group(0), out[-4000:]

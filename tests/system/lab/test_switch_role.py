@@ -685,19 +685,20 @@ def test_status_playbook_reports_generation_an_armed_rollback_and_a_deploy_in_pr
     current = sw.current().rsplit("/", 1)[1][:12]
     assert re.search(rf"{sw.name} gen {sw.generation()} current {current} booted \S+ reboot no deployed ", line), line
     assert "ROLLBACK" not in line and "DEPLOYING" not in line
+    unit = f"aiolabs-nixos-rollback-status{sw.token}"  # a name of this run: a rerun on the same lab is no clash
     sw.sh(
-        "systemd-run --on-active=3600s --unit=aiolabs-nixos-rollback-statustest --service-type=oneshot -- /bin/true"
-        " && echo aiolabs-nixos-rollback-statustest > /run/aiolabs-nixos/rollback.unit"
+        f"systemd-run --on-active=3600s --unit={unit} --service-type=oneshot -- /bin/true"
+        f" && echo {unit} > /run/aiolabs-nixos/rollback.unit"
         ' && echo \'{"owner": "ops@elsewhere pid 1", "started": "2026-12-01T10:00:00Z", "ttl": 3600, "taken_at": 0}\''
         " > /run/aiolabs-nixos/lease"
     )
     try:
         busy = run_playbook(argv, tmp_path, tmp_path)
         line = " ".join(busy.stdout.split())
-        assert "ROLLBACK WAITING (aiolabs-nixos-rollback-statustest.timer)" in line, line
+        assert f"ROLLBACK WAITING ({unit}.timer)" in line, line
         assert "DEPLOYING (ops@elsewhere pid 1 since 2026-12-01T10:00:00Z)" in line, line
     finally:
-        sw.sh("systemctl stop aiolabs-nixos-rollback-statustest.timer; rm -f /run/aiolabs-nixos/lease")
+        sw.sh(f"systemctl stop {unit}.timer; rm -f /run/aiolabs-nixos/lease")
 
 
 def test_check_mode_predicts_and_arms_nothing(sw: Switch, tmp_path: Path) -> None:
