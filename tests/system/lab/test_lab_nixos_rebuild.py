@@ -363,6 +363,15 @@ def test_ssh_drop_kills_session_but_switch_completes() -> None:
             break
         subprocess.run(["sleep", "0.5"], check=True)
     assert current() == built
+    # The switch's unit may still be finishing after /run/current-system moved: until it has ended,
+    # another switch is refused, as on NixOS ("already loaded"), so the next switch (the teardown's)
+    # waits for it.
+    unit = "nixos-rebuild-switch-to-configuration.service"
+    for _attempt in range(60):
+        if ssh(f"systemctl is-active {unit}").stdout.strip() not in ("active", "activating", "deactivating"):
+            break
+        subprocess.run(["sleep", "0.5"], check=True)
+    assert ssh(f"systemctl is-active {unit}").stdout.strip() not in ("active", "activating", "deactivating")
 
 
 def test_activation_hangs_until_killed() -> None:
