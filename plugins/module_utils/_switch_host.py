@@ -159,9 +159,7 @@ class SwitchHost(RebuildSteps):
                 if flag == "--no-reexec" and f"unknown option `{flag}'" in exc.stderr:
                     continue
                 raise
-            found = read_health(system)
-            declared = {"units": len(found.units), "http": len(found.http)} if found else {"units": 0, "http": 0}
-            return {"system": system, "gc_root": gc_root, "declared": declared}
+            return _built(system, gc_root)
         raise NixError("nixos-rebuild accepts neither --no-reexec nor --fast")  # pragma: no cover
 
     # ------------------------------------------------------------------ detached build
@@ -235,9 +233,7 @@ class SwitchHost(RebuildSteps):
         system = str(link.resolve())
         _replace_symlink(system, gc_root)
         link.unlink()
-        found = read_health(system)
-        declared = {"units": len(found.units), "http": len(found.http)} if found else {"units": 0, "http": 0}
-        outcome = {"system": system, "gc_root": gc_root, "declared": declared}
+        outcome = _built(system, gc_root)
         _write_json(str(done), outcome)
         return {**got, **outcome, "done": True}
 
@@ -854,6 +850,14 @@ def _read_text(path: str) -> str:
         return Path(path).read_text(encoding="utf-8")
     except OSError:
         return ""
+
+
+def _built(system: str, gc_root: str) -> dict[str, Any]:
+    """What a build step reports of the built system: it, its GC root, and how many unit and http
+    checks it declares (the switch's check budget)."""
+    found = read_health(system)
+    declared = {"units": len(found.units), "http": len(found.http)} if found else {"units": 0, "http": 0}
+    return {"system": system, "gc_root": gc_root, "declared": declared}
 
 
 def _read_from(path: Path, offset: int) -> tuple[str, int]:
